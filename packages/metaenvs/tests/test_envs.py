@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import warnings
@@ -18,9 +19,11 @@ from icrl.metaenvs import (
     PusherGoalTask,
     ReacherGoalTask,
     env_id,
+    env_metadata,
     episode_length,
     make_env,
     make_vector_env,
+    reference_returns,
     register_envs,
     sample_tasks,
     test_tasks,
@@ -320,3 +323,36 @@ def test_vector_env_holds_one_task_per_sub_env(asynchronous: bool) -> None:
     finally:
         vec.close()
     assert len(set(reward.tolist())) == 3
+
+
+# --- reference returns and metadata ------------------------------------------------------------
+
+
+def test_reference_returns_are_reproducible_and_ordered() -> None:
+    tasks = test_tasks("ReacherGoal", 2)
+    zero = reference_returns("ReacherGoal", tasks, "zero", episodes=2, seed=0)
+    rand, lengths = reference_returns(
+        "ReacherGoal", tasks, "random", episodes=2, seed=0, with_lengths=True
+    )
+    assert zero.shape == rand.shape == lengths.shape == (2, 2)
+    assert (lengths == 50).all()
+    assert np.array_equal(rand, reference_returns("ReacherGoal", tasks, "random", 2, seed=0))
+    assert not np.array_equal(rand, reference_returns("ReacherGoal", tasks, "random", 2, seed=1))
+    # The random policy pays 1·E‖a‖² = 2/3 per step in control cost alone.
+    assert (rand < zero).all() and (zero < 0).all()
+    with pytest.raises(ValueError, match="policy must be 'zero' or 'random'"):
+        reference_returns("ReacherGoal", tasks, "greedy")
+
+
+def test_ant_standing_still_earns_about_200() -> None:
+    zero = reference_returns("AntDir", test_tasks("AntDir", 1), "zero")
+    assert 185 < zero[0, 0] < 200  # +1 healthy per step, minus a small contact cost
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_env_metadata_is_json(family: str) -> None:
+    meta = env_metadata(family)
+    assert json.loads(json.dumps(meta)) == meta
+    assert meta["env_id"] == env_id(family) and meta["obs_dim"] == OBS_DIM[family]
+    assert meta["terminates"] == (family == "AntDir")
+    assert env_metadata("AntDir", terminate_when_unhealthy=False)["terminates"] is False
