@@ -29,7 +29,12 @@ from icrl.metaenvs import (
     test_tasks,
     train_tasks,
 )
-from icrl.metaenvs.testing import check_conformance, gymnasium_check_env, rollout
+from icrl.metaenvs.testing import (
+    ConformanceError,
+    check_conformance,
+    gymnasium_check_env,
+    rollout,
+)
 
 OBS_DIM = {"ReacherGoal": 8, "PusherGoal": 17, "HalfCheetahVel": 17, "AntDir": 27}
 ACT_DIM = {"ReacherGoal": 2, "PusherGoal": 7, "HalfCheetahVel": 6, "AntDir": 8}
@@ -356,3 +361,22 @@ def test_env_metadata_is_json(family: str) -> None:
     assert meta["env_id"] == env_id(family) and meta["obs_dim"] == OBS_DIM[family]
     assert meta["terminates"] == (family == "AntDir")
     assert env_metadata("AntDir", terminate_when_unhealthy=False)["terminates"] is False
+
+
+def test_vector_env_under_spawn_pickles_its_sub_envs() -> None:
+    # "spawn" pickles each sub-env's factory into a fresh interpreter (fork would not).
+    tasks = test_tasks("ReacherGoal", 2)
+    vec = make_vector_env("ReacherGoal", tasks, asynchronous=True, context="spawn")
+    try:
+        vec.reset(seed=0)
+        assert list(vec.get_attr("task")) == tasks
+        _, reward, *_ = vec.step(np.zeros((2, 2), np.float32))
+        assert reward.shape == (2,) and reward[0] != reward[1]
+    finally:
+        vec.close()
+
+
+def test_conformance_check_catches_a_task_leak() -> None:
+    with pytest.raises(ConformanceError, match=r"observation 0 differs.*depends on the task"):
+        check_conformance("HalfCheetahVel", include_task_in_obs=True)
+    check_conformance("HalfCheetahVel", include_task_in_obs=True, check_hidden=False)
