@@ -380,3 +380,18 @@ def test_conformance_check_catches_a_task_leak() -> None:
     with pytest.raises(ConformanceError, match=r"observation 0 differs.*depends on the task"):
         check_conformance("HalfCheetahVel", include_task_in_obs=True)
     check_conformance("HalfCheetahVel", include_task_in_obs=True, check_hidden=False)
+
+
+def test_a_new_task_takes_effect_at_the_next_reset() -> None:
+    old, new = HalfCheetahVelTask(velocity=0.5), HalfCheetahVelTask(velocity=2.5)
+    env_a, env_b = make_env("HalfCheetahVel", old), make_env("HalfCheetahVel", old)
+    env_a.reset(seed=0)
+    env_b.reset(seed=0)
+    action = np.zeros(6, np.float32)
+    env_a.unwrapped.set_task(new)  # mid-episode: the running episode keeps `old`
+    assert env_a.unwrapped.task == new and env_a.unwrapped.episode_task == old
+    assert env_a.step(action)[1] == env_b.step(action)[1]
+    env_a.reset(seed=0)
+    env_b.reset(seed=0, options={"task": new})
+    assert env_a.unwrapped.episode_task == new
+    assert env_a.step(action)[1] == env_b.step(action)[1]
