@@ -66,6 +66,8 @@ def test_spaces_and_registration(family: str) -> None:
     assert env.action_space.shape == (ACT_DIM[family],)
     # Registered ids work through gymnasium.make directly, also with the module:id form that
     # imports this package first.
+    spec = gymnasium.envs.registration.EnvSpec.from_json(env.spec.to_json())
+    assert gymnasium.make(spec).unwrapped.task == train_tasks(family)[0]
     for eid in (env_id(family), f"icrl.metaenvs:{env_id(family)}"):
         other = gymnasium.make(eid, task=train_tasks(family)[1])
         assert other.unwrapped.task == train_tasks(family)[1]
@@ -395,3 +397,17 @@ def test_a_new_task_takes_effect_at_the_next_reset() -> None:
     env_b.reset(seed=0, options={"task": new})
     assert env_a.unwrapped.episode_task == new
     assert env_a.step(action)[1] == env_b.step(action)[1]
+
+
+def test_reference_returns_script_prints_a_markdown_table(monkeypatch, capsys) -> None:
+    import pathlib
+    import runpy
+    import sys
+
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "reference_returns.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--n-tasks", "1", "--episodes", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(FAMILIES) + 1  # header, one per family, AntDir without termination
+    assert all(f"| {family} |" in out for family in FAMILIES)

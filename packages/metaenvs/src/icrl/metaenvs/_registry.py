@@ -65,9 +65,9 @@ def make_env(
     """
     check_family(family)
     register_envs()
-    if task is not None:
-        task = as_task(family, task)
-    return gymnasium.make(env_id(family), task=task, **kwargs)
+    # Passed as its dict so that the env's spec (which records the kwargs) stays JSON-serialisable.
+    task_dict = None if task is None else as_task(family, task).to_dict()
+    return gymnasium.make(env_id(family), task=task_dict, **kwargs)
 
 
 def make_vector_env(
