@@ -99,14 +99,14 @@ class _MetaTaskMixin:
         generator seeded by ``seed`` (separate from the env's ``np_random``, so initial states do
         not depend on it); that task then persists like any other.
         """
-        options = dict(options or {})
-        if "task" in options:
-            self.set_task(options.pop("task"))
-        if options:
+        unknown = sorted(set(options or {}) - {"task"})
+        if unknown:
             raise ValueError(
-                f"{type(self).__name__}.reset got unknown options {sorted(options)}; "
+                f"{type(self).__name__}.reset got unknown options {unknown}; "
                 "the only option is 'task'"
             )
+        if options and "task" in options:
+            self.set_task(options["task"])
         if self._task is None:
             self.set_task(sample_tasks_with(self.family, 1, np.random.default_rng(seed))[0])
         self._episode_task = self._task
