@@ -100,3 +100,10 @@ def record():
 def tiny():
     """The `tiny_config` helper."""
     return tiny_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread: the suite shares 2 cores, where more threads only contend."""
+    import torch
+
+    torch.set_num_threads(1)
