@@ -31,3 +31,13 @@ def task_to_dict(task: Any) -> dict[str, Any]:
 def make_env(family: str, task: Any) -> gym.Env:
     """One env of `family` set to `task`, time-limited at the family's episode length."""
     return _metaenvs().make_env(family, task)
+
+
+def definition_version() -> str:
+    """icrl.metaenvs' version of the task definitions (dynamics, reward, task distribution)."""
+    return str(_metaenvs().DEFINITION_VERSION)
+
+
+def task_from_dict(d: dict[str, Any]) -> Any:
+    """A task value from its dict."""
+    return _metaenvs().task_from_dict(d)

@@ -58,6 +58,10 @@ class ConfigMismatchError(ValueError):
     """A rerun into an existing output asked for different settings."""
 
 
+class TaskFailedError(RuntimeError):
+    """The source run of one task raised; finished tasks stay committed for the next run."""
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that decide a history's content."""
     out = {"python": platform.python_version()}
@@ -126,6 +130,7 @@ def run_task(
         "task_index": index,
         "family": config.family,
         "env_id": _envs.env_id(config.family),
+        "env_definition_version": _envs.definition_version(),
         "algorithm": algo.kind,
         "hyperparameters": algo.model_dump(mode="json"),
         "k": config.k,
@@ -208,7 +213,10 @@ def _work(job: _Job) -> int:
             _QUEUE.put(pending[0])
             pending[0], pending[1] = 0, now
 
-    record = run_task(config, job.index, task, progress)
+    try:
+        record = run_task(config, job.index, task, progress)
+    except Exception as exc:
+        raise TaskFailedError(f"task {task_name(job.index)} ({job.task}) failed: {exc!r}") from exc
     if _QUEUE is not None and pending[0]:
         _QUEUE.put(pending[0])
     write_task_file(Path(job.out), config, job.index, record)
@@ -216,9 +224,7 @@ def _work(job: _Job) -> int:
 
 
 def _task_from_dict(d: dict[str, Any]) -> Any:
-    from icrl.metaenvs import task_from_dict
-
-    return task_from_dict(d)
+    return _envs.task_from_dict(d)
 
 
 # -- driver side -----------------------------------------------------------------------------
@@ -359,7 +365,10 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
     try:
         if config.workers == 0:
             for i in todo:
-                record = run_task(config, i, tasks[i], bar.steps)
+                try:
+                    record = run_task(config, i, tasks[i], bar.steps)
+                except Exception as exc:
+                    raise TaskFailedError(f"task {names[i]} ({tasks[i]}) failed: {exc!r}") from exc
                 write_task_file(parts / f"{names[i]}.h5", config, i, record)
                 bar.task_done()
         else:

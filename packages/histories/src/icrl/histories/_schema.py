@@ -185,10 +185,12 @@ def check_root(f: h5py.File, path: str | Path) -> None:
     if fmt != FORMAT:
         raise HistoryFileError(path, f"not an {FORMAT} file (root attribute 'format' is {fmt!r})")
     version = f.attrs.get("schema_version")
+    if isinstance(version, np.generic):
+        version = version.item()
     if version is None or int(version) not in SUPPORTED_SCHEMA_VERSIONS:
         raise HistoryFileError(
             path,
-            f"unknown schema version {version!r}; this icrl-histories reads "
+            f"unknown schema version {version}; this icrl-histories reads "
             f"{SUPPORTED_SCHEMA_VERSIONS}. Upgrade icrl-histories or regenerate the file.",
         )
 
