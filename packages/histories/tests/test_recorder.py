@@ -47,7 +47,7 @@ def test_episodes_are_ordered_by_finishing_step_then_env_index() -> None:
     assert eps["end_vstep"].tolist() == [1, 3, 3, 6, 7, 7]
     assert eps["length"].tolist() == [2, 4, 4, 3, 4, 6]
     # transitions are contiguous per episode, in episode order
-    assert trans["episode"].tolist() == sum(([e] * n for e, n in enumerate(eps["length"])), [])
+    assert trans["episode"].tolist() == np.repeat(np.arange(6), eps["length"]).tolist()
     assert np.all(trans["obs"][:, 0] == np.repeat(eps["env_index"], eps["length"]))
     assert np.array_equal(trans["step"], np.concatenate([np.arange(n) for n in eps["length"]]))
     assert np.array_equal(eps["first_row"], np.concatenate([[0], np.cumsum(eps["length"])[:-1]]))
@@ -90,7 +90,7 @@ def test_warmup_flags_per_transition() -> None:
 def test_unfinished_transitions_are_counted_and_dropped() -> None:
     rec = HistoryRecorder(n_envs=2, k=1, obs_dim=3, act_dim=2)
     _drive(rec, [[3, 3], [4, 9]], steps=6)  # env 1's second episode stops after 2 of 9 steps
-    trans, eps = rec.result()
+    trans, _ = rec.result()
     assert rec.unfinished_transitions() == 2
     assert len(trans["reward"]) == 3 + 3 + 4
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m icrl.histories generate ...` and `python -m icrl.histories info FILE`."""
+"""Command line: `python -m icrl.histories generate ...` and `... info FILE`."""
 
 from __future__ import annotations
 
