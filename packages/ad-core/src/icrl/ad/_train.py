@@ -158,13 +158,19 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _noise(shape, std: float, seed: int, step: int, rank: int, device) -> torch.Tensor | None:
-    """Token noise as a pure function of (seed, step, rank): exact under resume."""
+def _noise(
+    shape: torch.Size, std: float, seed: int, step: int, offset: int, device: torch.device
+) -> torch.Tensor | None:
+    """Token noise, each context's a pure function of (seed, step, its index in the global batch):
+    exact under resume, and the same whether the batch is on one process or split over ranks."""
     if std == 0:
         return None
-    s = int(np.random.SeedSequence([seed, step, rank, 2]).generate_state(1)[0])
-    g = torch.Generator(device=device).manual_seed(s)
-    return torch.randn(shape, generator=g, device=device) * std
+    out = torch.empty(shape, device=device)
+    g = torch.Generator(device=device)
+    for j in range(shape[0]):
+        g.manual_seed(int(np.random.SeedSequence([seed, step, offset + j, 2]).generate_state(1)[0]))
+        out[j] = torch.randn(shape[1:], generator=g, device=device)
+    return out * std
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -333,7 +339,8 @@ def train(
             feats = batch["features"].to(device, non_blocking=True)
             targets = batch["targets"].to(device, non_blocking=True)
             mask = batch["mask"].to(device, non_blocking=True)
-            noise = _noise(feats.shape, config.token_noise_std, config.seed, step, ddp.rank, device)
+            offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
+            noise = _noise(feats.shape, config.token_noise_std, config.seed, step, offset, device)
             with autocast:
                 pred = net(feats, noise)
             loss = _masked_mse(pred, targets, mask)
