@@ -110,6 +110,6 @@ def test_results_csv_and_plot(tmp_path: Path) -> None:
     s = summarize(rows)["MACAW"]
     np.testing.assert_allclose(s["mean"], [1.5, 2.5, 3.5, 4.5])
     vals = np.array([0, 1, 1, 2, 2, 3], float)
-    np.testing.assert_allclose(s["ci95"][0], 1.96 * vals.std(ddof=1) / np.sqrt(6))
+    np.testing.assert_allclose(s["ci95"][0], 1.959963984540054 * vals.std(ddof=1) / np.sqrt(6))
     with pytest.raises(FileExistsError):
         write_results(rows, tmp_path)

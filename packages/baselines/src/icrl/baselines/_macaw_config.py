@@ -101,11 +101,15 @@ class MacawEvalConfig(BaseModel):
     episodes: int = Field(10, ge=1)
     """Episodes per test task; episode 0 is always the un-adapted meta-policy."""
     adaptation: Literal["online", "offline"] = "online"
-    """'online': before episode e ≥ 1, adapt (from the meta-parameters) on the e episodes
-    collected so far on this task. 'offline': the official protocol, adapt once on a batch from
-    the test task's own learning history (needs `test_histories`) and run episodes 1.. with it."""
+    """'online': the canonical test tasks; before episode e ≥ 1, adapt (from the meta-parameters)
+    on the e episodes collected so far on the task. 'offline': the official protocol on the tasks
+    of `test_histories`; adapt once on a batch of the task's own learning history and run
+    episodes 1.. with that policy."""
     test_histories: Path | None = None
-    """Histories file holding the test tasks (for ``adaptation='offline'``)."""
+    """Histories file of held-out tasks (for ``adaptation='offline'``); its first
+    `n_test_tasks` tasks are evaluated."""
+    allow_train_tasks: bool = False
+    """Let offline evaluation use tasks the run was trained on (smoke tests only)."""
     adapt_batch_size: int = Field(256, ge=1)
     """Transitions per adaptation batch (official ``eval_batch_size``); all if fewer exist."""
     adapt_steps: int = Field(1, ge=1)

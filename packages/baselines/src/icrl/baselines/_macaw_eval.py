@@ -6,9 +6,9 @@ For each trained run (one seed) and each canonical test task:
 - ``adaptation='online'`` (default): before episode ``e ≥ 1`` the meta-parameters are adapted
   afresh (``adapt_steps`` value steps, then policy steps, with the learned rates) on a batch of at
   most ``adapt_batch_size`` transitions drawn from the ``e`` episodes collected so far on the task;
-- ``adaptation='offline'`` (the official ``eval_macaw(ft='offline')``): adapt once on a random
-  batch from the test task's own learning history (every ``transition_skip``-th row) and run
-  episodes ``1..`` with that policy.
+- ``adaptation='offline'`` (the official ``eval_macaw(ft='offline')``): the tasks are those of
+  ``test_histories`` (histories of held-out tasks); adapt once on a random batch of a task's own
+  learning history (every ``transition_skip``-th row) and run episodes ``1..`` with that policy.
 
 Every evaluated episode samples actions ``clip(μ + σ ε, −1, 1)`` with ``σ = explore_sigma`` (the
 official evaluation uses the mean action, ``σ = 0``): online adaptation needs exploration, since on
@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 
 from icrl.baselines._eval import Episode, run_episode
 from icrl.baselines._macaw_algo import Macaw, Params
-from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig
+from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig, MacawTrainConfig
 from icrl.baselines._macaw_data import (
     MacawBuffer,
     buffer_from_history,
     build_macaw_buffer,
     sample_batch,
 )
-from icrl.baselines._macaw_train import load_macaw
+from icrl.baselines._macaw_train import load_macaw, train_macaw
 from icrl.baselines._results import EpisodeResult, write_results
 
 
@@ -78,26 +78,36 @@ def _episode_buffer(
     )
 
 
-def offline_test_buffers(
-    path: Path, tasks: Sequence[Any], cfg: MacawConfig, low: np.ndarray, high: np.ndarray
-) -> list[MacawBuffer]:
-    """Buffers of the given test tasks from a histories file, matched by task value."""
+def offline_test_data(
+    path: Path,
+    n: int,
+    cfg: MacawConfig,
+    low: np.ndarray,
+    high: np.ndarray,
+    train_tasks: Sequence[Any],
+    *,
+    allow_train_tasks: bool = False,
+) -> tuple[list[Any], list[MacawBuffer]]:
+    """The first `n` tasks of a histories file and their buffers (every `transition_skip`-th row).
+
+    Refuses tasks the run was trained on unless `allow_train_tasks` (smoke tests only).
+    """
     from icrl.histories import HistoryFile
 
     hf = HistoryFile(Path(path))
-    by_task = {}
-    for name in hf.tasks:
+    names = list(hf.tasks)[:n]
+    if not names:
+        raise ValueError(f"{path}: no tasks to adapt on")
+    tasks, buffers = [], []
+    for name in names:
         h = hf.history(name)
-        by_task[h.task] = (name, h)
-    out = []
-    for task in tasks:
-        if task not in by_task:
+        if h.task in train_tasks and not allow_train_tasks:
             raise ValueError(
-                f"{path}: no learning history for test task {task}; offline adaptation needs the "
-                "test tasks' histories (generate them, or use adaptation='online')"
+                f"{path}:{name} holds a task the run was trained on ({h.task}); offline "
+                "evaluation needs histories of held-out tasks"
             )
-        name, h = by_task[task]
-        out.append(
+        tasks.append(h.task)
+        buffers.append(
             buffer_from_history(
                 h,
                 gamma=cfg.gamma,
@@ -108,7 +118,7 @@ def offline_test_buffers(
                 source=f"{path}:{name}",
             )
         )
-    return out
+    return tasks, buffers
 
 
 def evaluate_task(
@@ -155,11 +165,11 @@ def evaluate_macaw(
 ) -> list[EpisodeResult]:
     """Evaluate trained runs (one per seed) on the canonical test tasks.
 
-    Writes ``results.csv`` (``method,seed,task,episode,return``; ``seed`` is the run's training
-    seed, ``task`` the index in ``test_tasks(family, n_test_tasks)``) and ``results.png`` into
-    `out_dir` when given, and returns the rows.
+    Writes ``returns.csv`` (``method,seed,task,episode,return``; ``seed`` is the run's training
+    seed, ``task`` the index in ``test_tasks(family, n_test_tasks)``, or in ``test_histories``
+    for offline adaptation) and ``curves.png`` into `out_dir` when given; returns the rows.
     """
-    from icrl.metaenvs import make_env, test_tasks
+    from icrl.metaenvs import make_env, task_from_dict, test_tasks
 
     if not runs:
         raise ValueError("evaluate_macaw needs at least one trained run")
@@ -175,12 +185,20 @@ def evaluate_macaw(
                 f"run {run} was trained on {meta['family']}, asked to evaluate on {family}"
             )
         low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
-        tasks = test_tasks(family, cfg.n_test_tasks)
-        offline = (
-            offline_test_buffers(cfg.test_histories, tasks, model.cfg, low, high)
-            if cfg.adaptation == "offline"
-            else [None] * len(tasks)
-        )
+        if cfg.adaptation == "offline":
+            train_tasks = [task_from_dict(t) for t in meta["task_values"]]
+            tasks, offline = offline_test_data(
+                cfg.test_histories,
+                cfg.n_test_tasks,
+                model.cfg,
+                low,
+                high,
+                train_tasks,
+                allow_train_tasks=cfg.allow_train_tasks,
+            )
+        else:
+            tasks = test_tasks(family, cfg.n_test_tasks)
+            offline = [None] * len(tasks)
         seed = int(meta["seed"])
         rng = np.random.default_rng([cfg.seed, seed])
         bar = tqdm(tasks, desc=f"MACAW eval seed {seed}", disable=not progress)
@@ -203,3 +221,26 @@ def evaluate_macaw(
     if out_dir is not None:
         write_results(rows, Path(out_dir), title=f"{cfg.method} on {family} ({cfg.adaptation})")
     return rows
+
+
+def run_macaw(
+    train: MacawTrainConfig,
+    evaluation: MacawEvalConfig,
+    out_dir: Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+) -> Path:
+    """Train one run per seed into ``out_dir/seed_<s>`` (resuming any finished or partial run),
+    evaluate them all into ``out_dir/eval``; returns the results CSV path.
+
+    ``train.run_dir`` and ``train.seed`` are replaced per seed.
+    """
+    out_dir = Path(out_dir)
+    runs = []
+    for s in seeds:
+        cfg = train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)})
+        train_macaw(cfg, progress=progress)
+        runs.append(cfg.run_dir)
+    evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress)
+    return out_dir / "eval" / "returns.csv"

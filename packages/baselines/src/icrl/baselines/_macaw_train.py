@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class TaskData:
     family: str
     action_low: np.ndarray
     action_high: np.ndarray
+    task_values: list[dict[str, Any]] = field(default_factory=list)
+    """The tasks as ``task.to_dict()`` (so evaluation can refuse train tasks)."""
 
 
 def env_action_bounds(family: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,8 @@ def load_task_buffers(path: Path, tasks: tuple[str, ...] | None, cfg: MacawConfi
         )
         for name, h in zip(names, histories, strict=True)
     ]
-    return TaskData(buffers, names, family, low, high)
+    values = [h.task.to_dict() for h in histories]
+    return TaskData(buffers, names, family, low, high, values)
 
 
 def _write_metrics(run_dir: Path, metrics: list[dict[str, float]]) -> None:
@@ -150,6 +153,7 @@ def train_macaw(
     meta = {
         "family": data.family,
         "tasks": data.names,
+        "task_values": data.task_values,
         "obs_dim": obs_dim,
         "act_dim": act_dim,
         "action_low": data.action_low.tolist(),

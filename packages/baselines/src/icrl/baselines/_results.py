@@ -1,8 +1,10 @@
 """In-context evaluation output shared by the baselines, in the same format as AD's evaluator.
 
-One CSV row per evaluated episode with columns ``method, seed, task, episode, return`` and one PNG
-plotting, per method, the mean return over (seed, task) pairs against the episode index with a 95%
-confidence band (normal approximation: mean ± 1.96 · standard error).
+One CSV row per evaluated episode with columns ``method, seed, task, episode, return`` (``seed``:
+training seed; ``task``: index of the test task; ``episode``: episode on that task, from 0), written
+as ``returns.csv``, and ``curves.png`` plotting, per method, the mean return over (seed, task)
+pairs against the episode with a 95% confidence band (normal approximation: mean ± z·SEM,
+z = 1.95996); the same file names, columns and statistics as ``icrl.ad``'s evaluator.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from icrl.baselines._common import atomic_write, atomic_write_text
 
 COLUMNS = ("method", "seed", "task", "episode", "return")
+Z95 = 1.959963984540054  # normal 97.5% quantile, as icrl.ad
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def summarize(rows: Sequence[EpisodeResult]) -> dict[str, dict[str, np.ndarray]]
         mean = np.array([v.mean() for v in vals])
         n = np.array([v.size for v in vals])
         sem = np.array([v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0 for v in vals])
-        out[method] = {"episode": eps, "mean": mean, "ci95": 1.96 * sem, "n": n}
+        out[method] = {"episode": eps, "mean": mean, "ci95": Z95 * sem, "n": n}
     return out
 
 
@@ -109,7 +112,7 @@ def plot_results(
             lw=0,
             color=line.get_color(),
         )
-    ax.set_xlabel("episode on the test task")
+    ax.set_xlabel("in-context episode (episodes on the test task)")
     ax.set_ylabel("return (mean ± 95% CI)")
     if title:
         ax.set_title(title)
@@ -123,16 +126,11 @@ def plot_results(
 
 
 def write_results(
-    rows: Sequence[EpisodeResult],
-    out_dir: Path,
-    *,
-    title: str = "",
-    stem: str = "results",
-    overwrite: bool = False,
+    rows: Sequence[EpisodeResult], out_dir: Path, *, title: str = "", overwrite: bool = False
 ) -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` and ``<stem>.png`` into `out_dir`; returns both paths."""
+    """Write ``returns.csv`` and ``curves.png`` into `out_dir`; returns both paths."""
     out_dir = Path(out_dir)
-    csv_path, png_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.png"
+    csv_path, png_path = out_dir / "returns.csv", out_dir / "curves.png"
     for p in (csv_path, png_path):
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} already exists; pass another output folder or remove it")
