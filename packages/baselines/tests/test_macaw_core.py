@@ -336,3 +336,22 @@ def test_value_meta_gradient_uses_adapted_parameters() -> None:
         down = f()
         z.data[i] = old
         assert got[i].item() == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8)
+
+
+def test_test_time_adapt_is_the_training_inner_step() -> None:
+    from icrl.baselines._macaw_algo import value_loss
+
+    model = _tiny_model(3)
+    batch = _tiny_batch(7)
+    vp, pp = model.adapt(batch)
+    phi = model.value_params()
+    phi1 = inner_step(value_loss(model.value, phi, batch, None), phi, list(model.value_lr_raw))
+    phi1 = {k: v.detach() for k, v in phi1.items()}
+    theta = model.policy_params()
+    pin = policy_loss(model.policy, theta, model.value, phi1, batch, model.cfg, model.adv_coef_raw)
+    theta1 = inner_step(pin.loss, theta, list(model.policy_lr_raw))
+    for k in phi1:
+        torch.testing.assert_close(vp[k], phi1[k])
+    for k in theta1:
+        torch.testing.assert_close(pp[k], theta1[k].detach())
+    assert any(not torch.equal(pp[k], theta[k]) for k in theta)

@@ -137,6 +137,11 @@ def policy_loss(
     return PolicyLossParts(loss, awr, adv_reg, adv, w)
 
 
+def _leaves(params: Params) -> Params:
+    """Detached copies that require grad: the start of a first-order (test-time) inner step."""
+    return {k: v.detach().requires_grad_(True) for k, v in params.items()}
+
+
 class Macaw(nn.Module):
     """Value function, policy, learned per-tensor inner rates and the advantage coefficient."""
 
@@ -197,19 +202,13 @@ class Macaw(nn.Module):
 
     def adapt(self, batch: MacawBuffer, steps: int = 1) -> tuple[Params, Params]:
         """Test-time adaptation: `steps` value steps, then `steps` policy steps, no graph kept."""
-        vp = {k: v.detach().requires_grad_(True) for k, v in self.value_params().items()}
+        vp = _leaves(self.value_params())
         for _ in range(steps):
-            vp = {
-                k: v.detach().requires_grad_(True)
-                for k, v in self.adapt_value(batch, vp, create_graph=False).items()
-            }
+            vp = _leaves(self.adapt_value(batch, vp, create_graph=False))
         vp = {k: v.detach() for k, v in vp.items()}
-        pp = {k: v.detach().requires_grad_(True) for k, v in self.policy_params().items()}
+        pp = _leaves(self.policy_params())
         for _ in range(steps):
-            pp = {
-                k: v.detach().requires_grad_(True)
-                for k, v in self.adapt_policy(batch, vp, pp, create_graph=False).items()
-            }
+            pp = _leaves(self.adapt_policy(batch, vp, pp, create_graph=False))
         return vp, {k: v.detach() for k, v in pp.items()}
 
     def task_meta_loss(
