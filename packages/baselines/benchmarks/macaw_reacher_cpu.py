@@ -58,7 +58,9 @@ def main() -> None:
         value_lr=1e-4,
         transition_skip=1,
     )
-    train = MacawTrainConfig(histories=hist, algo=algo, steps=args.meta_steps, log_every=25)
+    train = MacawTrainConfig(
+        histories=hist, run_dir=args.out / "seed_0", algo=algo, steps=args.meta_steps, log_every=25
+    )
     evaluation = MacawEvalConfig(episodes=args.episodes, n_test_tasks=args.test_tasks)
     csv_path = run_macaw(train, evaluation, args.out, seeds=(0, 1, 2), progress=False)
     t2 = time.time()
