@@ -41,7 +41,7 @@ def _same_files(a: Path, b: Path) -> None:
 
 
 def test_generate_records_the_whole_run(reference: tuple[Path, Any]) -> None:
-    path, config = reference
+    path, _ = reference
     assert not parts_dir(path).exists()
     hf = HistoryFile(path)
     assert hf.tasks == ["task_000", "task_001", "task_002"]
@@ -70,7 +70,7 @@ def test_generate_records_the_whole_run(reference: tuple[Path, Any]) -> None:
         same = h.episode[1:] == h.episode[:-1]
         assert np.array_equal(h.next_obs[:-1][same], h.obs[1:][same])
         assert np.all(np.abs(h.action) <= 1.0)
-        returns, lengths = hf.episode_returns(name)
+        returns, _ = hf.episode_returns(name)
         assert np.isclose(returns[0], h.reward[:50].sum(dtype=np.float64), atol=1e-4)
         assert np.isclose(returns[2], h.reward[50:].sum(dtype=np.float64), atol=1e-4)
     assert len(tasks) == 3
