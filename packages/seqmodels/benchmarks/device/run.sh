@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # One device call: build (or install a carried) mamba-ssm, GPU tests, benchmark. Results in $OUT.
+# Staging (on the machine that starts the call, from the repo root; .device/ is git-ignored):
+#   mkdir -p .device/seqmodels/whl/sdist && git archive HEAD packages/seqmodels | tar -x -C .device/seqmodels
+#   cp packages/seqmodels/benchmarks/device/*.sh .device/seqmodels/   (this file as run.sh)
+#   cp <mamba_ssm-2.3.2.post1.tar.gz> .device/seqmodels/whl/sdist/
+# then run `OUT=$OUT bash .device/seqmodels/run.sh` there, carrying .device/seqmodels.
 set -u
 START=$SECONDS
 OUT=${OUT:-/tmp/seqout}; mkdir -p "$OUT"
