@@ -1,8 +1,8 @@
 """Pure-PyTorch selective scans: the parallel linear recurrence behind the Mamba reference.
 
-The recurrence h_t = a_t * h_{t-1} + b_t (elementwise) is solved by a Hillis-Steele parallel
-prefix scan over time: ceil(log2 L) rounds of whole-tensor ops, so O(L log L) work and O(log L)
-sequential depth (no Python loop over time steps). A custom autograd function keeps only `a` and
+The recurrence h_t = a_t * h_{t-1} + b_t (elementwise) is solved by a parallel prefix scan over
+time (recursive odd-even pairing): O(L) work in O(log L) rounds of whole-tensor in-place ops (no
+Python loop over time steps). A custom autograd function keeps only `a` and
 `h` for the backward pass, which is the same kind of scan run in reverse, so training memory is
 O(L * channels * d_state), as in a naive unrolled recurrence but without its L kernel launches.
 """
@@ -19,14 +19,27 @@ def _acc(t: Tensor) -> Tensor:
 
 
 def _prefix_scan_(a: Tensor, b: Tensor) -> Tensor:
-    """In place: turn (a, b) along dim 1 into (cumprod a, h with h_{-1} = 0); return b."""
-    length, offset = a.shape[1], 1
-    while offset < length:
-        # Element t holds the map composed over (t-offset, t]; compose it with the one over
-        # (t-2*offset, t-offset]. Right-hand sides are evaluated before the slice is written.
-        b[:, offset:] = b[:, offset:] + a[:, offset:] * b[:, :-offset]
-        a[:, offset:] = a[:, offset:] * a[:, :-offset]
-        offset *= 2
+    """In place: turn (a, b) along dim 1 into (cumprod a, h with h_{-1} = 0); return b.
+
+    Recursive odd-even (Blelloch-style) scan: compose neighbouring pairs into the odd slots,
+    scan those recursively (half the length), then fix the even slots from their left
+    neighbour. Odd and even slots never overlap, so every update is one in-place pass over
+    strided views: O(L) work in O(log L) rounds.
+    """
+    length = a.shape[1]
+    if length < 2:
+        return b
+    if length % 2:
+        _prefix_scan_(a[:, :-1], b[:, :-1])
+        b[:, -1].addcmul_(a[:, -1], b[:, -2])
+        a[:, -1].mul_(a[:, -2])
+        return b
+    a_even, a_odd, b_even, b_odd = a[:, 0::2], a[:, 1::2], b[:, 0::2], b[:, 1::2]
+    b_odd.addcmul_(a_odd, b_even)  # slot 2i+1 now holds the map over [2i, 2i+1]
+    a_odd.mul_(a_even)
+    _prefix_scan_(a_odd, b_odd)  # ... and then over [0, 2i+1]
+    b_even[:, 1:].addcmul_(a_even[:, 1:], b_odd[:, :-1])  # slot 2i from slot 2i-1
+    a_even[:, 1:].mul_(a_odd[:, :-1])
     return b
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._base import SequenceModel
 from ._config import TransformerConfig
@@ -42,6 +44,12 @@ class TransformerState:
         self.pos.zero_()
         self.length = 0
         return self
+
+
+# Eager decoding attends over a key length that grows by one every step. cuDNN attention (which
+# PyTorch prefers on H100) builds an execution plan per new shape: measured 52-65 ms per 9-layer
+# step there. Graph-safe states use one fixed, masked shape and are not affected.
+_DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class _Attention(nn.Module):
@@ -226,9 +234,11 @@ class TransformerBackbone(SequenceModel):
         # graph-safe states index the table on the device, so a captured graph stays valid
         pos = self.pos_emb(state.pos) if state.graph_safe else self.pos_emb.weight[state.length]
         h = x_t + pos
-        for i, layer in enumerate(self.layers):
-            h = h + layer.attn.step(layer.ln1(h), state.k[i], state.v[i], state, flash)
-            h = h + layer.mlp(layer.ln2(h))
+        growing = x_t.is_cuda and not state.graph_safe
+        with sdpa_kernel(_DECODE_BACKENDS) if growing else contextlib.nullcontext():
+            for i, layer in enumerate(self.layers):
+                h = h + layer.attn.step(layer.ln1(h), state.k[i], state.v[i], state, flash)
+                h = h + layer.mlp(layer.ln2(h))
         state.pos.add_(1)
         state.length += 1
         return self.ln_f(h), state
