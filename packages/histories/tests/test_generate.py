@@ -186,3 +186,19 @@ def test_cli_help_and_info(reference: tuple[Path, Any], capsys: pytest.CaptureFi
     assert "task_002" in capsys.readouterr().out
     assert main(["generate", "--family", "ReacherGoal", "--out", "x.h5", "--steps", "7"]) == 2
     assert "steps_per_task" in capsys.readouterr().err
+
+
+def test_a_failing_task_is_named_and_finished_work_is_kept(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icrl.histories import TaskFailedError, _envs
+
+    def broken(family: str, task: Any) -> Any:
+        raise RuntimeError("simulator exploded")
+
+    monkeypatch.setattr(_envs, "make_env", broken)
+    out = tmp_path / "f.h5"
+    with pytest.raises(TaskFailedError, match=r"task_000 .*simulator exploded"):
+        generate(make_config(), out)
+    assert not out.exists()
+    assert (parts_dir(out) / "config.json").exists()  # the next run resumes from here
