@@ -202,3 +202,28 @@ def test_a_failing_task_is_named_and_finished_work_is_kept(
         generate(make_config(), out)
     assert not out.exists()
     assert (parts_dir(out) / "config.json").exists()  # the next run resumes from here
+
+
+def test_a_damaged_committed_task_is_reported_and_redone(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icrl.histories import TaskFailedError, _envs
+
+    config = make_config()
+    out = tmp_path / "d.h5"
+    parts = parts_dir(out)
+    parts.mkdir()
+    (parts / "config.json").write_text(json.dumps(config.identity()))
+    (parts / "task_000.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # truncated
+    (parts / "task_001.h5.tmp").write_bytes(b"half-written")
+
+    def stop(family: str, task: Any) -> Any:
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(_envs, "make_env", stop)
+    with (
+        pytest.warns(UserWarning, match=r"task_000\.h5 is unreadable"),
+        pytest.raises(TaskFailedError, match="task_000"),
+    ):
+        generate(config, out)
+    assert not (parts / "task_000.h5").exists() and not (parts / "task_001.h5.tmp").exists()
