@@ -43,7 +43,7 @@ class MQLAgent:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
-        """Deterministic actions (K, |A|) in [-1, 1] for observations (K, |S|), histories (K, H, D)."""
+        """Deterministic actions (K, |A|) in [-1, 1] for obs (K, |S|) and histories (K, H, D)."""
         return self.actor(obs, hist)
 
     @torch.no_grad()

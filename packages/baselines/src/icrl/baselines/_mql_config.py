@@ -29,7 +29,7 @@ class MQLConfig(BaseModel):
     family: str = "ReacherGoal"
     """Meta-task family of ``icrl.metaenvs`` (ReacherGoal, PusherGoal, HalfCheetahVel, AntDir)."""
     n_train_tasks: int | None = Field(default=None, ge=1)
-    """Number of canonical train tasks (``metaenvs.train_tasks(family, n)``); None = family default."""
+    """Number of canonical train tasks (``metaenvs.train_tasks(family, n)``); None: the default."""
     n_test_tasks: int = Field(default=10, ge=1)
     """Number of canonical test tasks (``metaenvs.test_tasks(family, n)``) to adapt to."""
     seed: int = 0
@@ -39,11 +39,11 @@ class MQLConfig(BaseModel):
 
     # -- meta-training budget and data collection ------------------------------------------
     total_env_steps: int = Field(default=5_000_000, ge=1)
-    """Env steps of meta-training. The official default is 5e6; the presets match AD's data volume."""
+    """Env steps of meta-training; official default 5e6, the presets match AD's data volume."""
     burn_in: int = Field(default=10_000, ge=0)
-    """Env steps with uniform random actions before the policy acts and updates start (official 1e4)."""
+    """Env steps of uniform random actions before the policy acts and learns (official 1e4)."""
     envs_per_iter: int = Field(default=5, ge=1)
-    """Episodes collected side by side per iteration, each on a train task drawn with replacement."""
+    """Episodes collected side by side per iteration, on train tasks drawn with replacement."""
     utd_ratio: float = Field(default=1.0, gt=0)
     """Gradient updates per collected env step (the official schedule gives about 1)."""
     replay_size: int = Field(default=1_000_000, ge=1)
@@ -79,7 +79,7 @@ class MQLConfig(BaseModel):
     adapt_rounds: int = Field(default=10, ge=0)
     """Adaptation rounds per test task; the evaluation has adapt_rounds + 1 episodes."""
     adapt_lr: float = Field(default=1e-3, gt=0)
-    """Adam learning rate during adaptation (the official code re-creates Adam with its default 1e-3)."""
+    """Adam learning rate of adaptation (the official code re-creates Adam at its default 1e-3)."""
     csc_c: float = Field(default=0.1, gt=0)
     """Inverse L2 strength C of the logistic propensity classifier (cheetah 0.1, ant 0.05)."""
     beta_clip: float = Field(default=1.0, ge=0)
