@@ -67,6 +67,11 @@ def _test_tasks(cfg: MQLConfig) -> list[Any]:
     return list(test_tasks(cfg.family, cfg.n_test_tasks))
 
 
+def _episode_seed(seed: int, episode: int) -> int:
+    # every reset is seeded from (run seed, episode counter): resume replays the same episodes
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
 def _dims(env: gym.Env) -> tuple[int, int]:
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
 
@@ -196,10 +201,6 @@ def train_mql(
     if steps >= cfg.total_env_steps:
         return run_dir / CKPT
     device = agent.device
-    # env resets are re-seeded from (seed, steps) after every (re)start
-    seeds: list[int] | None = [
-        cfg.seed * 1_000_003 + steps * 31 + i for i in range(cfg.envs_per_iter)
-    ]
     next_ckpt = (steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     pending: list[dict[str, float]] = []
     t0 = time.perf_counter() - float(counters["wall_s"])
@@ -223,9 +224,11 @@ def train_mql(
                 rng,
                 cfg.hist_len,
                 cfg.expl_noise,
-                seeds,
+                seeds=[
+                    _episode_seed(cfg.seed, counters["episodes"] + i)
+                    for i in range(cfg.envs_per_iter)
+                ],
             )
-            seeds = None
             for t, ep in zip(task_ids, episodes, strict=True):
                 replay.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, int(t))
             new = sum(len(ep) for ep in episodes)
