@@ -1,7 +1,63 @@
-"""Meta-task MuJoCo environments whose task is hidden from the observation."""
+"""Meta-task MuJoCo environments whose task is hidden from the observation.
 
-__all__ = ["register_envs"]
+Four families on Gymnasium's v5 MuJoCo classes: ReacherGoal, PusherGoal, HalfCheetahVel and AntDir
+(ids ``icrl/<Family>-v0``). A task is a frozen, JSON-serialisable dataclass; it is set once and
+persists across ``reset()``; only the reward depends on it.
 
+    >>> from icrl.metaenvs import make_env, train_tasks
+    >>> env = make_env("AntDir", train_tasks("AntDir")[0])
+    >>> obs, info = env.reset(seed=0)
 
-def register_envs() -> None:
-    """Register the icrl/* environment ids with Gymnasium (filled in by the metaenvs issue)."""
+Importing this package registers the ids with Gymnasium. See the package README for the
+definitions, the task API and the conformance helper :mod:`icrl.metaenvs.testing`.
+"""
+
+from icrl.metaenvs._envs import AntDirEnv, HalfCheetahVelEnv, PusherGoalEnv, ReacherGoalEnv
+from icrl.metaenvs._reference import reference_returns
+from icrl.metaenvs._registry import env_id, make_env, make_vector_env, register_envs
+from icrl.metaenvs._tasks import (
+    DEFINITION_VERSION,
+    FAMILIES,
+    AntDirTask,
+    HalfCheetahVelTask,
+    PusherGoalTask,
+    ReacherGoalTask,
+    Task,
+    episode_length,
+    sample_tasks,
+    task_from_dict,
+    task_support,
+    task_type,
+    test_tasks,
+    train_count,
+    train_tasks,
+)
+
+__all__ = [
+    "DEFINITION_VERSION",
+    "FAMILIES",
+    "AntDirEnv",
+    "AntDirTask",
+    "HalfCheetahVelEnv",
+    "HalfCheetahVelTask",
+    "PusherGoalEnv",
+    "PusherGoalTask",
+    "ReacherGoalEnv",
+    "ReacherGoalTask",
+    "Task",
+    "env_id",
+    "episode_length",
+    "make_env",
+    "make_vector_env",
+    "reference_returns",
+    "register_envs",
+    "sample_tasks",
+    "task_from_dict",
+    "task_support",
+    "task_type",
+    "test_tasks",
+    "train_count",
+    "train_tasks",
+]
+
+register_envs()
