@@ -18,6 +18,7 @@ from icrl.baselines._mql_adapt import adapt
 from icrl.baselines._mql_agent import MQLAgent
 from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import MQLConfig
+from icrl.baselines._mql_results import plot_results, read_results_csv, write_results_csv
 from icrl.baselines._mql_rollout import run_episodes
 
 METHOD = "MQL"
@@ -330,3 +331,33 @@ def evaluate_mql(
                 )
                 bar.update(1)
     return rows
+
+
+def run_mql(
+    cfg: MQLConfig,
+    out_dir: str | Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+) -> Path:
+    """Train and evaluate MQL for each seed; write ``mql_results.csv`` and ``.png`` in `out_dir`.
+
+    Seed ``s`` runs in ``out_dir/seed_s`` (``cfg.seed`` is replaced by ``s``); its evaluation is
+    kept in ``out_dir/seed_s/eval.csv``, so a rerun resumes training and skips finished seeds.
+    Returns the combined CSV's path.
+    """
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for s in seeds:
+        seed_cfg = cfg.model_copy(update={"seed": int(s)})
+        run_dir = out_dir / f"seed_{s}"
+        eval_csv = run_dir / "eval.csv"
+        if not eval_csv.exists():
+            train_mql(seed_cfg, run_dir, progress=progress)
+            write_results_csv(evaluate_mql(seed_cfg, run_dir, progress=progress), eval_csv)
+        rows += read_results_csv(eval_csv)
+    csv_path = write_results_csv(rows, out_dir / "mql_results.csv")
+    png = out_dir / "mql_results.png"
+    if not png.exists():
+        plot_results(rows, png, title=f"MQL on {cfg.family}: {len(seeds)} seeds")
+    return csv_path
