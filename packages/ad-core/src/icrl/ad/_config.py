@@ -1,0 +1,238 @@
+"""Typed configuration of AD training and in-context evaluation (pydantic, frozen)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ADConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config_file",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid; the message names the field or file and what to do."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
+
+
+class ADConfig(_Frozen):
+    """The AD model: per-component token embeddings, a sequence backbone, a linear action head."""
+
+    backbone: Literal["mamba", "transformer"] = "mamba"
+    """Sequence backbone from icrl.seqmodels: "mamba" (S6 blocks) or "transformer" (causal, DT)."""
+    d_model: int = Field(128, gt=0)
+    """Width of the backbone's residual stream (paper: Mamba 384/512, see presets)."""
+    n_layers: int = Field(4, gt=0)
+    """Number of backbone blocks."""
+    embed_dim: int = Field(32, gt=0)
+    """Width of each token component's own embedding (paper Table 6: 32 for Mamba)."""
+    n_heads: int = Field(4, gt=0)
+    """Attention heads (transformer only; d_model/n_heads should be a multiple of 8)."""
+    d_ff: int = Field(2048, gt=0)
+    """Feed-forward width (transformer only; paper Table 7: 2048)."""
+    d_state: int = Field(16, gt=0)
+    """SSM state size (Mamba only)."""
+    d_conv: int = Field(4, gt=0)
+    """Causal convolution width (Mamba only)."""
+    expand: int = Field(2, gt=0)
+    """Inner expansion factor (Mamba only)."""
+    max_len: int | None = Field(None, gt=0)
+    """Transformer position-embedding length; None sizes it from the training data at start."""
+    kernel_backend: str = "auto"
+    """Backbone kernel choice passed to icrl.seqmodels ("auto" picks CUDA kernels when present)."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ADConfig:
+        if self.backbone == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "
+                "choose a d_model that is a multiple of n_heads (and of 8 * n_heads for flash)"
+            )
+        return self
+
+
+class DataConfig(_Frozen):
+    """Which histories to train on and how a training context is cut from them."""
+
+    paths: tuple[Path, ...] = Field(min_length=1)
+    """HDF5 histories files written by icrl.histories (one family; all tasks are used)."""
+    tasks: tuple[str, ...] | None = None
+    """Subset of task names (HDF5 groups) to train on; None uses every task in the files."""
+    context: Literal["full", "episodes", "window"] = "full"
+    """"full": a task's whole downsampled history; "episodes": n_episodes consecutive kept
+    episodes from a random start; "window": random windows of `window` transitions."""
+    n_episodes: int | None = Field(None, gt=0)
+    """Episodes per context when context == "episodes"."""
+    window: int | None = Field(None, gt=1)
+    """Transitions per context when context == "window"."""
+    num_workers: int = Field(0, ge=0)
+    """DataLoader worker processes (each opens the HDF5 files lazily)."""
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> DataConfig:
+        if self.context == "episodes" and self.n_episodes is None:
+            raise ValueError('data.context="episodes" needs data.n_episodes (e.g. 4)')
+        if self.context == "window" and self.window is None:
+            raise ValueError('data.context="window" needs data.window, in transitions (e.g. 1000)')
+        if self.context != "episodes" and self.n_episodes is not None:
+            raise ValueError(
+                f'data.n_episodes is only used with context="episodes", not {self.context!r}'
+            )
+        if self.context != "window" and self.window is not None:
+            raise ValueError(
+                f'data.window is only used with context="window", not {self.context!r}'
+            )
+        return self
+
+
+class OptimConfig(_Frozen):
+    """AdamW with a linear warm-up then a cosine decay, and gradient-norm clipping."""
+
+    lr: float = Field(3e-4, gt=0)
+    """Peak learning rate (reached at the end of warm-up)."""
+    weight_decay: float = Field(1e-4, ge=0)
+    """AdamW decoupled weight decay (paper Table 5: 1e-4 / 2e-4 / 5e-4 / 5e-4)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    eps: float = Field(1e-8, gt=0)
+    """AdamW epsilon."""
+    warmup_steps: int = Field(100, ge=0)
+    """Linear warm-up steps from 0 to lr."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """The cosine decays from lr to lr * min_lr_ratio at the last step."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value; None disables clipping."""
+
+
+class TrainConfig(_Frozen):
+    """Everything that determines a training run (saved resolved as config.json in the run dir)."""
+
+    model: ADConfig = ADConfig()
+    """The AD model."""
+    data: DataConfig
+    """Training data and context sampling."""
+    optim: OptimConfig = OptimConfig()
+    """Optimiser and schedule."""
+    seed: int = 0
+    """Seed of parameters, sampling and token noise; a run is a pure function of its config."""
+    batch_size: int = Field(8, gt=0)
+    """Global batch size in contexts (split evenly over DDP ranks)."""
+    epochs: float | None = Field(None, gt=0)
+    """Training length in epochs (one epoch = as many contexts as tile the data once)."""
+    max_steps: int | None = Field(None, gt=0)
+    """Training length in optimiser steps; exactly one of epochs / max_steps must be set."""
+    token_noise_std: float = Field(0.01, ge=0)
+    """σ of the isotropic Gaussian noise added to the normalised input tokens while training."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (parameters stay fp32); ignored on CPU."""
+    device: str = "auto"
+    """"auto" (CUDA if available), "cpu", "cuda" or "cuda:N"; under torchrun: the local GPU."""
+    checkpoint_every: int = Field(500, gt=0)
+    """Save a checkpoint every this many steps (and always at the end)."""
+    keep_checkpoints: int = Field(3, gt=0)
+    """Keep this many most recent checkpoints."""
+    log_every: int = Field(10, gt=0)
+    """Write metrics every this many steps."""
+    tensorboard: bool = True
+    """Also write metrics as TensorBoard events under <run_dir>/tb."""
+    progress: bool = True
+    """Show a progress bar (rank 0 only; TQDM_DISABLE=1 hides it)."""
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainConfig:
+        if (self.epochs is None) == (self.max_steps is None):
+            raise ValueError(
+                "set exactly one of epochs and max_steps "
+                f"(got epochs={self.epochs}, max_steps={self.max_steps})"
+            )
+        return self
+
+
+class EvalConfig(_Frozen):
+    """In-context evaluation: the model acts on unseen test tasks with no gradient step."""
+
+    n_tasks: int = Field(10, gt=0)
+    """Number of canonical test tasks (icrl.metaenvs.test_tasks(family, n_tasks))."""
+    episodes: int | None = Field(None, gt=0)
+    """In-context episodes per rollout; None = as many as the training context covers."""
+    method: str | None = None
+    """Method name in the results CSV; None gives "AD-Mamba" / "AD-Transformer"."""
+    seed: int = 0
+    """Seed of the environments' reset noise (the same for every checkpoint)."""
+    device: str = "auto"
+    """"auto", "cpu", "cuda" or "cuda:N"."""
+    bf16: bool = False
+    """bf16 autocast on CUDA during evaluation (off: fp32 matches training predictions exactly)."""
+    asynchronous: bool = True
+    """Run the test tasks' environments in subprocesses (gymnasium AsyncVectorEnv)."""
+    reference_episodes: int = Field(3, ge=0)
+    """Episodes per test task for the zero-action and random-policy reference lines (0: skip)."""
+    histories: Path | None = None
+    """Histories file for the source algorithm's curve; None takes the checkpoint's first file."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict (validated later by the config class)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {err}") from err
+    raise ConfigError(f"config file {path}: expected a .toml or .json file")
+
+
+def apply_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply "a.b=value" overrides to a nested dict; values are parsed as JSON when they can be."""
+    out = json.loads(json.dumps(base, default=str))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = value
+    return out
+
+
+def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """Validate `data` as `cls`, turning pydantic's error into a ConfigError naming the source."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            got = repr(e.get("input"))
+            got = got if len(got) <= 80 else got[:77] + "..."
+            lines.append(f"  {loc}: {e['msg']} (got {got})")
+        raise ConfigError(f"invalid {cls.__name__} from {source}:\n" + "\n".join(lines)) from None

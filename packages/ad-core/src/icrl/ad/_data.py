@@ -1,0 +1,316 @@
+"""Training contexts cut from learning histories, and a deterministic step -> batch sampler.
+
+Every batch is a pure function of (seed, step): the sampler permutes an epoch's items with a
+generator seeded by (seed, epoch), and a context's random start is drawn from (seed, epoch, item).
+Resuming at step s therefore needs no data-loader state, and DDP ranks take disjoint slices of the
+same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ._model import NormStats, compute_norm_stats
+from ._tokens import HistoryLike, history_tokens
+
+__all__ = ["ContextDataset", "DataInfo", "StepBatchSampler", "collate_contexts"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model and the evaluator need to know about the training data."""
+
+    family: str
+    obs_dim: int
+    act_dim: int
+    n_tasks: int
+    context_len: int
+    """Longest context (tokens) the model is trained on."""
+    context_episodes: int
+    """Episodes that one training context covers (the evaluator's default episode count)."""
+    episode_length: int
+    """Longest episode in the data (steps)."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: Path | None
+    name: str
+    length: int
+    episode_starts: np.ndarray  # token indices where a kept episode starts
+
+
+def _open_history(path: Path, name: str) -> HistoryLike:
+    from icrl.histories import HistoryFile
+
+    return HistoryFile(path).history(name)
+
+
+class ContextDataset(Dataset):
+    """Contexts of one family's histories: "full", "episodes" (n consecutive) or "window" (c steps).
+
+    Items are keyed by (epoch, index) so that random starts are reproducible; the HDF5 files are
+    opened lazily in each process, and each task's tokens are cached per process after first use.
+    """
+
+    def __init__(
+        self,
+        entries: list[_Entry],
+        memory: dict[str, HistoryLike] | None,
+        context: str,
+        n_episodes: int | None,
+        window: int | None,
+        seed: int,
+        info: DataInfo,
+    ) -> None:
+        self.entries = entries
+        self.context, self.n_episodes, self.window, self.seed = context, n_episodes, window, seed
+        self.info = info
+        self._memory = memory
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.norm: NormStats | None = None
+        """Observation/reward normalisation from every transition of these histories."""
+        counts = [self._items_of(e) for e in entries]
+        self._bounds = np.cumsum([0, *counts])
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def from_files(
+        cls,
+        paths: Sequence[Path],
+        tasks: Sequence[str] | None = None,
+        *,
+        context: str = "full",
+        n_episodes: int | None = None,
+        window: int | None = None,
+        seed: int = 0,
+    ) -> ContextDataset:
+        """Index the histories in `paths` (optionally only `tasks`)."""
+        from icrl.histories import HistoryFile
+
+        found: list[tuple[Path, str]] = []
+        for p in paths:
+            p = Path(p)
+            if not p.is_file():
+                raise FileNotFoundError(f"histories file {p} does not exist (data.paths)")
+            found += [(p, name) for name in HistoryFile(p).tasks]
+        if tasks is not None:
+            have = {n for _, n in found}
+            missing = sorted(set(tasks) - have)
+            if missing:
+                raise ValueError(
+                    f"data.tasks names {missing} that are in none of {list(map(str, paths))}; "
+                    f"available: {sorted(have)[:10]}..."
+                )
+            found = [(p, n) for p, n in found if n in set(tasks)]
+        if not found:
+            raise ValueError(f"no tasks found in histories files {list(map(str, paths))}")
+        histories = [_open_history(p, n) for p, n in found]
+        return cls._build(found, histories, None, context, n_episodes, window, seed)
+
+    @classmethod
+    def from_histories(
+        cls,
+        histories: dict[str, HistoryLike],
+        *,
+        context: str = "full",
+        n_episodes: int | None = None,
+        window: int | None = None,
+        seed: int = 0,
+    ) -> ContextDataset:
+        """A dataset over in-memory histories (name -> History)."""
+        found = [(None, name) for name in histories]
+        return cls._build(
+            found, list(histories.values()), dict(histories), context, n_episodes, window, seed
+        )
+
+    @classmethod
+    def _build(cls, found, histories, memory, context, n_episodes, window, seed) -> ContextDataset:
+        families = {getattr(h, "family", "unknown") for h in histories}
+        dims = {(h.obs.shape[1], h.action.shape[1]) for h in histories}
+        if len(families) != 1 or len(dims) != 1:
+            raise ValueError(
+                f"histories mix families {sorted(families)} / (obs_dim, act_dim) {sorted(dims)}; "
+                "train on one family at a time"
+            )
+        entries = []
+        ep_len = 0
+        for (path, name), h in zip(found, histories, strict=True):
+            step = np.asarray(h.step)
+            if len(step) == 0:
+                raise ValueError(f"history {name!r} ({path}) has no transitions")
+            starts = np.flatnonzero(step == 0)
+            if len(starts) == 0 or starts[0] != 0:
+                starts = np.concatenate([[0], starts])
+            ep_len = max(ep_len, int(step.max()) + 1)
+            entries.append(_Entry(path, name, len(step), starts))
+        obs_dim, act_dim = dims.pop()
+        longest = max(e.length for e in entries)
+        most_eps = max(len(e.episode_starts) for e in entries)
+        if context == "full":
+            ctx_len, ctx_eps = longest, most_eps
+        elif context == "episodes":
+            ctx_eps = n_episodes
+            ctx_len = max(
+                _span_len(e, i, n_episodes)
+                for e in entries
+                for i in range(max(1, len(e.episode_starts) - n_episodes + 1))
+            )
+        elif context == "window":
+            ctx_len = min(window, longest)
+            ctx_eps = max(1, math.ceil(ctx_len / ep_len))
+        else:
+            raise ValueError(f"unknown context mode {context!r}; expected full, episodes or window")
+        info = DataInfo(
+            family=families.pop(),
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            n_tasks=len(entries),
+            context_len=int(ctx_len),
+            context_episodes=int(ctx_eps),
+            episode_length=ep_len,
+        )
+        ds = cls(entries, memory, context, n_episodes, window, seed, info)
+        ds.norm = compute_norm_stats(histories)
+        if memory is None:
+            # Fill this process's cache now (the histories are already loaded); workers refill.
+            for i, h in enumerate(histories):
+                ds._cache[i] = history_tokens(h)
+        return ds
+
+    # ----------------------------------------------------------------------------- items
+    def _items_of(self, e: _Entry) -> int:
+        if self.context == "full":
+            return 1
+        if self.context == "episodes":
+            return math.ceil(len(e.episode_starts) / self.n_episodes)
+        return math.ceil(e.length / self.window)
+
+    @property
+    def items_per_epoch(self) -> int:
+        """Contexts per epoch: as many as tile the data once."""
+        return int(self._bounds[-1])
+
+    def span(self, epoch: int, item: int) -> tuple[int, int, int]:
+        """(entry index, start, stop) of the context keyed (epoch, item)."""
+        i = int(np.searchsorted(self._bounds, item, side="right") - 1)
+        e = self.entries[i]
+        if self.context == "full":
+            return i, 0, e.length
+        rng = np.random.default_rng([self.seed, epoch, item, 1])
+        if self.context == "episodes":
+            n_eps = len(e.episode_starts)
+            first = int(rng.integers(0, max(1, n_eps - self.n_episodes + 1)))
+            start = int(e.episode_starts[first])
+            return i, start, start + _span_len(e, first, self.n_episodes)
+        start = int(rng.integers(0, max(1, e.length - self.window + 1)))
+        return i, start, min(e.length, start + self.window)
+
+    def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(features, targets) of a whole history, cached per process."""
+        if i not in self._cache:
+            e = self.entries[i]
+            h = self._memory[e.name] if self._memory is not None else _open_history(e.path, e.name)
+            self._cache[i] = history_tokens(h)
+        return self._cache[i]
+
+    def __len__(self) -> int:
+        return self.items_per_epoch
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, item = key
+        i, start, stop = self.span(epoch, item)
+        feats, targets = self.tokens(i)
+        return {
+            "features": torch.from_numpy(feats[start:stop]),
+            "targets": torch.from_numpy(targets[start:stop]),
+            "task": self.entries[i].name,
+            "start": start,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._memory is None:
+            state["_cache"] = {}  # workers load their own copy lazily
+        return state
+
+
+def _span_len(e: _Entry, first: int, n: int) -> int:
+    stop_ep = first + n
+    stop = e.length if stop_ep >= len(e.episode_starts) else int(e.episode_starts[stop_ep])
+    return stop - int(e.episode_starts[first])
+
+
+def collate_contexts(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pad contexts to the longest; `mask` marks real tokens."""
+    length = max(len(it["features"]) for it in items)
+    b = len(items)
+    f = items[0]["features"].shape[1]
+    a = items[0]["targets"].shape[1]
+    feats = torch.zeros(b, length, f)
+    targets = torch.zeros(b, length, a)
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    for j, it in enumerate(items):
+        n = len(it["features"])
+        feats[j, :n], targets[j, :n], mask[j, :n] = it["features"], it["targets"], True
+    return {
+        "features": feats,
+        "targets": targets,
+        "mask": mask,
+        "task": [it["task"] for it in items],
+        "start": [it["start"] for it in items],
+    }
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Yields, for steps [start_step, stop_step), this rank's slice of the global batch keys."""
+
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        stop_step: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if batch_size % world:
+            raise ValueError(
+                f"batch_size={batch_size} is not divisible by the {world} DDP ranks; "
+                "choose a multiple of the world size"
+            )
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.start_step, self.stop_step, self.rank, self.world = start_step, stop_step, rank, world
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Optimiser steps per epoch."""
+        return math.ceil(self.n_items / self.batch_size)
+
+    def global_keys(self, step: int) -> list[tuple[int, int]]:
+        """All ranks' (epoch, item) keys of `step`'s batch."""
+        epoch, b = divmod(step, self.batches_per_epoch)
+        perm = np.random.default_rng([self.seed, epoch, 0]).permutation(self.n_items)
+        idx = [(b * self.batch_size + j) % self.n_items for j in range(self.batch_size)]
+        return [(epoch, int(perm[j])) for j in idx]
+
+    def keys(self, step: int) -> list[tuple[int, int]]:
+        """This rank's keys of `step`'s batch."""
+        per = self.batch_size // self.world
+        return self.global_keys(step)[self.rank * per : (self.rank + 1) * per]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start_step, self.stop_step):
+            yield self.keys(step)
+
+    def __len__(self) -> int:
+        return max(0, self.stop_step - self.start_step)

@@ -1,0 +1,238 @@
+"""In-context evaluation: the trained model acts on unseen test tasks with no gradient step.
+
+Every test task runs in its own sub-env of one vector env; each env step is one batched model
+`step` (Mamba state / KV cache), so a rollout of E episodes costs E * episode_length model steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from tqdm.auto import tqdm
+
+from icrl.metaenvs import make_vector_env, reference_returns, test_tasks
+
+from ._checkpoint import CheckpointError, load_model
+from ._config import EvalConfig
+from ._model import ADModel
+from ._results import plot_curves, write_results
+from ._tokens import TokenBuilder
+from ._train import resolve_device
+
+__all__ = ["EvalResult", "evaluate", "rollout", "source_curve"]
+
+# action (B, act_dim) for obs tokens (B, F)
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """Per-episode returns (tasks × seeds × episodes) and the files written."""
+
+    method: str
+    seeds: list[int]
+    tasks: list[dict[str, Any]]
+    returns: np.ndarray
+    references: dict[str, float] = field(default_factory=dict)
+    source: np.ndarray | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _check_dims(envs, meta: dict[str, Any], family: str) -> None:
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    want = (meta["data"]["obs_dim"], meta["data"]["act_dim"])
+    if (obs_dim, act_dim) != want or meta["data"]["family"] != family:
+        raise CheckpointError(
+            f"checkpoint {meta['path']} was trained on {meta['data']['family']} with "
+            f"(obs_dim, act_dim)={want}, but the evaluation env {family} has "
+            f"({obs_dim}, {act_dim}); evaluate it on the family it was trained on"
+        )
+
+
+def rollout(
+    model: ADModel | None,
+    envs,
+    episodes: int,
+    *,
+    seed: int,
+    device: torch.device,
+    bf16: bool = False,
+    policy: Policy | None = None,
+    progress: bool = False,
+    on_token: Callable[[np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Run `episodes` episodes in every sub-env of `envs` (autoreset disabled); returns (n, E).
+
+    The model receives one token per env step through `TokenBuilder` and acts with `step`;
+    `policy` replaces the model (reference policies). `on_token` sees every token (tests).
+    """
+    if envs.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
+        raise ValueError("rollout needs a vector env built with autoreset_mode=DISABLED")
+    n = envs.num_envs
+    space = envs.single_action_space
+    obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
+    builder = TokenBuilder(n, obs_dim, act_dim)
+    state = model.init_state(n, device=device) if model is not None else None
+    returns = np.zeros((n, episodes))
+    ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
+    obs, _ = envs.reset(seed=seed)
+    start = np.ones(n, dtype=bool)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+    bar = tqdm(total=n * episodes, disable=not progress, desc="in-context episodes", leave=False)
+    with torch.inference_mode():
+        while count.min() < episodes:
+            feats = builder.token(obs, start)
+            if on_token is not None:
+                on_token(feats)
+            if policy is not None:
+                action = policy(feats)
+            else:
+                with autocast:
+                    pred, state = model.step(torch.from_numpy(feats).to(device), state)
+                action = pred.float().cpu().numpy()
+            action = np.clip(action, space.low, space.high).astype(space.dtype)
+            next_obs, reward, terminated, truncated, _ = envs.step(action)
+            builder.record(action, reward, next_obs)
+            ep_return += reward
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                if count[i] < episodes:
+                    returns[i, count[i]] = ep_return[i]
+                    count[i] += 1
+                    bar.update(1)
+                ep_return[i] = 0.0
+            obs = next_obs
+            if done.any():
+                # Finished sub-envs keep running (their extra episodes are not recorded) so that
+                # the batch stays whole; the reset obs replaces the final obs only where done.
+                reset_obs, _ = envs.reset(options={"reset_mask": done})
+                obs = np.where(done[:, None], reset_obs, next_obs)
+            start = done
+    bar.close()
+    return returns
+
+
+def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
+    """The source algorithm's learning curve on the in-context episode axis, and its name.
+
+    In-context episode j is matched with the j-th *kept* episode of each training history: the
+    model saw that episode at position j of its context. Its value is the mean return of the block
+    of source episodes that the kept one stands for (from it to the next kept one, i.e. k episodes
+    under k-downsampling), averaged over the file's training tasks.
+    """
+    from icrl.histories import HistoryFile
+
+    hf = HistoryFile(path)
+    rows, algo = [], "source"
+    for name in hf.tasks:
+        meta = hf.meta(name)
+        algo = str(meta.get("algorithm", meta.get("algo", algo)))
+        rets, _ = hf.episode_returns(name)
+        kept = np.unique(np.asarray(hf.history(name).episode))
+        bounds = np.append(kept, kept[-1] + (np.diff(kept).max() if len(kept) > 1 else 1))
+        row = np.full(episodes, np.nan)
+        for j in range(min(episodes, len(kept))):
+            block = rets[bounds[j] : min(bounds[j + 1], len(rets))]
+            row[j] = block.mean() if len(block) else np.nan
+        rows.append(row)
+    with np.errstate(all="ignore"):
+        curve = np.nanmean(np.stack(rows), axis=0) if rows else np.full(episodes, np.nan)
+    return curve, algo
+
+
+def _method_name(cfg: EvalConfig, meta: dict[str, Any]) -> str:
+    if cfg.method:
+        return cfg.method
+    return {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}[
+        meta["config"]["model"]["backbone"]
+    ]
+
+
+def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Path) -> EvalResult:
+    """Evaluate one trained model per training seed in context on the family's test tasks.
+
+    Writes `returns.csv` (method,seed,task,episode,return), `returns.npz` and `curves.png` into
+    `out_dir` (which must not already hold results) and returns them.
+    """
+    paths = [Path(checkpoints)] if isinstance(checkpoints, str | Path) else list(checkpoints)
+    if not paths:
+        raise ValueError("evaluate needs at least one checkpoint (one per training seed)")
+    out_dir = Path(out_dir)
+    device = resolve_device(config.device)
+    loaded = [load_model(p, device) for p in paths]
+    metas = [m for _, m in loaded]
+    family = metas[0]["data"]["family"]
+    seeds = [int(m["config"]["seed"]) for m in metas]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"checkpoints {list(map(str, paths))} repeat training seeds {seeds}")
+    episodes = config.episodes or max(int(m["data"]["context_episodes"]) for m in metas)
+    for m in metas:
+        _check_fits(m, family, episodes)
+
+    tasks = test_tasks(family, config.n_tasks)
+    envs = make_vector_env(
+        family, tasks, asynchronous=config.asynchronous, autoreset_mode=AutoresetMode.DISABLED
+    )
+    try:
+        for m in metas:
+            _check_dims(envs, m, family)
+        returns = np.zeros((len(tasks), len(seeds), episodes))
+        for s, (model, _) in enumerate(loaded):
+            returns[:, s] = rollout(
+                model, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
+                progress=config.progress,
+            )  # fmt: skip
+    finally:
+        envs.close()
+
+    references = {}
+    if config.reference_episodes:
+        for policy in ("zero", "random"):
+            r = reference_returns(
+                family, tasks, policy, episodes=config.reference_episodes, seed=config.seed
+            )
+            references[policy] = float(r.mean())
+    source_path = config.histories or Path(metas[0]["config"]["data"]["paths"][0])
+    source, algo = (None, "source")
+    if source_path.is_file():
+        source, algo = source_curve(source_path, episodes)
+
+    method = _method_name(config, metas[0])
+    task_dicts = [t.to_dict() for t in tasks]
+    files = write_results(out_dir, method, seeds, task_dicts, returns)
+    files["png"] = plot_curves(
+        {method: returns},
+        out_dir / "curves.png",
+        source={f"source ({algo}, k-downsampled axis)": source} if source is not None else None,
+        references=references,
+        title=f"{family}: in-context returns on {len(tasks)} test tasks × {len(seeds)} seeds",
+    )
+    return EvalResult(method, seeds, task_dicts, returns, references, source, files)
+
+
+def _check_fits(meta: dict[str, Any], family: str, episodes: int) -> None:
+    if meta["data"]["family"] != family:
+        raise CheckpointError(
+            f"checkpoint {meta['path']} was trained on {meta['data']['family']}, another "
+            f"checkpoint on {family}; evaluate one family at a time"
+        )
+    max_len = meta.get("max_len")
+    need = episodes * int(meta["data"]["episode_length"])
+    if max_len is not None and need > max_len:
+        raise CheckpointError(
+            f"{episodes} episodes need up to {need} tokens but the transformer in "
+            f"{meta['path']} has max_len={max_len}; lower EvalConfig.episodes to "
+            f"{max_len // int(meta['data']['episode_length'])} or train with a larger model.max_len"
+        )

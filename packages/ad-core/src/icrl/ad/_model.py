@@ -1,0 +1,173 @@
+"""The AD model: normalise a token, embed each component, run the backbone, predict the action."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from icrl.seqmodels import MambaConfig, TransformerConfig, build_backbone
+
+from ._config import ADConfig
+from ._tokens import HistoryLike, TokenLayout
+
+__all__ = ["ADModel", "NormStats", "backbone_config", "compute_norm_stats"]
+
+_STD_FLOOR = 1e-3  # constant features (e.g. a fixed joint) would otherwise blow up
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Observation and reward normalisation from the training data (stored in checkpoints)."""
+
+    obs_mean: tuple[float, ...]
+    obs_std: tuple[float, ...]
+    reward_mean: float
+    reward_std: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NormStats:
+        """Inverse of to_dict."""
+        return cls(
+            obs_mean=tuple(d["obs_mean"]),
+            obs_std=tuple(d["obs_std"]),
+            reward_mean=float(d["reward_mean"]),
+            reward_std=float(d["reward_std"]),
+        )
+
+
+def compute_norm_stats(histories: Iterable[HistoryLike]) -> NormStats:
+    """Mean and std of observations (obs and next_obs) and rewards over every transition."""
+    n = 0
+    obs_sum = obs_sq = None
+    r_sum = r_sq = 0.0
+    for h in histories:
+        both = np.concatenate([h.obs, h.next_obs]).astype(np.float64)
+        obs_sum = both.sum(0) if obs_sum is None else obs_sum + both.sum(0)
+        obs_sq = (both**2).sum(0) if obs_sq is None else obs_sq + (both**2).sum(0)
+        r = np.asarray(h.reward, dtype=np.float64)
+        r_sum += r.sum()
+        r_sq += (r**2).sum()
+        n += len(r)
+    if n == 0 or obs_sum is None or obs_sq is None:
+        raise ValueError("cannot compute normalisation statistics from no transitions")
+    obs_mean = obs_sum / (2 * n)
+    obs_std = np.sqrt(np.maximum(obs_sq / (2 * n) - obs_mean**2, 0.0))
+    r_mean = r_sum / n
+    r_std = float(np.sqrt(max(r_sq / n - r_mean**2, 0.0)))
+    return NormStats(
+        obs_mean=tuple(float(x) for x in obs_mean),
+        obs_std=tuple(float(x) for x in np.maximum(obs_std, _STD_FLOOR)),
+        reward_mean=float(r_mean),
+        reward_std=max(r_std, _STD_FLOOR),
+    )
+
+
+def backbone_config(cfg: ADConfig, max_len: int | None) -> MambaConfig | TransformerConfig:
+    """The icrl.seqmodels config for this AD model's backbone."""
+    if cfg.backbone == "mamba":
+        return MambaConfig(
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            d_state=cfg.d_state,
+            d_conv=cfg.d_conv,
+            expand=cfg.expand,
+            backend=cfg.kernel_backend,
+        )
+    if max_len is None:
+        raise ValueError("a transformer backbone needs max_len (model.max_len or the data's)")
+    return TransformerConfig(
+        d_model=cfg.d_model,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_ff=cfg.d_ff,
+        max_len=max_len,
+        backend=cfg.kernel_backend,
+    )
+
+
+class ADModel(nn.Module):
+    """Maps tokens (B, L, F) to predicted actions (B, L, act_dim); `step` does one token at a time.
+
+    Normalisation statistics are buffers, so they travel in the state dict. Each token component
+    (previous obs, action, reward, next obs, current obs, flags) has its own linear embedding of
+    width `embed_dim`; the concatenation is projected to d_model.
+    """
+
+    def __init__(
+        self, cfg: ADConfig, obs_dim: int, act_dim: int, norm: NormStats, max_len: int | None
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layout = TokenLayout(obs_dim, act_dim)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self._slices = self.layout.slices
+        self.embed = nn.ModuleDict(
+            {name: nn.Linear(s.stop - s.start, cfg.embed_dim) for name, s in self._slices.items()}
+        )
+        self.proj = nn.Linear(len(self._slices) * cfg.embed_dim, cfg.d_model)
+        self.backbone = build_backbone(backbone_config(cfg, max_len))
+        self.norm_out = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, act_dim)
+        self._set_norm(norm)
+
+    def _set_norm(self, norm: NormStats) -> None:
+        if len(norm.obs_mean) != self.obs_dim:
+            raise ValueError(
+                f"normalisation stats have obs dim {len(norm.obs_mean)}, model has {self.obs_dim}"
+            )
+        mean = torch.zeros(self.layout.width)
+        std = torch.ones(self.layout.width)
+        om = torch.tensor(norm.obs_mean, dtype=torch.float32)
+        os_ = torch.tensor(norm.obs_std, dtype=torch.float32)
+        for name in ("prev_obs", "prev_next_obs", "obs"):
+            mean[self._slices[name]], std[self._slices[name]] = om, os_
+        mean[self._slices["prev_reward"]] = norm.reward_mean
+        std[self._slices["prev_reward"]] = norm.reward_std
+        # Noise goes on the transition and observation, never on the two flags.
+        noise_mask = torch.ones(self.layout.width)
+        noise_mask[self._slices["flags"]] = 0.0
+        self.register_buffer("feat_mean", mean)
+        self.register_buffer("feat_std", std)
+        self.register_buffer("noise_mask", noise_mask)
+
+    def norm_stats(self) -> NormStats:
+        """The normalisation statistics held in the buffers."""
+        s = self._slices
+        return NormStats(
+            obs_mean=tuple(self.feat_mean[s["obs"]].tolist()),
+            obs_std=tuple(self.feat_std[s["obs"]].tolist()),
+            reward_mean=float(self.feat_mean[s["prev_reward"]]),
+            reward_std=float(self.feat_std[s["prev_reward"]]),
+        )
+
+    def embed_tokens(self, feats: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(…, F) raw features -> (…, d_model) backbone inputs; `noise` (…, F) is added after
+        normalisation (training only)."""
+        x = (feats - self.feat_mean) / self.feat_std
+        if noise is not None:
+            x = x + noise * self.noise_mask
+        parts = [self.embed[name](x[..., s]) for name, s in self._slices.items()]
+        return self.proj(torch.cat(parts, dim=-1))
+
+    def forward(self, feats: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted actions (B, L, act_dim) for tokens (B, L, F)."""
+        y = self.backbone(self.embed_tokens(feats, noise))
+        return self.head(self.norm_out(y))
+
+    def init_state(self, batch: int, device: torch.device | None = None) -> Any:
+        """Fresh recurrent state (Mamba state / KV cache) for `batch` rollouts."""
+        return self.backbone.init_state(batch, device=device)
+
+    def step(self, feats_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One token per rollout (B, F) -> predicted actions (B, act_dim) and the new state."""
+        y, state = self.backbone.step(self.embed_tokens(feats_t), state)
+        return self.head(self.norm_out(y)), state

@@ -1,0 +1,145 @@
+"""Per-episode in-context returns as CSV/NPZ, and the mean ± 95% CI learning-curve plot.
+
+The CSV format is shared with icrl.baselines: columns exactly `method,seed,task,episode,return`,
+one row per (method, training seed, test task index, in-context episode index from 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._checkpoint import atomic_write_bytes
+
+__all__ = ["CSV_COLUMNS", "mean_ci", "plot_curves", "read_results", "write_results"]
+
+CSV_COLUMNS = ("method", "seed", "task", "episode", "return")
+_Z95 = 1.959963984540054  # normal 97.5% quantile: the CI is mean ± z·sem over tasks × seeds
+
+
+def _refuse_existing(*paths: Path) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"refusing to overwrite {existing}; choose a new output directory or remove them"
+        )
+
+
+def write_results(
+    out_dir: Path,
+    method: str,
+    seeds: Sequence[int],
+    tasks: Sequence[Mapping[str, Any]],
+    returns: np.ndarray,
+) -> dict[str, Path]:
+    """Write returns (tasks × seeds × episodes) as returns.csv and returns.npz in `out_dir`."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if returns.shape[:2] != (len(tasks), len(seeds)) or returns.ndim != 3:
+        raise ValueError(
+            f"returns has shape {returns.shape}; expected (tasks={len(tasks)}, "
+            f"seeds={len(seeds)}, episodes)"
+        )
+    out_dir = Path(out_dir)
+    csv_path, npz_path = out_dir / "returns.csv", out_dir / "returns.npz"
+    _refuse_existing(csv_path, npz_path)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for t in range(returns.shape[0]):
+        for s, seed in enumerate(seeds):
+            for e in range(returns.shape[2]):
+                w.writerow([method, seed, t, e, repr(float(returns[t, s, e]))])
+    text = buf.getvalue().encode()
+    atomic_write_bytes(csv_path, lambda f: f.write(text))
+
+    def _npz(f) -> None:
+        np.savez(
+            f,
+            returns=returns,
+            seeds=np.asarray(seeds, dtype=np.int64),
+            method=np.asarray(method),
+            tasks_json=np.asarray(json.dumps(list(tasks))),
+        )
+
+    atomic_write_bytes(npz_path, _npz)
+    return {"csv": csv_path, "npz": npz_path}
+
+
+def read_results(path: Path) -> dict[str, np.ndarray]:
+    """Read a returns CSV (ours or a baseline's) into method -> (tasks × seeds × episodes)."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
+        rows = list(reader)
+    out: dict[str, np.ndarray] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        tasks = sorted({int(r["task"]) for r in mine})
+        seeds = sorted({int(r["seed"]) for r in mine})
+        eps = sorted({int(r["episode"]) for r in mine})
+        arr = np.full((len(tasks), len(seeds), len(eps)), np.nan)
+        ti, si = {t: i for i, t in enumerate(tasks)}, {s: i for i, s in enumerate(seeds)}
+        for r in mine:
+            arr[ti[int(r["task"])], si[int(r["seed"])], int(r["episode"])] = float(r["return"])
+        out[method] = arr
+    return out
+
+
+def mean_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode mean and 95% CI half-width over all tasks × seeds (normal approximation)."""
+    flat = np.asarray(returns, dtype=np.float64).reshape(-1, returns.shape[-1])
+    n = np.sum(np.isfinite(flat), axis=0)
+    mean = np.nanmean(flat, axis=0)
+    std = np.nanstd(flat, axis=0, ddof=1) if flat.shape[0] > 1 else np.zeros_like(mean)
+    return mean, _Z95 * std / np.sqrt(np.maximum(n, 1))
+
+
+def plot_curves(
+    curves: Mapping[str, np.ndarray],
+    out_png: Path,
+    *,
+    source: Mapping[str, np.ndarray] | None = None,
+    references: Mapping[str, float] | None = None,
+    title: str = "",
+) -> Path:
+    """Plot mean ± 95% CI of each method's returns vs in-context episode, with the source curve(s)
+    (one value per episode) and horizontal reference lines (zero / random policy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_png = Path(out_png)
+    _refuse_existing(out_png)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name, arr in curves.items():
+        mean, ci = mean_ci(arr)
+        x = np.arange(len(mean))
+        ax.plot(x, mean, label=name, lw=2)
+        ax.fill_between(x, mean - ci, mean + ci, alpha=0.25)
+    for name, curve in (source or {}).items():
+        c = np.asarray(curve, dtype=np.float64)
+        ax.plot(np.arange(len(c)), c, "--", color="k", lw=1.5, label=name)
+    styles = {"zero": ":", "random": "-."}
+    for name, value in (references or {}).items():
+        ax.axhline(value, ls=styles.get(name, ":"), color="grey", lw=1.2, label=f"{name} policy")
+    ax.set_xlabel("in-context episode")
+    ax.set_ylabel("return")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    data = buf.getvalue()
+    atomic_write_bytes(out_png, lambda f: f.write(data))
+    return out_png

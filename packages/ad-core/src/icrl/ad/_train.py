@@ -1,0 +1,393 @@
+"""The AD trainer: MSE on actions (paper Eq. 6), AdamW, warm-up + cosine, exact resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ._checkpoint import (
+    atomic_write_bytes,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ._config import TrainConfig
+from ._data import ContextDataset, StepBatchSampler, collate_contexts
+from ._model import ADModel
+
+__all__ = ["NonFiniteLossError", "RunDirError", "TrainResult", "train"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+class RunDirError(ValueError):
+    """The run directory holds a different run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished (or stopped) run left its outputs."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    loss: float
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int
+    world: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_spec: str) -> _Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist(0, 1, 0)
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_spec != "cpu"
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """ "auto" -> CUDA (the local rank's GPU) when available, else CPU."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        spec = f"cuda:{local_rank}"
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={spec!r} but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    """Create the run directory and its config.json, or check that it holds this same run."""
+    resolved = cfg.model_dump(mode="json")
+    path = run_dir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != resolved:
+            diff = sorted(_diff_keys(saved, resolved))
+            raise RunDirError(
+                f"{run_dir} holds a run with a different config (fields {diff}); "
+                "use a new run directory, or the same config to resume"
+            )
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"{run_dir} is not empty and has no config.json; refusing to write a run into it"
+        )
+    text = json.dumps(resolved, indent=2).encode()
+    atomic_write_bytes(path, lambda f: f.write(text))
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
+
+
+def _lr_lambda(total: int, warmup: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only; biases, norms and parameters marked _no_weight_decay are not decayed."""
+    decay, plain = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or getattr(p, "_no_weight_decay", False)
+        (plain if skip else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _noise(
+    shape: torch.Size, std: float, seed: int, step: int, offset: int, device: torch.device
+) -> torch.Tensor | None:
+    """Token noise, each context's a pure function of (seed, step, its index in the global batch):
+    exact under resume, and the same whether the batch is on one process or split over ranks."""
+    if std == 0:
+        return None
+    out = torch.empty(shape, device=device)
+    g = torch.Generator(device=device)
+    for j in range(shape[0]):
+        g.manual_seed(int(np.random.SeedSequence([seed, step, offset + j, 2]).generate_state(1)[0]))
+        out[j] = torch.randn(shape[1:], generator=g, device=device)
+    return out * std
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    err = ((pred.float() - target) ** 2).mean(-1)
+    return (err * mask).sum() / mask.sum().clamp_min(1)
+
+
+class _Metrics:
+    """metrics.jsonl (+ TensorBoard) on rank 0; on resume, drops records past the resumed step."""
+
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        if self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= start_step
+            ]
+            text = "".join(line + "\n" for line in kept).encode()
+            atomic_write_bytes(self.path, lambda f: f.write(text))
+        self._file = self.path.open("a")
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, int | float):
+                    self._tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    stop_after: int | None = None,
+    dataset: ContextDataset | None = None,
+) -> TrainResult:
+    """Train an AD model; resumes exactly from the newest checkpoint in `run_dir` if there is one.
+
+    Under `torchrun --nproc-per-node N`, each process calls this and the batch is split over ranks.
+    `stop_after` stops (with a checkpoint) once that many steps are done in total, as if killed.
+    `dataset` replaces reading `config.data.paths` (histories already in memory, e.g.
+    `ContextDataset.from_histories`); its context settings must match `config.data`.
+    """
+    run_dir = Path(run_dir)
+    ddp = _init_distributed(config.device)
+    device = resolve_device(config.device, ddp.local_rank)
+    if ddp.main:
+        _prepare_run_dir(run_dir, config)
+    if ddp.world > 1:
+        dist.barrier()
+
+    d = config.data
+    if dataset is None:
+        dataset = ContextDataset.from_files(
+            d.paths, d.tasks, context=d.context, n_episodes=d.n_episodes, window=d.window,
+            seed=config.seed,
+        )  # fmt: skip
+    elif (dataset.context, dataset.n_episodes, dataset.window, dataset.seed) != (
+        d.context, d.n_episodes, d.window, config.seed,
+    ):  # fmt: skip
+        raise ValueError(
+            "the dataset's (context, n_episodes, window, seed) = "
+            f"{(dataset.context, dataset.n_episodes, dataset.window, dataset.seed)} differ from "
+            f"the config's {(d.context, d.n_episodes, d.window, config.seed)}"
+        )
+    norm = dataset.norm
+    info = dataset.info
+    max_len = None
+    if config.model.backbone == "transformer":
+        # Room for the evaluator's default rollout too (whole episodes covering the context).
+        max_len = config.model.max_len or max(
+            info.context_len, info.context_episodes * info.episode_length
+        )
+
+    torch.manual_seed(config.seed)
+    model = ADModel(config.model, info.obs_dim, info.act_dim, norm, max_len).to(device)
+    optim = torch.optim.AdamW(
+        _param_groups(model, config.optim.weight_decay),
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        eps=config.optim.eps,
+    )
+    per_epoch = math.ceil(dataset.items_per_epoch / config.batch_size)
+    total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, _lr_lambda(total, config.optim.warmup_steps, config.optim.min_lr_ratio)
+    )
+
+    start = 0
+    found = list_checkpoints(run_dir)
+    if found:
+        ckpt = load_checkpoint(found[-1][1], map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+        start = ckpt["step"]
+    stop = total if stop_after is None else min(total, stop_after)
+
+    net = DistributedDataParallel(model) if ddp.world > 1 else model
+    sampler = StepBatchSampler(
+        dataset.items_per_epoch, config.batch_size, config.seed, start, stop, ddp.rank, ddp.world
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_contexts,
+        num_workers=d.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+    meta = {
+        "config": config.model_dump(mode="json"),
+        "data": asdict(info),
+        "norm": norm.to_dict(),
+        "max_len": max_len,
+        "sources": [str(p) for p in d.paths],
+    }
+
+    def save(step: int) -> Path:
+        path = checkpoint_path(run_dir, step)
+        if ddp.main:
+            payload = {
+                **meta,
+                "step": step,
+                "epoch": step / per_epoch,
+                "model": model.state_dict(),
+                "optimizer": optim.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": _rng_state(),
+            }
+            save_checkpoint(path, payload)
+            for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
+                old.unlink()
+        if ddp.world > 1:
+            dist.barrier()
+        return path
+
+    metrics = _Metrics(run_dir, start, config.tensorboard) if ddp.main else None
+    bar = tqdm(
+        total=stop, initial=start, disable=not (ddp.main and config.progress), desc="train AD"
+    )
+    last_path = found[-1][1] if found else None
+    loss_value = float("nan")
+    net.train()
+    tic, tokens = time.perf_counter(), 0
+    try:
+        for step, batch in zip(range(start, stop), loader, strict=True):
+            feats = batch["features"].to(device, non_blocking=True)
+            targets = batch["targets"].to(device, non_blocking=True)
+            mask = batch["mask"].to(device, non_blocking=True)
+            offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
+            noise = _noise(feats.shape, config.token_noise_std, config.seed, step, offset, device)
+            with autocast:
+                pred = net(feats, noise)
+            loss = _masked_mse(pred, targets, mask)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = config.optim.grad_clip or float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            check = torch.stack([loss.detach(), grad_norm.detach().float()])
+            if ddp.world > 1:
+                dist.all_reduce(check)
+                check /= ddp.world
+            loss_value, gn = check.tolist()
+            if not (math.isfinite(loss_value) and math.isfinite(gn)):
+                where = ", ".join(
+                    f"{t}@{s}" for t, s in zip(batch["task"], batch["start"], strict=True)
+                )
+                raise NonFiniteLossError(
+                    f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
+                    f"at step {step} (loss={loss_value}, grad_norm={gn}); batch on rank "
+                    f"{ddp.rank}: contexts [{where}] (task@start); the last good checkpoint is "
+                    f"{last_path or 'none (no checkpoint was written yet)'}"
+                )
+            optim.step()
+            sched.step()
+            done = step + 1
+            tokens += int(mask.sum()) * ddp.world
+            bar.update(1)
+            if metrics is not None and (done % config.log_every == 0 or done == stop):
+                elapsed = time.perf_counter() - tic
+                metrics.write(
+                    {
+                        "step": done,
+                        "epoch": round(done / per_epoch, 4),
+                        "loss": loss_value,
+                        "grad_norm": gn,
+                        "lr": sched.get_last_lr()[0],
+                        "tokens_per_s": tokens / max(elapsed, 1e-9),
+                    }
+                )
+                tic, tokens = time.perf_counter(), 0
+                bar.set_postfix(loss=f"{loss_value:.4g}")
+            if done % config.checkpoint_every == 0 or done == stop:
+                last_path = save(done)
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+    if last_path is None or start >= stop:
+        last_path = last_path or save(start)
+    return TrainResult(run_dir, max(start, stop), Path(last_path), loss_value)

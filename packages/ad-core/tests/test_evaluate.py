@@ -1,0 +1,101 @@
+"""In-context evaluation: step-based rollouts equal full-forward predictions; outputs and errors."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+from icrl.ad import (
+    CSV_COLUMNS,
+    CheckpointError,
+    ContextDataset,
+    EvalConfig,
+    TokenLayout,
+    evaluate,
+    load_model,
+    read_results,
+    rollout,
+    train,
+)
+from icrl.metaenvs import make_vector_env, test_tasks
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, histories_file):
+    """A tiny Mamba trained for a few steps on the real SAC histories file."""
+    from icrl.ad import TrainConfig
+
+    run = tmp_path_factory.mktemp("run") / "seed0"
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"d_model": 32, "n_layers": 2, "embed_dim": 8},
+            "data": {"paths": [str(histories_file)], "context": "episodes", "n_episodes": 2},
+            "max_steps": 4,
+            "batch_size": 2,
+            "tensorboard": False,
+            "progress": False,
+            "device": "cpu",
+        }
+    )
+    return train(cfg, run)
+
+
+@pytest.mark.parametrize("backbone", ["mamba", "transformer"])
+def test_step_rollout_equals_full_forward(tmp_path, record, tiny, backbone) -> None:
+    # A 2-episode context: the transformer's KV cache holds the 2-episode rollout below.
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
+    cfg = tiny(model__backbone=backbone, max_steps=3)
+    train(cfg, tmp_path / "run", dataset=ds)
+    model, _ = load_model(tmp_path / "run")
+    envs = make_vector_env("ReacherGoal", test_tasks("ReacherGoal", 3), asynchronous=False,
+                           autoreset_mode=AutoresetMode.DISABLED)  # fmt: skip
+    tokens = []
+    returns = rollout(model, envs, 2, seed=5, device=torch.device("cpu"),
+                      on_token=lambda f: tokens.append(f))  # fmt: skip
+    envs.close()
+    assert returns.shape == (3, 2) and np.isfinite(returns).all()
+    seq = torch.from_numpy(np.stack(tokens, axis=1))  # (B, L, F): the evaluator's own tokens
+    assert seq.shape[1] == 100
+    with torch.inference_mode():
+        full = model(seq).numpy()
+    sl = TokenLayout(model.obs_dim, model.act_dim).slices
+    sent = seq[:, 1:, sl["prev_action"]].numpy()  # action actually sent at each step
+    np.testing.assert_allclose(np.clip(full[:, :-1], -1, 1), sent, atol=2e-5)
+    # Episode boundary: token 50 is a reset state with the previous episode's last transition.
+    assert seq[:, 50, sl["flags"]].tolist() == [[1.0, 0.0]] * 3
+    assert seq[:, 0, sl["flags"]].tolist() == [[1.0, 1.0]] * 3
+
+
+def test_evaluate_writes_results_and_plot(tmp_path, trained) -> None:
+    cfg = EvalConfig(n_tasks=2, asynchronous=False, reference_episodes=1, progress=False)
+    res = evaluate(cfg, [trained.checkpoint], tmp_path / "eval")
+    assert res.returns.shape == (2, 1, 2)  # context of 2 episodes -> 2 in-context episodes
+    with (tmp_path / "eval" / "returns.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS == ("method", "seed", "task", "episode", "return")
+    assert len(rows) == 1 + 2 * 1 * 2 and rows[1][:4] == ["AD-Mamba", "0", "0", "0"]
+    np.testing.assert_array_equal(read_results(res.files["csv"])["AD-Mamba"], res.returns)
+    npz = np.load(res.files["npz"])
+    np.testing.assert_array_equal(npz["returns"], res.returns)
+    assert (tmp_path / "eval" / "curves.png").stat().st_size > 1000
+    assert set(res.references) == {"zero", "random"}
+    # source curve: block means of the SAC run's episode returns at the kept episodes (k=2)
+    assert res.source is not None and res.source.shape == (2,) and np.isfinite(res.source).all()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        evaluate(cfg, [trained.checkpoint], tmp_path / "eval")
+
+
+def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny) -> None:
+    h = record(episodes=1)
+    small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})
+    ds = ContextDataset.from_histories({"a": small}, context="full")
+    train(tiny(max_steps=1), tmp_path / "run", dataset=ds)
+    cfg = EvalConfig(n_tasks=1, asynchronous=False, reference_episodes=0, progress=False)
+    with pytest.raises(CheckpointError, match=r"\(obs_dim, act_dim\)=\(5, 2\).*\(8, 2\)"):
+        evaluate(cfg, [tmp_path / "run"], tmp_path / "eval")
+    with pytest.raises(CheckpointError, match="holds no checkpoints"):
+        evaluate(cfg, [tmp_path], tmp_path / "eval2")

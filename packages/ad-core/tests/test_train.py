@@ -1,0 +1,144 @@
+"""The trainer: overfitting, exact resume, non-finite loss, run-directory safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from icrl.ad import (
+    ContextDataset,
+    NonFiniteLossError,
+    RunDirError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model,
+    train,
+)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("backbone", ["mamba", "transformer"])
+def test_overfits_a_small_recorded_history(tmp_path, record, tiny, backbone) -> None:
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
+    cfg = tiny(
+        model__backbone=backbone,
+        model__d_model=32,
+        max_steps=120,
+        batch_size=1,
+        token_noise_std=0.0,
+        optim__lr=5e-3,
+        optim__warmup_steps=10,
+        optim__min_lr_ratio=0.02,
+        checkpoint_every=1000,
+        log_every=1,
+    )
+    result = train(cfg, tmp_path / "run", dataset=ds)
+    losses = [m["loss"] for m in _metrics(tmp_path / "run")]
+    assert losses[0] > 0.02, losses[:5]
+    assert result.loss < 1e-3 and result.loss < losses[0] / 50, losses[-5:]
+
+
+def test_resume_is_exact(tmp_path, record, tiny) -> None:
+    hs = {f"t{i}": record(episodes=3, seed=i, task_index=i) for i in range(2)}
+    cfg = tiny(data__context="window", data__window=60, max_steps=12, checkpoint_every=4)
+
+    def ds():
+        return ContextDataset.from_histories(hs, context="window", window=60, seed=cfg.seed)
+
+    full = train(cfg, tmp_path / "full", dataset=ds())
+    part = train(cfg, tmp_path / "part", dataset=ds(), stop_after=6)
+    assert part.step == 6
+    resumed = train(cfg, tmp_path / "part", dataset=ds())
+    assert resumed.step == 12
+    a = load_checkpoint(full.checkpoint)
+    b = load_checkpoint(resumed.checkpoint)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert [m["loss"] for m in _metrics(tmp_path / "full")] == [
+        m["loss"] for m in _metrics(tmp_path / "part")
+    ]
+    # keep_checkpoints=3 prunes older ones
+    assert len(list((tmp_path / "full" / "checkpoints").iterdir())) == 3
+
+
+def test_killed_subprocess_resumes_exactly(tmp_path, histories_file, tiny) -> None:
+    cfg = tiny([histories_file], data__context="window", data__window=50, max_steps=40,
+               checkpoint_every=5)  # fmt: skip
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    ref = train(cfg, tmp_path / "ref")
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "icrl.ad", "train", "--config", str(tmp_path / "cfg.json"),
+           "--run-dir", str(run)]  # fmt: skip
+    # One intra-op thread, like this process (conftest), so the float reductions agree bitwise.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(run) is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(latest_checkpoint(run))["step"]
+    assert 5 <= step < 40, f"the run was killed too late to test resuming (step {step})"
+    resumed = train(cfg, run)
+    a, b = load_checkpoint(ref.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert b["step"] == 40
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for k in a["optimizer"]["state"]:
+        assert torch.equal(
+            a["optimizer"]["state"][k]["exp_avg"], b["optimizer"]["state"][k]["exp_avg"]
+        )
+    assert [m["step"] for m in _metrics(run)] == list(range(1, 41))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, record, tiny) -> None:
+    good, bad = record(episodes=2), record(episodes=2, seed=1, task_index=1)
+    bad.action[10] = np.nan
+    ds = ContextDataset.from_histories({"good": good, "bad": bad}, context="full")
+    cfg = tiny(batch_size=1, max_steps=20, checkpoint_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*bad@0") as err:
+        train(cfg, tmp_path / "run", dataset=ds)
+    step = int(str(err.value).split("at step ")[1].split()[0])
+    last = latest_checkpoint(tmp_path / "run")
+    if step == 0:
+        assert last is None
+    else:
+        ckpt = load_checkpoint(last)
+        assert ckpt["step"] == step
+        assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+        assert str(last) in str(err.value)
+
+
+def test_run_dir_with_another_config_is_refused(tmp_path, record, tiny) -> None:
+    ds = ContextDataset.from_histories({"a": record(episodes=1)}, context="full")
+    train(tiny(max_steps=2), tmp_path / "run", dataset=ds)
+    with pytest.raises(RunDirError, match=r"different config \(fields \['optim.lr'\]\)"):
+        train(tiny(max_steps=2, optim__lr=1.0), tmp_path / "run", dataset=ds)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("keep me")
+    with pytest.raises(RunDirError, match="not empty"):
+        train(tiny(max_steps=2), tmp_path / "other", dataset=ds)
+
+
+def test_checkpoint_carries_normalisation_and_rebuilds_the_model(tmp_path, record, tiny) -> None:
+    h = record(episodes=2)
+    ds = ContextDataset.from_histories({"a": h}, context="full")
+    res = train(tiny(max_steps=3), tmp_path / "run", dataset=ds)
+    model, meta = load_model(tmp_path / "run")
+    both = np.concatenate([h.obs, h.next_obs])
+    np.testing.assert_allclose(model.norm_stats().obs_mean, both.mean(0), rtol=1e-4, atol=1e-5)
+    assert meta["data"]["obs_dim"] == 8 and meta["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["max_steps"] == 3
+    assert res.checkpoint == latest_checkpoint(tmp_path / "run")

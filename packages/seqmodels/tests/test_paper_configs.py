@@ -1,0 +1,65 @@
+"""The paper's sizes (Tables 6-7) as named configs, with their parameter counts."""
+
+import math
+
+import pytest
+
+from icrl.seqmodels import (
+    PAPER_CONFIGS,
+    PAPER_PARAM_COUNTS,
+    PAPER_SIZES_BY_ENV,
+    MambaConfig,
+    TransformerBackbone,
+    build_backbone,
+)
+
+
+def _count_without_positions(name: str) -> int:
+    model = build_backbone(PAPER_CONFIGS[name])
+    n = model.num_parameters()
+    return n - model.position_parameters() if isinstance(model, TransformerBackbone) else n
+
+
+def _mamba_ssm_formula(c: MambaConfig) -> int:
+    """mamba-ssm's Mamba-1 block count, derived independently of the module code."""
+    d, di, n, r, k = c.d_model, c.d_inner, c.d_state, math.ceil(c.d_model / 16), c.d_conv
+    mixer = d * 2 * di + di * (k + 1) + di * (r + 2 * n) + (r * di + di) + di * n + di + di * d
+    return c.n_layers * (mixer + d) + d
+
+
+WITHIN_10_PERCENT = ["mamba-6m", "transformer-6m", "transformer-12m", "transformer-14m"]
+
+
+@pytest.mark.parametrize("name", WITHIN_10_PERCENT)
+def test_paper_configs_match_the_tables_within_10_percent(name: str) -> None:
+    count = _count_without_positions(name)
+    assert abs(count / PAPER_PARAM_COUNTS[name] - 1) <= 0.10, (name, count)
+
+
+@pytest.mark.xfail(
+    reason="Table 6's Mamba width 512 x 8 layers gives 13.56M parameters with mamba-ssm's block "
+    "(d_state 16, expand 2), 13% above the table's '12M'; the dimensions are kept as printed",
+    strict=True,
+)
+def test_mamba_12m_matches_its_table_count_within_10_percent() -> None:
+    count = _count_without_positions("mamba-12m")
+    assert abs(count / PAPER_PARAM_COUNTS["mamba-12m"] - 1) <= 0.10
+
+
+@pytest.mark.parametrize("name", ["mamba-6m", "mamba-12m"])
+def test_mamba_counts_equal_mamba_ssms_block_formula(name: str) -> None:
+    config = PAPER_CONFIGS[name]
+    assert isinstance(config, MambaConfig)
+    assert _count_without_positions(name) == _mamba_ssm_formula(config)
+
+
+def test_paper_transformers_have_4_heads_ff_2048_and_flash_friendly_heads() -> None:
+    for name, config in PAPER_CONFIGS.items():
+        if name.startswith("transformer"):
+            assert config.n_heads == 4 and config.d_ff == 2048 and config.head_dim % 8 == 0
+
+
+def test_every_environment_names_existing_configs() -> None:
+    for sizes in PAPER_SIZES_BY_ENV.values():
+        assert set(sizes) == {"mamba", "transformer"}
+        assert all(name in PAPER_CONFIGS for name in sizes.values())
