@@ -1,0 +1,100 @@
+"""Configs, presets and the command line, including their error paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from icrl.ad import ConfigError, DataConfig, TrainConfig, preset, preset_dict
+from icrl.ad._cli import main
+from icrl.seqmodels import PAPER_CONFIGS
+
+
+def test_paper_presets_follow_tables_5_to_7() -> None:
+    wd = {"ReacherGoal": 1e-4, "PusherGoal": 2e-4, "HalfCheetahVel": 5e-4, "AntDir": 5e-4}
+    for family, decay in wd.items():
+        cfg = preset(family, "mamba", "paper", histories="h.h5")
+        assert cfg.optim.weight_decay == decay and cfg.epochs == 450
+        assert cfg.model.embed_dim == 32
+        t = preset(family, "transformer", "paper", histories="h.h5")
+        assert t.model.n_heads == 4 and t.model.d_ff == 2048
+    assert preset("ReacherGoal", histories="h.h5").model.d_model == 384
+    assert preset("AntDir", "transformer", histories="h.h5").model.embed_dim == 128
+    assert preset("AntDir", "transformer", histories="h.h5").model.d_model == (
+        PAPER_CONFIGS["transformer-14m"].d_model
+    )
+    cfg = preset("AntDir", "mamba", "tiny", histories="h.h5", overrides=["max_steps=7"])
+    assert cfg.max_steps == 7 and cfg.epochs is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"context": "episodes"}, "needs data.n_episodes"),
+        ({"context": "window"}, "needs data.window"),
+        ({"context": "full", "window": 10}, 'only used with context="window"'),
+        ({"paths": []}, "at least 1 item"),
+    ],
+)
+def test_bad_data_configs_say_what_is_wrong(data, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        DataConfig.model_validate({"paths": ["h.h5"], **data})
+
+
+def test_bad_train_configs_say_what_is_wrong() -> None:
+    base = {"data": {"paths": ["h.h5"]}, "max_steps": 3}
+    with pytest.raises(ValueError, match="exactly one of epochs and max_steps"):
+        TrainConfig.model_validate({**base, "epochs": 2})
+    with pytest.raises(ValueError, match=r"not divisible by model\.n_heads"):
+        TrainConfig.model_validate({**base, "model": {"backbone": "transformer", "d_model": 30}})
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        TrainConfig.model_validate({**base, "lr": 1e-3})
+    with pytest.raises(ConfigError, match="unknown family 'Nope'"):
+        preset_dict("Nope")
+
+
+def test_cli_errors_exit_2_with_one_clear_line(tmp_path, capsys) -> None:
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--preset", "ReacherGoal/mamba/tiny",
+                 "--histories", "h.h5", "--set", "optim.lr=-1"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "optim.lr: Input should be greater than 0 (got -1)" in err
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--preset", "ReacherGoal/tiny/x",
+                 "--histories", "h.h5"]) == 2  # fmt: skip
+    assert "unknown backbone 'tiny'" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--config", "missing.toml"]) == 2
+    assert "config file missing.toml does not exist" in capsys.readouterr().err
+    code = main(["train", "--run-dir", str(tmp_path / "r"), "--preset", "ReacherGoal/mamba/tiny",
+                 "--histories", str(tmp_path / "none.h5")])  # fmt: skip
+    assert code == 2 and "none.h5 does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--out-dir", str(tmp_path / "e"),
+                 "--set", "n_tasks=1", "--set", "device=cpu"]) == 2  # fmt: skip
+    assert "holds no checkpoints" in capsys.readouterr().err
+
+
+def test_cli_train_from_a_toml_config(tmp_path, histories_file, capsys) -> None:
+    toml = tmp_path / "cfg.toml"
+    toml.write_text(
+        f'max_steps = 2\nbatch_size = 2\ndevice = "cpu"\ntensorboard = true\n'
+        f"[model]\nd_model = 32\nn_layers = 1\nembed_dim = 8\n"
+        f'[data]\npaths = ["{histories_file}"]\ncontext = "window"\nwindow = 20\n'
+    )
+    assert main(["train", "--config", str(toml), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "trained to step 2" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["n_layers"] == 1 and saved["optim"]["weight_decay"] == 1e-4
+    assert any((tmp_path / "run" / "tb").iterdir())
+    assert main(["preset", "HalfCheetahVel"]) == 0
+    assert json.loads(capsys.readouterr().out)["optim"]["weight_decay"] == 5e-4
+
+
+def test_module_help(capsys) -> None:
+    out = subprocess.run([sys.executable, "-m", "icrl.ad", "train", "--help"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "usage: python -m icrl.ad train" in out and "--preset" in out
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--help"])
+    assert done.value.code == 0
+    assert "method,seed,task,episode,return" in capsys.readouterr().out
