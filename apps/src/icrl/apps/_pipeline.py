@@ -40,14 +40,13 @@ class FamilyResults:
 class Progress:
     """One line per stage: its number, name, and whether it ran or came from the cache."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
 
     def __call__(self, result: StageResult) -> StageResult:
         self.done += 1
         how = "cached" if result.cached else f"done in {result.wall_s:.1f} s"
-        if self.enabled:
-            print(f"[{self.done}/{self.total}] {result.name}: {how}", flush=True)
+        print(f"[{self.done}/{self.total}] {result.name}: {how}", flush=True)
         return result
 
 

@@ -79,6 +79,8 @@ def ad_config(
     o = cfg.ad
     pairs = {f"data.{k}": v for k, v in parse_context(context).items()}
     pairs.update(seed=seed, progress=cfg.progress)
+    if cfg.preset == "tiny":
+        pairs["max_steps"] = 40  # plumbing only: keeps the whole tiny run within minutes
     named = {
         "max_steps": o.max_steps,
         "epochs": o.epochs,
@@ -122,7 +124,7 @@ def macaw_configs(
             hidden_sizes=(32, 32), latent_dim=8, advantage_head=(8,), batch_size=64,
             inner_batch_size=64, task_batch_size=2, transition_skip=1,
         )  # fmt: skip
-        steps = 200
+        steps = 100
     else:
         algo, steps = MacawConfig(), (20_000 if cfg.preset == "small" else 500_000)
     train = MacawTrainConfig(
@@ -149,6 +151,8 @@ def mql_config(family: str, episodes: int, cfg: ReproduceConfig) -> MQLConfig:
         "adapt_rounds": max(episodes - 1, 1),
         "device": _device(cfg.ad.device),
     }
+    if cfg.preset == "tiny":
+        over.update(total_env_steps=1_200, burn_in=400)
     if cfg.mql.total_env_steps is not None:
         over["total_env_steps"] = cfg.mql.total_env_steps
     return mql_preset(family, cfg.preset, **over)

@@ -49,6 +49,7 @@ def figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for name, arr in curves.items():
@@ -64,6 +65,7 @@ def figure(
         ax.axhline(value, color="grey", ls={"zero": ":", "random": "-."}.get(name, ":"),
                    lw=1.1, label=f"{name}-action policy")  # fmt: skip
     ax.set(xlabel="in-context episode", ylabel="return", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
