@@ -57,9 +57,10 @@ def architecture(session: nox.Session) -> None:
 
 @nox.session
 def smoke(session: nox.Session) -> None:
-    """Run `apps/reproduce.py --help` (and, once built, the tiny preset) end to end."""
+    """Run `apps/reproduce.py` on its tiny preset end to end, rerun it, check report and figures."""
     _sync(session, "--all-packages", "--group", "dev")
     session.run("python", "apps/reproduce.py", "--help", env=ENV, silent=True)
+    session.run("pytest", "apps/smoke", *session.posargs, env=ENV)
 
 
 @nox.session

@@ -14,8 +14,20 @@ def test_help_lists_stages_and_presets(capsys: pytest.CaptureFixture[str]) -> No
         assert word in out
 
 
-def test_unknown_preset_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["--preset", "huge"])
-    assert exc.value.code == 2
-    assert "huge" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--preset", "huge"], ["--preset", "huge", "tiny"]),
+        (["--families", '["Foo"]'], ["--families", "Foo", "ReacherGoal"]),
+        (["--contexts", '["episodes:x"]'], ["--contexts", "episodes:N"]),
+        (["--ad.max_steps", "-3"], ["--ad.max_steps", "-3"]),
+    ],
+)
+def test_bad_options_are_refused_with_the_flag_named(
+    argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "run").exists()

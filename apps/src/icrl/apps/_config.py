@@ -1,0 +1,179 @@
+"""The reproduce command's configuration: what to run, with per-stage overrides of the preset.
+
+Every field is a CLI flag (``--ad.max_steps 500``) and a TOML key (``[ad] max_steps = 500``);
+a field left unset takes the preset's value (see ``_presets.py``). The resolved per-stage configs
+are saved in the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from icrl.metaenvs import FAMILIES
+
+_OPTS = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+PresetName = Literal["tiny", "small", "paper"]
+
+
+class HistoriesOptions(BaseModel):
+    """Learning-history generation (icrl.histories); unset fields come from the preset."""
+
+    model_config = _OPTS
+
+    tasks: int | None = Field(None, ge=1)
+    """Number of train tasks (the first n of the canonical split); paper: 70/35/15/30."""
+    steps_per_task: int | None = Field(None, ge=1)
+    """Source-RL env steps per task, warm-up included (paper Table 4)."""
+    k: int | None = Field(None, ge=1)
+    """Keep one episode of every k (paper Table 5)."""
+    n_envs: int | None = Field(None, ge=1)
+    """Parallel envs per task (paper: 5)."""
+    hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layers of the source algorithm's networks."""
+    batch_size: int | None = Field(None, ge=1)
+    """Source algorithm's mini-batch size."""
+    workers: int | None = Field(None, ge=0)
+    """Parallel worker processes (one task each at a time)."""
+    device: str | None = None
+    """Torch device of the source learners."""
+
+
+class ADOptions(BaseModel):
+    """AD training (icrl.ad); unset fields come from the preset."""
+
+    model_config = _OPTS
+
+    max_steps: int | None = Field(None, ge=1)
+    """Optimizer steps per model (replaces the preset's epochs)."""
+    epochs: float | None = Field(None, gt=0)
+    """Passes over the training contexts (paper: 450); replaces max_steps."""
+    batch_size: int | None = Field(None, ge=1)
+    """Contexts per optimizer step."""
+    lr: float | None = Field(None, gt=0)
+    """Peak learning rate of the cosine schedule."""
+    d_model: int | None = Field(None, ge=1)
+    """Backbone width (both backbones)."""
+    n_layers: int | None = Field(None, ge=1)
+    """Backbone depth (both backbones)."""
+    device: str | None = None
+    """Training device: auto, cpu, cuda."""
+    overrides: list[str] = []
+    """Extra icrl.ad TrainConfig overrides as "section.field=value" strings."""
+
+
+class EvalOptions(BaseModel):
+    """In-context evaluation on unseen test tasks (AD, MACAW and MQL alike)."""
+
+    model_config = _OPTS
+
+    n_tasks: int | None = Field(None, ge=1)
+    """Unseen test tasks per family (paper: 10)."""
+    episodes: int | None = Field(None, ge=1)
+    """In-context episodes per rollout; default: what the full-history context covers."""
+    device: str | None = None
+    """Evaluation device: auto, cpu, cuda."""
+
+
+class MacawOptions(BaseModel):
+    """MACAW baseline (offline, on the same histories)."""
+
+    model_config = _OPTS
+
+    enabled: bool = True
+    """Run MACAW."""
+    steps: int | None = Field(None, ge=1)
+    """Meta-training steps per seed."""
+
+
+class MQLOptions(BaseModel):
+    """MQL baseline (online, on the same train tasks)."""
+
+    model_config = _OPTS
+
+    enabled: bool = True
+    """Run MQL."""
+    total_env_steps: int | None = Field(None, ge=1)
+    """Meta-training env steps per seed (preset: AD's data volume, scaled by the preset)."""
+
+
+class ReproduceConfig(BaseSettings):
+    """Reproduce 'Scaling Algorithm Distillation for Continuous Control with Mamba'. Stages, per
+    family: (1) histories: source RL (SAC/PPO/DroQ) learning runs, k-downsampled, in HDF5;
+    (2) train: AD-Mamba and AD-transformer, every context and seed; (3) evaluate: each model in
+    context on unseen test tasks, no gradient step; (4) baselines: MACAW (offline, same
+    histories) and MQL (online, same train tasks); (5) report: Fig. 1, Fig. 2 and report.md.
+    Each stage is cached by the hash of its resolved config: a rerun skips finished stages and
+    resumes an interrupted one. Presets: tiny (CPU, minutes: plumbing, not science), small (one
+    GPU, under an hour per family), paper (Tables 4-7). Every field below overrides the preset."""
+
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True,
+        extra="forbid",
+        cli_parse_args=False,
+        cli_prog_name="reproduce.py",
+        cli_kebab_case=False,
+        cli_implicit_flags=True,
+        cli_use_class_docs_for_groups=True,
+        env_prefix="ICRL_",
+    )
+
+    preset: PresetName = "tiny"
+    """Budget preset: tiny (CPU, minutes, plumbing only), small (one GPU, <1 h per family),
+    paper (the paper's Tables 4-7)."""
+    families: list[str] = ["ReacherGoal"]
+    """Env families to run (ReacherGoal, PusherGoal, HalfCheetahVel, AntDir)."""
+    out: Path = Path("runs/reproduce")
+    """Run directory (stages, figures, report). Reusing it resumes and skips finished stages."""
+    config: Path | None = None
+    """A TOML file of these same fields (CLI flags win over it)."""
+    seeds: list[int] | None = None
+    """Training seeds of every method (paper: 3)."""
+    backbones: list[Literal["mamba", "transformer"]] = ["mamba", "transformer"]
+    """AD backbones to train."""
+    contexts: list[str] | None = None
+    """AD-Mamba training contexts for Fig. 2: "full", "episodes:N" or "window:C"; the first
+    is the one compared in Fig. 1 (and the transformer's)."""
+    histories: HistoriesOptions = HistoriesOptions()
+    """Learning-history generation."""
+    ad: ADOptions = ADOptions()
+    """AD training."""
+    evaluate: EvalOptions = EvalOptions()
+    """In-context evaluation."""
+    macaw: MacawOptions = MacawOptions()
+    """MACAW baseline."""
+    mql: MQLOptions = MQLOptions()
+    """MQL baseline."""
+    progress: bool = True
+    """Show progress bars."""
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in FAMILIES]
+        if unknown or not value:
+            raise ValueError(f"unknown env family {unknown}; choose from {list(FAMILIES)}")
+        return value
+
+    @field_validator("contexts")
+    @classmethod
+    def _context_specs(cls, value: list[str] | None) -> list[str] | None:
+        for spec in value or []:
+            parse_context(spec)
+        return value
+
+
+def parse_context(spec: str) -> dict[str, object]:
+    """ "full" | "episodes:N" | "window:C" -> the icrl.ad DataConfig fields it sets."""
+    kind, _, n = spec.partition(":")
+    if kind == "full" and not n:
+        return {"context": "full"}
+    if kind in ("episodes", "window") and n.isdigit() and int(n) > 0:
+        field = "n_episodes" if kind == "episodes" else "window"
+        return {"context": kind, field: int(n)}
+    raise ValueError(
+        f"context {spec!r} is not understood; use 'full', 'episodes:N' or 'window:C' (N, C > 0)"
+    )

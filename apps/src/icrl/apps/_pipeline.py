@@ -1,0 +1,223 @@
+"""The reproduce pipeline: one family at a time, every stage cached by its resolved config.
+
+histories -> AD training (backbone × context × seed) -> in-context evaluation -> MACAW -> MQL ->
+figures and report. A stage whose directory lacks its completion record is rerun in place, and
+the packages' jobs resume from what they left there (histories tasks, training checkpoints,
+baseline seeds).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icrl.ad import evaluate, load_model, train
+from icrl.baselines import run_macaw, run_mql
+from icrl.histories import generate
+
+from . import _presets as P
+from ._config import ReproduceConfig
+from ._stages import StageCache, StageResult
+
+
+@dataclass
+class FamilyResults:
+    """Where one family's results are, for the report."""
+
+    family: str
+    histories: Path
+    curves: dict[str, Path] = field(default_factory=dict)  # method -> returns.csv
+    contexts: dict[str, Path] = field(default_factory=dict)  # AD-Mamba context -> returns.csv
+    references: dict[str, float] = field(default_factory=dict)
+    source: list[float] = field(default_factory=list)
+    params: dict[str, int] = field(default_factory=dict)
+    wall: dict[str, float] = field(default_factory=dict)
+
+
+class Progress:
+    """One line per stage: its number, name, and whether it ran or came from the cache."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def __call__(self, result: StageResult) -> StageResult:
+        self.done += 1
+        how = "cached" if result.cached else f"done in {result.wall_s:.1f} s"
+        print(f"[{self.done}/{self.total}] {result.name}: {how}", flush=True)
+        return result
+
+
+def count_stages(cfg: ReproduceConfig) -> int:
+    """How many stages a run of `cfg` has (for the progress display)."""
+    n_ctx, n_seeds = len(P.contexts(cfg)), len(P.seeds(cfg))
+    per = 1
+    for backbone in cfg.backbones:
+        k = n_ctx if backbone == "mamba" else 1
+        per += k * (n_seeds + 1)
+    per += int(cfg.macaw.enabled) + int(cfg.mql.enabled)
+    return per * len(cfg.families)
+
+
+def _slug(context: str) -> str:
+    return context.replace(":", "")
+
+
+def _fresh(path: Path) -> Path:
+    """An empty directory: an interrupted earlier attempt's partial output is discarded."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def run_family(
+    family: str, cfg: ReproduceConfig, cache: StageCache, progress: Progress
+) -> FamilyResults:
+    """Run every stage of one family; return where its results are."""
+    gen = P.histories_config(family, cfg)
+    hist = progress(
+        cache.run(
+            f"histories-{family}",
+            gen.identity(),
+            lambda d: {"path": str(generate(gen, d / "histories.h5"))},
+        )
+    )
+    h5 = hist.path / "histories.h5"
+    out = FamilyResults(family, h5)
+    out.wall["histories"] = hist.wall_s
+    ctxs, first = P.contexts(cfg), P.contexts(cfg)[0]
+    episodes: int | None = cfg.evaluate.episodes
+    for backbone in cfg.backbones:
+        for ctx in ctxs if backbone == "mamba" else [first]:
+            # The Fig. 1 context runs first; its episode count is every later rollout's length.
+            csv, ev = _ad_runs(family, backbone, ctx, h5, hist, episodes, cfg, cache, progress, out)
+            episodes = episodes or ev
+            if ctx == first:
+                out.curves[_method(backbone)] = csv
+            if backbone == "mamba":
+                out.contexts[ctx] = csv
+    assert episodes is not None
+    if cfg.macaw.enabled:
+        out.curves["MACAW"] = _macaw(family, h5, hist, episodes, cfg, cache, progress, out)
+    if cfg.mql.enabled:
+        out.curves["MQL"] = _mql(family, episodes, cfg, cache, progress, out)
+    return out
+
+
+def _method(backbone: str) -> str:
+    return {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}[backbone]
+
+
+def _ad_runs(
+    family: str,
+    backbone: str,
+    ctx: str,
+    h5: Path,
+    hist: StageResult,
+    episodes: int | None,
+    cfg: ReproduceConfig,
+    cache: StageCache,
+    progress: Progress,
+    out: FamilyResults,
+) -> tuple[Path, int]:
+    runs: list[StageResult] = []
+    for seed in P.seeds(cfg):
+        tc = P.ad_config(family, backbone, ctx, seed, h5, cfg)
+        key_cfg = tc.model_dump(mode="json", exclude={"progress": True, "data": {"paths"}})
+        runs.append(
+            progress(
+                cache.run(
+                    f"train-{family}-{backbone}-{_slug(ctx)}-s{seed}",
+                    key_cfg,
+                    _train_fn(tc),
+                    deps=[hist],
+                )
+            )
+        )
+    out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
+    out.params[_method(backbone)] = int(cache.summary(runs[0])["params"])
+    ec = P.eval_config(h5, episodes, cfg)
+    ckpts = [Path(cache.summary(r)["checkpoint"]) for r in runs]
+    name = f"eval-{family}-{backbone}-{_slug(ctx)}"
+    key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories"})
+    res = progress(cache.run(name, key_cfg, _eval_fn(ec, ckpts), deps=runs))
+    out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
+    summary = cache.summary(res)
+    out.references = summary["references"]
+    out.source = summary["source"]
+    return res.path / "eval" / "returns.csv", int(summary["episodes"])
+
+
+def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
+    def fn(d: Path) -> dict[str, Any]:
+        result = train(tc, d / "run")
+        model, _ = load_model(result.checkpoint, "cpu")
+        params = sum(p.numel() for p in model.parameters())
+        return {"checkpoint": str(result.checkpoint), "loss": result.loss, "params": params}
+
+    return fn
+
+
+def _eval_fn(ec: Any, ckpts: list[Path]) -> Callable[[Path], dict[str, Any]]:
+    def fn(d: Path) -> dict[str, Any]:
+        res = evaluate(ec, ckpts, _fresh(d / "eval"))
+        source = [] if res.source is None else [float(x) for x in res.source]
+        return {"references": res.references, "source": source, "episodes": res.returns.shape[2]}
+
+    return fn
+
+
+def _macaw(
+    family: str,
+    h5: Path,
+    hist: StageResult,
+    episodes: int,
+    cfg: ReproduceConfig,
+    cache: StageCache,
+    progress: Progress,
+    out: FamilyResults,
+) -> Path:
+    seeds = P.seeds(cfg)
+    train_cfg, eval_cfg = P.macaw_configs(family, h5, Path("."), episodes, cfg)
+    key = {
+        "train": train_cfg.model_dump(mode="json", exclude={"histories", "run_dir"}),
+        "eval": eval_cfg.model_dump(mode="json"),
+        "seeds": seeds,
+    }
+
+    def fn(d: Path) -> dict[str, Any]:
+        if (d / "eval").exists():  # evaluation is cheap: redo it whole after an interruption
+            shutil.rmtree(d / "eval")
+        tc = train_cfg.model_copy(update={"run_dir": d})
+        run_macaw(tc, eval_cfg, d, seeds, progress=cfg.progress)
+        return {}
+
+    res = progress(cache.run(f"macaw-{family}", key, fn, deps=[hist]))
+    out.wall["MACAW"] = res.wall_s
+    return res.path / "eval" / "returns.csv"
+
+
+def _mql(
+    family: str,
+    episodes: int,
+    cfg: ReproduceConfig,
+    cache: StageCache,
+    progress: Progress,
+    out: FamilyResults,
+) -> Path:
+    seeds = P.seeds(cfg)
+    mc = P.mql_config(family, episodes, cfg)
+    key = {"config": mc.model_dump(mode="json"), "seeds": seeds}
+
+    def fn(d: Path) -> dict[str, Any]:
+        for stale in ("mql_results.csv", "mql_results.png"):
+            (d / stale).unlink(missing_ok=True)
+        run_mql(mc, d, seeds, progress=cfg.progress)
+        return {}
+
+    res = progress(cache.run(f"mql-{family}", key, fn))
+    out.wall["MQL"] = res.wall_s
+    return res.path / "mql_results.csv"

@@ -1,0 +1,137 @@
+"""TD3 with a GRU context (written in torch: Tianshou's TD3 has no place for a recurrent context
+that both actor and critics read from a history of past transitions)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from icrl.baselines._mql_config import MQLConfig
+from icrl.baselines._mql_nets import Actor, TwinCritic
+
+
+def prox_penalty(model: nn.Module, anchor: nn.Module) -> torch.Tensor:
+    """``Σ_p ‖p − p_anchor‖²`` over all parameters (official ``get_prox_penalty``)."""
+    terms = [
+        (p - q.detach()).pow(2).sum()
+        for p, q in zip(model.parameters(), anchor.parameters(), strict=True)
+    ]
+    return torch.stack(terms).sum()
+
+
+class MQLAgent:
+    """Actor, twin critic, their targets and optimisers; one TD3 update at a time."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: MQLConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.gru_hidden).to(device)
+        self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, cfg.gru_hidden).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.set_optimizers(cfg.lr)
+        self.updates = 0
+
+    def set_optimizers(self, lr: float) -> None:
+        """Fresh Adam optimisers (adaptation re-creates them, as the official code does)."""
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions (K, |A|) in [-1, 1] for obs (K, |S|) and histories (K, H, D)."""
+        return self.actor(obs, hist)
+
+    @torch.no_grad()
+    def actor_context(self, hist: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """The actor GRU's context features of histories (N, H, D), in chunks."""
+        return torch.cat([self.actor.context(h) for h in hist.split(chunk)])
+
+    def update(
+        self,
+        batch: dict[str, torch.Tensor],
+        beta: torch.Tensor | None = None,
+        anchor: MQLAgent | None = None,
+        prox_coef: float = 0.0,
+    ) -> dict[str, float]:
+        """One TD3 step; with `beta`, per-sample weights on both losses; with `anchor`, the
+        proximal penalty ``prox_coef·‖θ − θ_anchor‖²`` on actor and critic."""
+        cfg = self.cfg
+        self.updates += 1
+        with torch.no_grad():
+            noise = (torch.randn_like(batch["act"]) * cfg.policy_noise).clamp(
+                -cfg.noise_clip, cfg.noise_clip
+            )
+            next_act = (self.actor_target(batch["next_obs"], batch["next_hist"]) + noise).clamp(
+                -1.0, 1.0
+            )
+            tq1, tq2 = self.critic_target(batch["next_obs"], next_act, batch["next_hist"])
+            target = batch["rew"] + batch["not_done"] * cfg.gamma * torch.minimum(tq1, tq2)
+        q1, q2 = self.critic(batch["obs"], batch["act"], batch["hist"])
+        per_sample = F.mse_loss(q1, target, reduction="none") + F.mse_loss(
+            q2, target, reduction="none"
+        )
+        critic_loss = (per_sample if beta is None else per_sample * beta).mean()
+        if anchor is not None and prox_coef > 0:
+            critic_loss = critic_loss + prox_coef * prox_penalty(self.critic, anchor.critic)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        stats = {"critic_loss": critic_loss.item()}
+
+        if self.updates % cfg.policy_freq == 0:
+            q = self.critic.q1_only(
+                batch["obs"], self.actor(batch["obs"], batch["hist"]), batch["hist"]
+            )
+            actor_loss = -(q if beta is None else q * beta).mean()
+            if anchor is not None and prox_coef > 0:
+                actor_loss = actor_loss + prox_coef * prox_penalty(self.actor, anchor.actor)
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            self._polyak()
+            stats["actor_loss"] = actor_loss.item()
+        return stats
+
+    @torch.no_grad()
+    def _polyak(self) -> None:
+        tau = self.cfg.tau
+        for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+            for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
+                tp.lerp_(p, tau)
+
+    def clone(self, lr: float | None = None) -> MQLAgent:
+        """A deep copy; with `lr`, its optimisers are fresh Adam at that rate (for adaptation)."""
+        other = copy.copy(self)
+        for name in ("actor", "critic", "actor_target", "critic_target"):
+            setattr(other, name, copy.deepcopy(getattr(self, name)))
+        if lr is None:
+            other.set_optimizers(self.cfg.lr)
+            other.actor_opt.load_state_dict(self.actor_opt.state_dict())
+            other.critic_opt.load_state_dict(self.critic_opt.state_dict())
+        else:
+            other.set_optimizers(lr)
+            other.updates = 0
+        return other
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, targets, optimisers and the update counter."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = int(state["updates"])

@@ -1,0 +1,363 @@
+"""MQL meta-training (with checkpoint/resume) and evaluation by adaptation on test tasks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from icrl.baselines._mql_adapt import adapt
+from icrl.baselines._mql_agent import MQLAgent
+from icrl.baselines._mql_buffer import MultiTaskReplay
+from icrl.baselines._mql_config import MQLConfig
+from icrl.baselines._mql_results import plot_results, read_results_csv, write_results_csv
+from icrl.baselines._mql_rollout import run_episodes
+
+METHOD = "MQL"
+CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"
+METRIC_FIELDS = ("env_steps", "episodes", "updates", "train_return", "critic_loss", "wall_s")
+# Fields that may differ when resuming or evaluating a run: they do not change what was trained.
+_FREE_FIELDS = {
+    "device",
+    "total_env_steps",
+    "checkpoint_every",
+    "n_test_tasks",
+    "adapt_rounds",
+    "adapt_lr",
+    "csc_c",
+    "beta_clip",
+    "snap_iters",
+    "main_snap_iters",
+    "sample_mult",
+    "prox_coef",
+    "use_ess_prox",
+}
+
+EnvFactory = Callable[[], gym.Env]
+
+
+def _device(cfg: MQLConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _metaenv_factory(family: str) -> EnvFactory:
+    from icrl.metaenvs import make_env
+
+    return lambda: make_env(family)
+
+
+def _train_tasks(cfg: MQLConfig) -> list[Any]:
+    from icrl.metaenvs import train_tasks
+
+    return list(train_tasks(cfg.family, cfg.n_train_tasks))
+
+
+def _test_tasks(cfg: MQLConfig) -> list[Any]:
+    from icrl.metaenvs import test_tasks
+
+    return list(test_tasks(cfg.family, cfg.n_test_tasks))
+
+
+def _episode_seed(seed: int, episode: int) -> int:
+    # every reset is seeded from (run seed, episode counter): resume replays the same episodes
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+def _dims(env: gym.Env) -> tuple[int, int]:
+    return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+
+
+def _check_compatible(saved: dict[str, Any], cfg: MQLConfig, where: Path) -> None:
+    current = cfg.model_dump(mode="json")
+    diff = sorted(k for k in current if k not in _FREE_FIELDS and saved.get(k) != current[k])
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} on disk vs {current[k]!r}" for k in diff)
+        raise ValueError(
+            f"{where} holds an MQL run with another config ({detail}); use a new run "
+            f"directory or the config that wrote it"
+        )
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+    tmp.replace(path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+    tmp.replace(path)
+
+
+def _append_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+
+
+def load_checkpoint(
+    run_dir: Path, cfg: MQLConfig, env: gym.Env, n_tasks: int
+) -> tuple[MQLAgent, MultiTaskReplay, dict[str, Any]]:
+    """Agent, replay and counters of the run in `run_dir` (fresh ones when it has none)."""
+    obs_dim, act_dim = _dims(env)
+    agent = MQLAgent(obs_dim, act_dim, cfg, _device(cfg))
+    replay = MultiTaskReplay(
+        cfg.replay_size, obs_dim, act_dim, cfg.hist_len, n_tasks, cfg.snapshot_size
+    )
+    path = run_dir / CKPT
+    if not path.exists():
+        return agent, replay, {"env_steps": 0, "episodes": 0, "update_credit": 0.0, "wall_s": 0.0}
+    state = torch.load(path, map_location=agent.device, weights_only=False)
+    _check_compatible(state["config"], cfg, path)
+    agent.load_state_dict(state["agent"])
+    replay.load(run_dir / REPLAY)
+    if replay.written != state["counters"]["replay_written"]:
+        raise ValueError(
+            f"{run_dir / REPLAY} holds {replay.written} transitions but {path} expects "
+            f"{state['counters']['replay_written']}: the two files are from different saves"
+        )
+    torch.set_rng_state(state["torch_rng"])
+    if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    counters = dict(state["counters"])
+    counters["rng_state"] = state["np_rng"]
+    return agent, replay, counters
+
+
+def _save_checkpoint(
+    run_dir: Path,
+    cfg: MQLConfig,
+    agent: MQLAgent,
+    replay: MultiTaskReplay,
+    rng: np.random.Generator,
+    counters: dict[str, Any],
+) -> None:
+    # replay first: a crash between the two writes leaves a checkpoint that refuses to load
+    # with a mismatched replay rather than silently resuming from inconsistent state
+    replay.save(run_dir / REPLAY)
+    _atomic_torch_save(
+        {
+            "config": cfg.model_dump(mode="json"),
+            "agent": agent.state_dict(),
+            "counters": {**counters, "replay_written": replay.written},
+            "np_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        run_dir / CKPT,
+    )
+
+
+def train_mql(
+    cfg: MQLConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    env_factory: EnvFactory | None = None,
+    tasks: Sequence[Any] | None = None,
+) -> Path:
+    """Meta-train MQL on the train tasks of ``cfg.family``; return the checkpoint path.
+
+    Each iteration runs ``envs_per_iter`` episodes side by side, each on a train task drawn
+    with replacement (uniform random actions during the first ``burn_in`` steps, then the
+    actor plus Gaussian noise), stores them in one shared replay buffer and makes
+    ``utd_ratio`` TD3 updates per new env step. A rerun on the same `run_dir` resumes from the
+    last checkpoint (model, optimisers, replay buffer, RNG); a finished run returns at once.
+    `env_factory` and `tasks` replace ``icrl.metaenvs`` (for other gymnasium envs).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / CONFIG).exists():
+        _check_compatible(json.loads((run_dir / CONFIG).read_text()), cfg, run_dir / CONFIG)
+    else:
+        _write_text_atomic(run_dir / CONFIG, cfg.model_dump_json(indent=2))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tasks = list(tasks) if tasks is not None else _train_tasks(cfg)
+    factory = env_factory or _metaenv_factory(cfg.family)
+    envs = [factory() for _ in range(cfg.envs_per_iter)]
+    agent, replay, counters = load_checkpoint(run_dir, cfg, envs[0], len(tasks))
+    if "rng_state" in counters:
+        rng.bit_generator.state = counters.pop("rng_state")
+    steps = int(counters["env_steps"])
+    if steps >= cfg.total_env_steps:
+        return run_dir / CKPT
+    device = agent.device
+    next_ckpt = (steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    pending: list[dict[str, float]] = []
+    t0 = time.perf_counter() - float(counters["wall_s"])
+    bar = tqdm(
+        total=cfg.total_env_steps,
+        initial=steps,
+        disable=not progress,
+        unit="step",
+        desc=f"MQL {cfg.family} seed {cfg.seed}",
+        dynamic_ncols=True,
+    )
+    with bar:
+        while steps < cfg.total_env_steps:
+            task_ids = rng.integers(0, len(tasks), size=cfg.envs_per_iter)
+            mode = "random" if steps < cfg.burn_in else "noisy"
+            episodes = run_episodes(
+                envs,
+                [tasks[i] for i in task_ids],
+                agent,
+                mode,
+                rng,
+                cfg.hist_len,
+                cfg.expl_noise,
+                seeds=[
+                    _episode_seed(cfg.seed, counters["episodes"] + i)
+                    for i in range(cfg.envs_per_iter)
+                ],
+            )
+            for t, ep in zip(task_ids, episodes, strict=True):
+                replay.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, int(t))
+            new = sum(len(ep) for ep in episodes)
+            steps += new
+            counters["episodes"] += len(episodes)
+            losses = []
+            if steps >= cfg.burn_in and len(replay) >= cfg.batch_size:
+                counters["update_credit"] += cfg.utd_ratio * new
+                n_updates = int(counters["update_credit"])
+                counters["update_credit"] -= n_updates
+                for _ in range(n_updates):
+                    batch = replay.batch(replay.sample_indices(cfg.batch_size, rng), device)
+                    losses.append(agent.update(batch)["critic_loss"])
+            train_return = float(np.mean([ep.ret for ep in episodes]))
+            pending.append(
+                {
+                    "env_steps": steps,
+                    "episodes": counters["episodes"],
+                    "updates": agent.updates,
+                    "train_return": train_return,
+                    "critic_loss": float(np.mean(losses)) if losses else float("nan"),
+                    "wall_s": time.perf_counter() - t0,
+                }
+            )
+            bar.update(new)
+            bar.set_postfix(ret=f"{train_return:.1f}", updates=agent.updates)
+            if steps >= next_ckpt or steps >= cfg.total_env_steps:
+                counters.update(env_steps=steps, wall_s=time.perf_counter() - t0)
+                _save_checkpoint(run_dir, cfg, agent, replay, rng, counters)
+                _append_metrics(run_dir / METRICS, pending)
+                pending = []
+                next_ckpt = (steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    return run_dir / CKPT
+
+
+def evaluate_mql(
+    cfg: MQLConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    env_factory: EnvFactory | None = None,
+    train_task_count: int | None = None,
+    tasks: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Adapt the meta-trained MQL of `run_dir` to each test task; rows in AD's result format.
+
+    Protocol, per test task (all episodes deterministic, the policy's mean action):
+    episode 0 is the meta-policy before adaptation and becomes the new task's data; for each
+    round r = 1..adapt_rounds, a fresh copy of the meta-trained networks is adapted on all the
+    new-task data so far (propensity weights, Phase A, Phase B), then runs episode r, which is
+    added to the data. Returns ``{"method", "seed", "task", "episode", "return"}`` rows; "task"
+    is the index in ``metaenvs.test_tasks(family, n_test_tasks)`` (or in `tasks`).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CKPT).exists():
+        raise ValueError(f"{run_dir / CKPT} does not exist: run train_mql(config, {run_dir}) first")
+    factory = env_factory or _metaenv_factory(cfg.family)
+    env = factory()
+    n_train = train_task_count if train_task_count is not None else len(_train_tasks(cfg))
+    meta, replay, counters = load_checkpoint(run_dir, cfg, env, n_train)
+    if counters["env_steps"] < cfg.total_env_steps:
+        raise ValueError(
+            f"{run_dir} trained {counters['env_steps']} of {cfg.total_env_steps} env steps: "
+            f"finish it with train_mql first"
+        )
+    test = list(tasks) if tasks is not None else _test_tasks(cfg)
+    ep_len = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
+    rng = np.random.default_rng([cfg.seed, 7])
+    obs_dim, act_dim = _dims(env)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(
+        total=len(test) * (cfg.adapt_rounds + 1),
+        disable=not progress,
+        unit="ep",
+        desc=f"MQL adapt {cfg.family} seed {cfg.seed}",
+    )
+    with bar:
+        for ti, task in enumerate(test):
+            new = MultiTaskReplay(
+                (cfg.adapt_rounds + 1) * ep_len, obs_dim, act_dim, cfg.hist_len, 1, 1
+            )
+            agent = meta
+            for r in range(cfg.adapt_rounds + 1):
+                if r > 0:
+                    agent, _ = adapt(meta, new, replay, rng)
+                seed = 2_000_003 * (cfg.seed + 1) + 1009 * ti if r == 0 else None
+                (ep,) = run_episodes(
+                    [env],
+                    [task],
+                    agent,
+                    "deterministic",
+                    rng,
+                    cfg.hist_len,
+                    seeds=None if seed is None else [seed],
+                )
+                new.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, 0)
+                rows.append(
+                    {"method": METHOD, "seed": cfg.seed, "task": ti, "episode": r, "return": ep.ret}
+                )
+                bar.update(1)
+    return rows
+
+
+def run_mql(
+    cfg: MQLConfig,
+    out_dir: str | Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+) -> Path:
+    """Train and evaluate MQL for each seed; write ``mql_results.csv`` and ``.png`` in `out_dir`.
+
+    Seed ``s`` runs in ``out_dir/seed_s`` (``cfg.seed`` is replaced by ``s``); its evaluation is
+    kept in ``out_dir/seed_s/eval.csv``, so a rerun resumes training and skips finished seeds.
+    Returns the combined CSV's path.
+    """
+    out_dir = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for s in seeds:
+        seed_cfg = cfg.model_copy(update={"seed": int(s)})
+        run_dir = out_dir / f"seed_{s}"
+        eval_csv = run_dir / "eval.csv"
+        if not eval_csv.exists():
+            train_mql(seed_cfg, run_dir, progress=progress)
+            write_results_csv(evaluate_mql(seed_cfg, run_dir, progress=progress), eval_csv)
+        rows += read_results_csv(eval_csv)
+    csv_path = write_results_csv(rows, out_dir / "mql_results.csv")
+    png = out_dir / "mql_results.png"
+    if not png.exists():
+        plot_results(rows, png, title=f"MQL on {cfg.family}: {len(seeds)} seeds")
+    return csv_path

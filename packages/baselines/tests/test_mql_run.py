@@ -1,0 +1,52 @@
+"""MQL end to end on ReacherGoal (CPU): train, checkpoint/resume, adapt, AD-format results."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from icrl.baselines import evaluate_mql, mql_preset, run_mql, train_mql
+from icrl.baselines._mql_results import FIELDS, read_results_csv
+
+torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_adapts_and_writes_ad_format(tmp_path: Path) -> None:
+    cfg = mql_preset("ReacherGoal", "tiny")
+    csv_path = run_mql(cfg, tmp_path, seeds=(0,), progress=False)
+    rows = read_results_csv(csv_path)
+    assert csv_path.read_text().splitlines()[0] == ",".join(FIELDS)
+    # 2 test tasks x (episode 0 before adaptation + 2 adaptation rounds)
+    assert {(r["task"], r["episode"]) for r in rows} == {(t, e) for t in (0, 1) for e in (0, 1, 2)}
+    assert all(r["method"] == "MQL" and r["seed"] == 0 for r in rows)
+    # ReacherGoal rewards are -distance - control cost: every 50-step return is negative
+    assert all(-1000 < r["return"] < 0 for r in rows)
+    assert (tmp_path / "mql_results.png").stat().st_size > 0
+    metrics = (tmp_path / "seed_0" / "metrics.csv").read_text().splitlines()
+    assert metrics[-1].startswith(f"{cfg.total_env_steps},")
+    # a rerun finds everything done and returns the same file
+    assert run_mql(cfg, tmp_path, seeds=(0,), progress=False).read_text() == csv_path.read_text()
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    cfg = mql_preset("ReacherGoal", "tiny", total_env_steps=1000, checkpoint_every=600)
+    train_mql(cfg, tmp_path / "straight", progress=False)
+    train_mql(cfg.model_copy(update={"total_env_steps": 600}), tmp_path / "resumed", progress=False)
+    train_mql(cfg, tmp_path / "resumed", progress=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert a["counters"]["env_steps"] == b["counters"]["env_steps"] == 1000
+    assert a["agent"]["updates"] == b["agent"]["updates"] > 0
+    for name in ("actor", "critic_target"):
+        for k, v in a["agent"][name].items():
+            torch.testing.assert_close(v, b["agent"][name][k], rtol=0, atol=0)
+
+
+def test_run_dir_of_another_config_is_refused(tmp_path: Path) -> None:
+    cfg = mql_preset("ReacherGoal", "tiny", total_env_steps=200)
+    train_mql(cfg, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="hist_len"):
+        train_mql(cfg.model_copy(update={"hist_len": 7}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="train_mql"):
+        evaluate_mql(cfg, tmp_path / "nothing", progress=False)
