@@ -126,7 +126,7 @@ def load_checkpoint(
     path = run_dir / CKPT
     if not path.exists():
         return agent, replay, {"env_steps": 0, "episodes": 0, "update_credit": 0.0, "wall_s": 0.0}
-    state = torch.load(path, map_location=agent.device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
     _check_compatible(state["config"], cfg, path)
     agent.load_state_dict(state["agent"])
     replay.load(run_dir / REPLAY)
