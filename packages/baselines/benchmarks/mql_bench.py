@@ -7,7 +7,7 @@
         --steps 60000 --seeds 0 1 2 --out runs/mql-reacher
 
 ``run`` trains each seed in its own process (the GPU is far from busy with one), writes
-``seed_s/eval.csv`` and then ``mql_results.csv`` / ``.png`` through :func:`run_mql`.
+``seed_s/returns.csv`` and then ``returns.csv`` / ``curves.png`` through :func:`run_mql`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icrl.baselines import MQLAgent, MultiTaskReplay, adapt, evaluate_mql, mql_preset, train_mql
-from icrl.baselines._mql_results import curves, write_results_csv
+from icrl.baselines import (
+    MQLAgent,
+    MultiTaskReplay,
+    evaluate_mql,
+    mql_adapt,
+    mql_preset,
+    read_results_csv,
+    run_mql,
+    train_mql,
+    write_results_csv,
+)
 from icrl.baselines._mql_rollout import run_episodes
-from icrl.baselines._mql_run import run_mql
+from icrl.baselines._results import summarize
 from icrl.metaenvs import make_env, test_tasks, train_tasks
 
 
@@ -69,7 +78,7 @@ def throughput(family: str, n_updates: int) -> dict[str, float]:
     (ep,) = run_episodes([env], [task], agent, "deterministic", rng, cfg.hist_len)
     new.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, 0)
     t0 = time.perf_counter()
-    adapt(agent, new, replay, rng)
+    mql_adapt(agent, new, replay, rng)
     _sync(device)
     adapt_s = time.perf_counter() - t0
     hours = cfg.total_env_steps * cfg.utd_ratio * update_s / 3600
@@ -90,7 +99,7 @@ def _one_seed(args: tuple[dict, str, int]) -> None:
     cfg = mql_preset(**{**cfg_dict, "seed": seed})
     run_dir = Path(out) / f"seed_{seed}"
     train_mql(cfg, run_dir, progress=False)
-    eval_csv = run_dir / "eval.csv"
+    eval_csv = run_dir / "returns.csv"
     if not eval_csv.exists():
         write_results_csv(evaluate_mql(cfg, run_dir, progress=False), eval_csv)
 
@@ -125,11 +134,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(len(a.seeds)) as pool:
         pool.map(_one_seed, [(cfg_dict, str(a.out), s) for s in a.seeds])
-    rows_csv = run_mql(cfg, a.out, seeds=a.seeds, progress=False)
-    from icrl.baselines._mql_results import read_results_csv
-
-    for method, pts in curves(read_results_csv(rows_csv)).items():
-        for e, m, h in pts:
+    csv_path, _ = run_mql(cfg, a.out, seeds=a.seeds, progress=False)
+    for method, s in summarize(read_results_csv(csv_path)).items():
+        for e, m, h in zip(s["episode"], s["mean"], s["ci95"], strict=True):
             print(f"{method} episode {e}: {m:.2f} ± {h:.2f}")
     print(f"wall {time.perf_counter() - t0:.0f} s")
 

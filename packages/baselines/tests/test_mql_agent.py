@@ -9,7 +9,6 @@ from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import mql_preset
 
 OBS, ACT, H = 4, 2, 3
-torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
 
 
 def _agent(**overrides: object) -> MQLAgent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import warnings
@@ -18,15 +19,22 @@ from icrl.metaenvs import (
     PusherGoalTask,
     ReacherGoalTask,
     env_id,
+    env_metadata,
     episode_length,
     make_env,
     make_vector_env,
+    reference_returns,
     register_envs,
     sample_tasks,
     test_tasks,
     train_tasks,
 )
-from icrl.metaenvs.testing import check_conformance, gymnasium_check_env, rollout
+from icrl.metaenvs.testing import (
+    ConformanceError,
+    check_conformance,
+    gymnasium_check_env,
+    rollout,
+)
 
 OBS_DIM = {"ReacherGoal": 8, "PusherGoal": 17, "HalfCheetahVel": 17, "AntDir": 27}
 ACT_DIM = {"ReacherGoal": 2, "PusherGoal": 7, "HalfCheetahVel": 6, "AntDir": 8}
@@ -58,6 +66,8 @@ def test_spaces_and_registration(family: str) -> None:
     assert env.action_space.shape == (ACT_DIM[family],)
     # Registered ids work through gymnasium.make directly, also with the module:id form that
     # imports this package first.
+    spec = gymnasium.envs.registration.EnvSpec.from_json(env.spec.to_json())
+    assert gymnasium.make(spec).unwrapped.task == train_tasks(family)[0]
     for eid in (env_id(family), f"icrl.metaenvs:{env_id(family)}"):
         other = gymnasium.make(eid, task=train_tasks(family)[1])
         assert other.unwrapped.task == train_tasks(family)[1]
@@ -320,3 +330,84 @@ def test_vector_env_holds_one_task_per_sub_env(asynchronous: bool) -> None:
     finally:
         vec.close()
     assert len(set(reward.tolist())) == 3
+
+
+# --- reference returns and metadata ------------------------------------------------------------
+
+
+def test_reference_returns_are_reproducible_and_ordered() -> None:
+    tasks = test_tasks("ReacherGoal", 2)
+    zero = reference_returns("ReacherGoal", tasks, "zero", episodes=2, seed=0)
+    rand, lengths = reference_returns(
+        "ReacherGoal", tasks, "random", episodes=2, seed=0, with_lengths=True
+    )
+    assert zero.shape == rand.shape == lengths.shape == (2, 2)
+    assert (lengths == 50).all()
+    assert np.array_equal(rand, reference_returns("ReacherGoal", tasks, "random", 2, seed=0))
+    assert not np.array_equal(rand, reference_returns("ReacherGoal", tasks, "random", 2, seed=1))
+    # The random policy pays 1·E‖a‖² = 2/3 per step in control cost alone.
+    assert (rand < zero).all() and (zero < 0).all()
+    with pytest.raises(ValueError, match="policy must be 'zero' or 'random'"):
+        reference_returns("ReacherGoal", tasks, "greedy")
+
+
+def test_ant_standing_still_earns_about_200() -> None:
+    zero = reference_returns("AntDir", test_tasks("AntDir", 1), "zero")
+    assert 185 < zero[0, 0] < 200  # +1 healthy per step, minus a small contact cost
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_env_metadata_is_json(family: str) -> None:
+    meta = env_metadata(family)
+    assert json.loads(json.dumps(meta)) == meta
+    assert meta["env_id"] == env_id(family) and meta["obs_dim"] == OBS_DIM[family]
+    assert meta["terminates"] == (family == "AntDir")
+    assert env_metadata("AntDir", terminate_when_unhealthy=False)["terminates"] is False
+
+
+def test_vector_env_under_spawn_pickles_its_sub_envs() -> None:
+    # "spawn" pickles each sub-env's factory into a fresh interpreter (fork would not).
+    tasks = test_tasks("ReacherGoal", 2)
+    vec = make_vector_env("ReacherGoal", tasks, asynchronous=True, context="spawn")
+    try:
+        vec.reset(seed=0)
+        assert list(vec.get_attr("task")) == tasks
+        _, reward, *_ = vec.step(np.zeros((2, 2), np.float32))
+        assert reward.shape == (2,) and reward[0] != reward[1]
+    finally:
+        vec.close()
+
+
+def test_conformance_check_catches_a_task_leak() -> None:
+    with pytest.raises(ConformanceError, match=r"observation 0 differs.*depends on the task"):
+        check_conformance("HalfCheetahVel", include_task_in_obs=True)
+    check_conformance("HalfCheetahVel", include_task_in_obs=True, check_hidden=False)
+
+
+def test_a_new_task_takes_effect_at_the_next_reset() -> None:
+    old, new = HalfCheetahVelTask(velocity=0.5), HalfCheetahVelTask(velocity=2.5)
+    env_a, env_b = make_env("HalfCheetahVel", old), make_env("HalfCheetahVel", old)
+    env_a.reset(seed=0)
+    env_b.reset(seed=0)
+    action = np.zeros(6, np.float32)
+    env_a.unwrapped.set_task(new)  # mid-episode: the running episode keeps `old`
+    assert env_a.unwrapped.task == new and env_a.unwrapped.episode_task == old
+    assert env_a.step(action)[1] == env_b.step(action)[1]
+    env_a.reset(seed=0)
+    env_b.reset(seed=0, options={"task": new})
+    assert env_a.unwrapped.episode_task == new
+    assert env_a.step(action)[1] == env_b.step(action)[1]
+
+
+def test_reference_returns_script_prints_a_markdown_table(monkeypatch, capsys) -> None:
+    import pathlib
+    import runpy
+    import sys
+
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "reference_returns.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--n-tasks", "1", "--episodes", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(FAMILIES) + 1  # header, one per family, AntDir without termination
+    assert all(f"| {family} |" in out for family in FAMILIES)

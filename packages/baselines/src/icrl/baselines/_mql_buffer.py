@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icrl.baselines._common import atomic_write
+
 
 class MultiTaskReplay:
     """Ring buffer of transitions of several tasks plus, per task, its last `snapshot` indices.
@@ -157,12 +159,14 @@ class MultiTaskReplay:
         self.written, self.episodes = written, episodes
 
     def save(self, path: Path) -> None:
-        """Write the buffer atomically to `path` (.npz)."""
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.state_dict())
-            f.flush()
-        tmp.replace(path)
+        """Write the buffer atomically to `path` (.npz), replacing an older save."""
+        state = self.state_dict()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, **state)
+
+        atomic_write(path, write, overwrite=True)
 
     def load(self, path: Path) -> None:
         """Read a buffer written by :meth:`save`."""

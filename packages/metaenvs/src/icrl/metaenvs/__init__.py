@@ -14,7 +14,13 @@ definitions, the task API and the conformance helper :mod:`icrl.metaenvs.testing
 
 from icrl.metaenvs._envs import AntDirEnv, HalfCheetahVelEnv, PusherGoalEnv, ReacherGoalEnv
 from icrl.metaenvs._reference import reference_returns
-from icrl.metaenvs._registry import env_id, make_env, make_vector_env, register_envs
+from icrl.metaenvs._registry import (
+    env_id,
+    env_metadata,
+    make_env,
+    make_vector_env,
+    register_envs,
+)
 from icrl.metaenvs._tasks import (
     DEFINITION_VERSION,
     FAMILIES,
@@ -46,6 +52,7 @@ __all__ = [
     "ReacherGoalTask",
     "Task",
     "env_id",
+    "env_metadata",
     "episode_length",
     "make_env",
     "make_vector_env",

@@ -43,12 +43,14 @@ class _MetaTaskMixin:
     """
 
     family: str
-    _task: Task | None
+    _task: Task | None  # the task set; it takes effect at the next reset
+    _episode_task: Task | None  # the task of the running episode
     include_task_in_obs: bool
 
     def _init_task(self, task: Task | Mapping[str, Any] | None, include_task_in_obs: bool) -> None:
         self.include_task_in_obs = bool(include_task_in_obs)
         self._task = None
+        self._episode_task = None
         if task is not None:
             self.set_task(task)
         if self.include_task_in_obs:
@@ -63,15 +65,24 @@ class _MetaTaskMixin:
 
     @property
     def task(self) -> Task | None:
-        """The current task (``None`` until set or until the first reset draws one)."""
+        """The task set (``None`` until set or until the first reset draws one)."""
         return self._task
+
+    @property
+    def episode_task(self) -> Task | None:
+        """The task of the running episode (``task`` as it was at the last reset)."""
+        return self._episode_task
 
     @task.setter
     def task(self, value: Task | Mapping[str, Any]) -> None:
         self.set_task(value)
 
     def set_task(self, task: Task | Mapping[str, Any]) -> None:
-        """Set the task (a task value or its dict); it applies from the next ``reset``."""
+        """Set the task (a task value or its dict); it takes effect at the next ``reset``.
+
+        A running episode keeps the task it started with (so a vector env whose tasks change
+        mid-episode switches each sub-env at its own next reset).
+        """
         self._task = as_task(self.family, task)
         # EzPickle rebuilds the env from its constructor arguments: keep the task among them so
         # that a pickled copy (e.g. sent to a subprocess) carries the current task.
@@ -88,23 +99,24 @@ class _MetaTaskMixin:
         generator seeded by ``seed`` (separate from the env's ``np_random``, so initial states do
         not depend on it); that task then persists like any other.
         """
-        options = dict(options or {})
-        if "task" in options:
-            self.set_task(options.pop("task"))
-        if options:
+        unknown = sorted(set(options or {}) - {"task"})
+        if unknown:
             raise ValueError(
-                f"{type(self).__name__}.reset got unknown options {sorted(options)}; "
+                f"{type(self).__name__}.reset got unknown options {unknown}; "
                 "the only option is 'task'"
             )
+        if options and "task" in options:
+            self.set_task(options["task"])
         if self._task is None:
             self.set_task(sample_tasks_with(self.family, 1, np.random.default_rng(seed))[0])
+        self._episode_task = self._task
         return super().reset(seed=seed)  # type: ignore[misc]
 
     def _get_obs(self) -> np.ndarray:
         obs = self._hidden_obs()
         if self.include_task_in_obs:
-            assert self._task is not None
-            obs = np.concatenate([obs, self._task.obs_features()])
+            assert self._episode_task is not None
+            obs = np.concatenate([obs, self._episode_task.obs_features()])
         return obs
 
     def _hidden_obs(self) -> np.ndarray:
@@ -137,8 +149,8 @@ class ReacherGoalEnv(_MetaTaskMixin, ReacherEnv):
         # state does not depend on the task.
         qpos = self.init_qpos + self.np_random.uniform(-0.1, 0.1, size=self.model.nq)
         qvel = self.init_qvel + self.np_random.uniform(-0.005, 0.005, size=self.model.nv)
-        assert isinstance(self._task, ReacherGoalTask)
-        self.goal = np.array(self._task.goal)
+        assert isinstance(self._episode_task, ReacherGoalTask)
+        self.goal = np.array(self._episode_task.goal)
         qpos[-2:] = self.goal
         qvel[-2:] = 0.0
         self.set_state(qpos, qvel)
@@ -189,10 +201,10 @@ class PusherGoalEnv(_MetaTaskMixin, PusherEnv):
         # sampler is replaced by the task.
         qpos = self.init_qpos.copy()
         qvel = self.init_qvel + self.np_random.uniform(-0.005, 0.005, size=self.model.nv)
-        assert isinstance(self._task, PusherGoalTask)
+        assert isinstance(self._episode_task, PusherGoalTask)
         # Slide joints are ordered (y, x) for both bodies, as are the task's offsets.
-        self.cylinder_pos = np.array(self._task.object)
-        self.goal_pos = np.array(self._task.goal)
+        self.cylinder_pos = np.array(self._episode_task.object)
+        self.goal_pos = np.array(self._episode_task.goal)
         qpos[-4:-2] = self.cylinder_pos
         qpos[-2:] = self.goal_pos
         qvel[-4:] = 0.0
@@ -271,13 +283,14 @@ class HalfCheetahVelEnv(_MetaTaskMixin, HalfCheetahEnv):
 
     def step(self, action):
         """One control step; ``info`` holds ``reward_forward`` and ``reward_ctrl`` (they sum)."""
-        assert isinstance(self._task, HalfCheetahVelTask), "call reset() before step()"
+        task = self._episode_task
+        assert isinstance(task, HalfCheetahVelTask), "call reset() before step()"
         x_before = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
         x_after = self.data.qpos[0]
         x_velocity = (x_after - x_before) / self.dt
         observation = self._get_obs()
-        reward_forward = -self._forward_reward_weight * abs(float(x_velocity) - self._task.velocity)
+        reward_forward = -self._forward_reward_weight * abs(float(x_velocity) - task.velocity)
         reward_ctrl = -self._ctrl_cost_weight * _sq_norm(action)
         info = {
             "x_position": x_after,
@@ -334,13 +347,14 @@ class AntDirEnv(_MetaTaskMixin, AntEnv):
         ``info`` holds ``reward_forward``, ``reward_ctrl``, ``reward_contact`` and
         ``reward_survive`` (they sum to the reward) and the xy velocity.
         """
-        assert isinstance(self._task, AntDirTask), "call reset() before step()"
+        task = self._episode_task
+        assert isinstance(task, AntDirTask), "call reset() before step()"
         xy_before = self.data.body(self._main_body).xpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
         xy_after = self.data.body(self._main_body).xpos[:2].copy()
         xy_velocity = (xy_after - xy_before) / self.dt
         observation = self._get_obs()
-        reward_forward = self._forward_reward_weight * float(xy_velocity @ self._task.unit_vector())
+        reward_forward = self._forward_reward_weight * float(xy_velocity @ task.unit_vector())
         reward_survive = float(self.healthy_reward)
         reward_ctrl = -self._ctrl_cost_weight * _sq_norm(action)
         reward_contact = -float(self.contact_cost)

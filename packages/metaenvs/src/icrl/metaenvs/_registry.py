@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium
+import mujoco
+import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from icrl.metaenvs._tasks import FAMILIES, Task, as_task, check_family, episode_length
+from icrl.metaenvs._tasks import (
+    DEFINITION_VERSION,
+    FAMILIES,
+    Task,
+    as_task,
+    check_family,
+    episode_length,
+    task_support,
+)
 
 _ENTRY_POINTS = {
     "ReacherGoal": "icrl.metaenvs._envs:ReacherGoalEnv",
@@ -54,9 +65,9 @@ def make_env(
     """
     check_family(family)
     register_envs()
-    if task is not None:
-        task = as_task(family, task)
-    return gymnasium.make(env_id(family), task=task, **kwargs)
+    # Passed as its dict so that the env's spec (which records the kwargs) stays JSON-serialisable.
+    task_dict = None if task is None else as_task(family, task).to_dict()
+    return gymnasium.make(env_id(family), task=task_dict, **kwargs)
 
 
 def make_vector_env(
@@ -84,3 +95,38 @@ def make_vector_env(
     if context is not None:
         raise ValueError("context applies only to asynchronous=True")
     return SyncVectorEnv(fns, autoreset_mode=autoreset_mode)
+
+
+def env_metadata(family: str, **env_kwargs: Any) -> dict[str, Any]:
+    """A JSON-serialisable record of what ``make_env(family, **env_kwargs)`` builds.
+
+    Store it next to anything recorded on the env (learning histories, evaluation results), so
+    that data from different definitions or library versions is never mixed unknowingly.
+    """
+    env = make_env(family, **env_kwargs)
+    try:
+        base = env.unwrapped
+        meta: dict[str, Any] = {
+            "family": family,
+            "env_id": env_id(family),
+            "definition_version": DEFINITION_VERSION,
+            "episode_length": episode_length(family),
+            "task_distribution": task_support(family),
+            "env_kwargs": {k: v for k, v in env_kwargs.items() if k != "task"},
+            "obs_dim": int(env.observation_space.shape[0]),
+            "act_dim": int(env.action_space.shape[0]),
+            "action_low": env.action_space.low.tolist(),
+            "action_high": env.action_space.high.tolist(),
+            "dt": float(base.dt),
+            "include_task_in_obs": bool(base.include_task_in_obs),
+            "terminates": family == "AntDir" and bool(base._terminate_when_unhealthy),
+            "versions": {
+                "icrl-metaenvs": importlib.metadata.version("icrl-metaenvs"),
+                "gymnasium": gymnasium.__version__,
+                "mujoco": mujoco.__version__,
+                "numpy": np.__version__,
+            },
+        }
+    finally:
+        env.close()
+    return meta

@@ -1,0 +1,246 @@
+"""MACAW's test-time protocol, written as per-episode returns like AD's in-context evaluation.
+
+For each trained run (one seed) and each canonical test task:
+
+- episode 0 is the un-adapted meta-policy;
+- ``adaptation='online'`` (default): before episode ``e ≥ 1`` the meta-parameters are adapted
+  afresh (``adapt_steps`` value steps, then policy steps, with the learned rates) on a batch of at
+  most ``adapt_batch_size`` transitions drawn from the ``e`` episodes collected so far on the task;
+- ``adaptation='offline'`` (the official ``eval_macaw(ft='offline')``): the tasks are those of
+  ``test_histories`` (histories of held-out tasks); adapt once on a random batch of a task's own
+  learning history (every ``transition_skip``-th row) and run episodes ``1..`` with that policy.
+
+Every evaluated episode samples actions ``clip(μ + σ ε, −1, 1)`` with ``σ = explore_sigma`` (the
+official evaluation uses the mean action, ``σ = 0``): online adaptation needs exploration, since on
+its own noiseless actions the AWR gradient vanishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from icrl.baselines._eval import Episode, run_episode
+from icrl.baselines._macaw_algo import Macaw, Params
+from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig, MacawTrainConfig
+from icrl.baselines._macaw_data import (
+    MacawBuffer,
+    buffer_from_history,
+    build_macaw_buffer,
+    sample_batch,
+)
+from icrl.baselines._macaw_train import load_macaw, train_macaw
+from icrl.baselines._results import EpisodeResult, write_results
+
+
+def _policy_fn(
+    model: Macaw,
+    params: Params | None,
+    low: np.ndarray,
+    high: np.ndarray,
+    sigma: float,
+    rng: np.random.Generator,
+    device: torch.device,
+):
+    mid, half = (high + low) / 2, (high - low) / 2
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        o = torch.as_tensor(np.asarray(obs, np.float32), device=device).unsqueeze(0)
+        mu = model.act(params, o)[0].cpu().numpy().astype(np.float64)
+        a = np.clip(mu + sigma * rng.standard_normal(mu.shape), -1.0, 1.0) if sigma > 0 else mu
+        return mid + half * a
+
+    return act
+
+
+def _episode_buffer(
+    ep: Episode, cfg: MacawConfig, low: np.ndarray, high: np.ndarray
+) -> MacawBuffer:
+    return build_macaw_buffer(
+        ep.obs,
+        ep.action,
+        ep.reward,
+        ep.next_obs,
+        ep.terminated,
+        ep.truncated,
+        None,
+        gamma=cfg.gamma,
+        skip=1,
+        action_low=low,
+        action_high=high,
+        official_terminal_bootstrap=cfg.official_terminal_bootstrap,
+        source="online episode",
+    )
+
+
+def offline_test_data(
+    path: Path,
+    n: int,
+    cfg: MacawConfig,
+    low: np.ndarray,
+    high: np.ndarray,
+    train_tasks: Sequence[Any],
+    *,
+    allow_train_tasks: bool = False,
+) -> tuple[list[Any], list[MacawBuffer]]:
+    """The first `n` tasks of a histories file and their buffers (every `transition_skip`-th row).
+
+    Refuses tasks the run was trained on unless `allow_train_tasks` (smoke tests only).
+    """
+    from icrl.histories import HistoryFile
+
+    hf = HistoryFile(Path(path))
+    names = list(hf.tasks)[:n]
+    if not names:
+        raise ValueError(f"{path}: no tasks to adapt on")
+    tasks, buffers = [], []
+    for name in names:
+        h = hf.history(name)
+        if h.task in train_tasks and not allow_train_tasks:
+            raise ValueError(
+                f"{path}:{name} holds a task the run was trained on ({h.task}); offline "
+                "evaluation needs histories of held-out tasks"
+            )
+        tasks.append(h.task)
+        buffers.append(
+            buffer_from_history(
+                h,
+                gamma=cfg.gamma,
+                skip=cfg.transition_skip,
+                action_low=low,
+                action_high=high,
+                official_terminal_bootstrap=cfg.official_terminal_bootstrap,
+                source=f"{path}:{name}",
+            )
+        )
+    return tasks, buffers
+
+
+def evaluate_task(
+    model: Macaw,
+    env: Any,
+    cfg: MacawEvalConfig,
+    low: np.ndarray,
+    high: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    env_seed: int,
+    offline_buffer: MacawBuffer | None = None,
+) -> list[float]:
+    """Returns of ``cfg.episodes`` episodes on one task under the configured protocol."""
+    device = next(model.parameters()).device
+    algo = model.cfg
+    params: Params | None = None
+    collected: list[MacawBuffer] = []
+    returns = []
+    for e in range(cfg.episodes):
+        if e > 0 and cfg.adaptation == "online":
+            data = MacawBuffer.concat(collected)
+            batch = sample_batch(data, cfg.adapt_batch_size, rng).to(device)
+            _, params = model.adapt(batch, cfg.adapt_steps)
+        elif e == 1 and cfg.adaptation == "offline":
+            if offline_buffer is None:
+                raise ValueError("adaptation='offline' needs the test task's offline buffer")
+            batch = sample_batch(offline_buffer, cfg.adapt_batch_size, rng).to(device)
+            _, params = model.adapt(batch, cfg.adapt_steps)
+        policy = _policy_fn(model, params, low, high, cfg.explore_sigma, rng, device)
+        ep = run_episode(env, policy, seed=env_seed if e == 0 else None)
+        returns.append(ep.ret)
+        if cfg.adaptation == "online":
+            collected.append(_episode_buffer(ep, algo, low, high))
+    return returns
+
+
+def evaluate_macaw(
+    runs: Sequence[Path],
+    cfg: MacawEvalConfig,
+    out_dir: Path | None = None,
+    *,
+    progress: bool = True,
+) -> list[EpisodeResult]:
+    """Evaluate trained runs (one per seed) on the canonical test tasks.
+
+    Writes ``returns.csv`` (``method,seed,task,episode,return``; ``seed`` is the run's training
+    seed, ``task`` the index in ``test_tasks(family, n_test_tasks)``, or in ``test_histories``
+    for offline adaptation) and ``curves.png`` into `out_dir` when given; returns the rows.
+    """
+    from icrl.metaenvs import make_env, task_from_dict, test_tasks
+
+    if not runs:
+        raise ValueError("evaluate_macaw needs at least one trained run")
+    if cfg.adaptation == "offline" and cfg.test_histories is None:
+        raise ValueError("adaptation='offline' needs test_histories (a file with the test tasks)")
+    rows: list[EpisodeResult] = []
+    family = None
+    for run in runs:
+        model, meta = load_macaw(run, cfg.device)
+        family = cfg.family or meta["family"]
+        if family != meta["family"]:
+            raise ValueError(
+                f"run {run} was trained on {meta['family']}, asked to evaluate on {family}"
+            )
+        low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
+        if cfg.adaptation == "offline":
+            train_tasks = [task_from_dict(t) for t in meta["task_values"]]
+            tasks, offline = offline_test_data(
+                cfg.test_histories,
+                cfg.n_test_tasks,
+                model.cfg,
+                low,
+                high,
+                train_tasks,
+                allow_train_tasks=cfg.allow_train_tasks,
+            )
+        else:
+            tasks = test_tasks(family, cfg.n_test_tasks)
+            offline = [None] * len(tasks)
+        seed = int(meta["seed"])
+        rng = np.random.default_rng([cfg.seed, seed])
+        bar = tqdm(tasks, desc=f"MACAW eval seed {seed}", disable=not progress)
+        for ti, task in enumerate(bar):
+            env = make_env(family, task)
+            try:
+                rets = evaluate_task(
+                    model,
+                    env,
+                    cfg,
+                    low,
+                    high,
+                    rng,
+                    env_seed=cfg.seed * 1_000_003 + seed * 1009 + ti,
+                    offline_buffer=offline[ti],
+                )
+            finally:
+                env.close()
+            rows += [EpisodeResult(cfg.method, seed, ti, e, r) for e, r in enumerate(rets)]
+    if out_dir is not None:
+        write_results(rows, Path(out_dir), title=f"{cfg.method} on {family} ({cfg.adaptation})")
+    return rows
+
+
+def run_macaw(
+    train: MacawTrainConfig,
+    evaluation: MacawEvalConfig,
+    out_dir: Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+) -> Path:
+    """Train one run per seed into ``out_dir/seed_<s>`` (resuming any finished or partial run),
+    evaluate them all into ``out_dir/eval``; returns the results CSV path.
+
+    ``train.run_dir`` and ``train.seed`` are replaced per seed.
+    """
+    out_dir = Path(out_dir)
+    runs = []
+    for s in seeds:
+        cfg = train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)})
+        train_macaw(cfg, progress=progress)
+        runs.append(cfg.run_dir)
+    evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress)
+    return out_dir / "eval" / "returns.csv"

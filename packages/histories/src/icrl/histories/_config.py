@@ -1,0 +1,212 @@
+"""Typed configuration: source-algorithm hyper-parameters, per-family presets, GenerateConfig."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_MODEL = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
+
+
+class SACConfig(BaseModel):
+    """Soft Actor-Critic (Tianshou `SAC`), paper Table 2; other values are SB3/Tianshou defaults."""
+
+    model_config = _MODEL
+
+    kind: Literal["sac"] = "sac"
+    """Discriminator."""
+    lr: float = 1e-4
+    """Adam learning rate of actor, critics and entropy temperature (Table 2)."""
+    batch_size: int = Field(256, ge=1)
+    """Mini-batch size of each gradient step (Table 2)."""
+    gamma: float = Field(0.99, gt=0, le=1)
+    """Discount factor (Table 2)."""
+    tau: float = Field(0.005, gt=0, le=1)
+    """Polyak coefficient of the target critics (not in the paper; SB3/Tianshou default)."""
+    buffer_size: int = Field(1_000_000, ge=1)
+    """Replay buffer capacity in transitions (Table 2)."""
+    warmup_steps: int = Field(400, ge=0)
+    """Env steps (summed over the parallel envs) of uniform random actions before learning."""
+    gradient_steps: int = Field(1, ge=1)
+    """Gradient steps per vector-env step (one transition from each env), SB3's convention."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layers of actor and critics (not in the paper; SB3's default)."""
+    target_entropy: float | None = None
+    """Entropy target of the automatic temperature; None means -action_dim."""
+
+
+class DroQConfig(BaseModel):
+    """DroQ (Hiraoka et al. 2022) on Tianshou's REDQ: dropout + layer-norm critics, Table 3."""
+
+    model_config = _MODEL
+
+    kind: Literal["droq"] = "droq"
+    """Discriminator."""
+    lr: float = 1e-4
+    """Adam learning rate (Table 3)."""
+    batch_size: int = Field(256, ge=1)
+    """Mini-batch size of each gradient step (Table 3)."""
+    gamma: float = Field(0.99, gt=0, le=1)
+    """Discount factor (Table 3)."""
+    tau: float = Field(0.005, gt=0, le=1)
+    """Polyak coefficient of the target critics."""
+    buffer_size: int = Field(1_000_000, ge=1)
+    """Replay buffer capacity in transitions (Table 3)."""
+    warmup_steps: int = Field(400, ge=0)
+    """Env steps (summed over the parallel envs) of uniform random actions before learning."""
+    gradient_steps: int = Field(3, ge=1)
+    """Critic gradient steps per vector-env step (Table 3: 3)."""
+    policy_delay: int = Field(3, ge=1)
+    """Critic steps per actor (and temperature) step (Table 3 'policy update freq.': 3)."""
+    dropout: float = Field(0.01, ge=0, lt=1)
+    """Dropout rate in the critics, active in the target critics too (DroQ paper: 0.01)."""
+    n_critics: int = Field(2, ge=2)
+    """Critic ensemble size; the target is the min over all of them (DroQ: 2)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layers of actor and critics (DroQ paper / sbx default)."""
+    target_entropy: float | None = None
+    """Entropy target of the automatic temperature; None means -action_dim."""
+
+
+class PPOConfig(BaseModel):
+    """Proximal Policy Optimisation (Tianshou `PPO`), paper Table 1; other values SB3 defaults."""
+
+    model_config = _MODEL
+
+    kind: Literal["ppo"] = "ppo"
+    """Discriminator."""
+    lr: float = 1e-4
+    """Adam learning rate (Table 1)."""
+    steps_per_env: int = Field(500, ge=1)
+    """Rollout length per env between updates (Table 1)."""
+    epochs: int = Field(10, ge=1)
+    """Passes over each rollout (Table 1)."""
+    batch_size: int = Field(64, ge=1)
+    """Mini-batch size (Table 1)."""
+    gamma: float = Field(0.99, gt=0, le=1)
+    """Discount factor (Table 1)."""
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    """GAE lambda (Table 1)."""
+    clip: float = Field(0.2, gt=0)
+    """Ratio clip epsilon (Table 1)."""
+    vf_coef: float = Field(0.5, ge=0)
+    """Value-loss coefficient (Table 1)."""
+    ent_coef: float = Field(5e-3, ge=0)
+    """Entropy coefficient (Table 1)."""
+    max_grad_norm: float | None = 0.5
+    """Gradient-norm clip (SB3 default)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layers of actor and critic, tanh activations (SB3's default MLP policy)."""
+
+
+AlgorithmConfig = Annotated[SACConfig | PPOConfig | DroQConfig, Field(discriminator="kind")]
+
+ALGORITHMS: dict[str, type[BaseModel]] = {"sac": SACConfig, "ppo": PPOConfig, "droq": DroQConfig}
+
+
+class Preset(BaseModel):
+    """The paper's source-algorithm settings for one family (Tables 1-5)."""
+
+    model_config = _MODEL
+
+    algorithm: AlgorithmConfig
+    """Source algorithm and its hyper-parameters."""
+    steps_per_task: int
+    """Env steps per training task (Table 4), warm-up included."""
+    k: int
+    """Keep one episode of every k (Table 5)."""
+
+
+PRESETS: dict[str, Preset] = {
+    "ReacherGoal": Preset(algorithm=SACConfig(), steps_per_task=100_000, k=4),
+    "PusherGoal": Preset(algorithm=PPOConfig(), steps_per_task=500_000, k=10),
+    "HalfCheetahVel": Preset(algorithm=SACConfig(), steps_per_task=400_000, k=8),
+    "AntDir": Preset(algorithm=DroQConfig(), steps_per_task=500_000, k=10),
+}
+
+# Fields that do not change what is written (a rerun may differ in them).
+NON_IDENTITY_FIELDS = frozenset({"workers", "progress"})
+
+
+class GenerateConfig(BaseModel):
+    """Everything that decides a history file; missing algorithm/steps/k come from the preset."""
+
+    model_config = _MODEL
+
+    family: str
+    """Task family, one of icrl.metaenvs.FAMILIES (e.g. "ReacherGoal")."""
+    algorithm: AlgorithmConfig
+    """Source algorithm and hyper-parameters; default: the family's preset (paper Tables 1-4)."""
+    steps_per_task: int = Field(ge=1)
+    """Env steps per task summed over the parallel envs, warm-up included; default: preset."""
+    k: int = Field(ge=1)
+    """Keep one episode of every k; default: the family's preset (paper Table 5)."""
+    n_envs: int = Field(5, ge=1)
+    """Parallel envs per task (paper: 5), all set to the same task."""
+    seed: int = 0
+    """Run seed; task i is trained with a seed derived from (seed, i)."""
+    tasks: int | None = Field(None, ge=1)
+    """Number of tasks: the first n of the family's canonical train split; None: all of it."""
+    workers: int = Field(1, ge=0)
+    """Parallel worker processes (0: run in this process, for debugging and tests)."""
+    backend: Literal["tianshou"] = "tianshou"
+    """Learner backend that runs the source algorithm (recorded in the file)."""
+    device: str = "cpu"
+    """Torch device of the learner."""
+    progress: bool = True
+    """Show a progress bar (tasks done, env-steps/s, ETA)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        family = data.get("family")
+        if family not in PRESETS:
+            raise ValueError(f"family must be one of {sorted(PRESETS)}, got {family!r}")
+        preset = PRESETS[family]
+        data = dict(data)
+        algo = data.get("algorithm")
+        if algo is None:
+            data["algorithm"] = preset.algorithm
+        elif isinstance(algo, str):
+            if algo not in ALGORITHMS:
+                raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algo!r}")
+            data["algorithm"] = ALGORITHMS[algo]()
+        data.setdefault("steps_per_task", preset.steps_per_task)
+        data.setdefault("k", preset.k)
+        return data
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> GenerateConfig:
+        algo = self.algorithm
+        unit = self.n_envs * (algo.steps_per_env if isinstance(algo, PPOConfig) else 1)
+        warm = getattr(algo, "warmup_steps", 0)
+        if warm % self.n_envs:
+            raise ValueError(
+                f"algorithm.warmup_steps ({warm}) must be a multiple of n_envs ({self.n_envs})"
+            )
+        if (self.steps_per_task - warm) % unit or self.steps_per_task <= warm:
+            raise ValueError(
+                f"steps_per_task ({self.steps_per_task}) minus warm-up ({warm}) must be a positive "
+                f"multiple of {unit} (n_envs"
+                + (" x algorithm.steps_per_env)" if isinstance(algo, PPOConfig) else ")")
+            )
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the file's content (all but workers/progress), as JSON data."""
+        return self.model_dump(mode="json", exclude=set(NON_IDENTITY_FIELDS))
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable list of the fields where two config dumps differ."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: existing {a!r}, requested {b!r}")
+    return out

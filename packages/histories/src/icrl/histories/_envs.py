@@ -1,0 +1,43 @@
+"""The seam to icrl.metaenvs: task lists, env construction and task (de)serialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+
+def _metaenvs() -> Any:
+    import icrl.metaenvs as me
+
+    return me
+
+
+def env_id(family: str) -> str:
+    """The registered Gymnasium id of a family (recorded in the file)."""
+    return _metaenvs().env_id(family)
+
+
+def train_tasks(family: str, n: int | None) -> list[Any]:
+    """The first n tasks of the family's canonical train split (all when n is None)."""
+    return list(_metaenvs().train_tasks(family, n))
+
+
+def task_to_dict(task: Any) -> dict[str, Any]:
+    """JSON-ready form of a task."""
+    return dict(task.to_dict())
+
+
+def make_env(family: str, task: Any) -> gym.Env:
+    """One env of `family` set to `task`, time-limited at the family's episode length."""
+    return _metaenvs().make_env(family, task)
+
+
+def definition_version() -> str:
+    """icrl.metaenvs' version of the task definitions (dynamics, reward, task distribution)."""
+    return str(_metaenvs().DEFINITION_VERSION)
+
+
+def task_from_dict(d: dict[str, Any]) -> Any:
+    """A task value from its dict."""
+    return _metaenvs().task_from_dict(d)

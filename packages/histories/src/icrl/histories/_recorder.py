@@ -1,0 +1,136 @@
+"""Recording a source-RL run transition by transition, ordering episodes and k-downsampling them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from icrl.histories._schema import EPISODE_FIELDS, TRANSITION_FIELDS
+
+
+class HistoryRecorder:
+    """Turns the vector-env step stream of a learning run into an ordered, k-downsampled history.
+
+    Call `record_step` once per vector-env step with one row per stepped env (any backend can
+    feed it); `tianshou_hook` adapts it to Tianshou's `Collector(on_step_hook=...)`. Episodes are
+    numbered in the order in which they finish (vector step, then env index); episode e keeps its
+    transitions iff e % k == 0, while return and length are kept for every episode.
+    """
+
+    def __init__(self, n_envs: int, k: int, obs_dim: int, act_dim: int) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.n_envs, self.k, self.obs_dim, self.act_dim = n_envs, k, obs_dim, act_dim
+        self.warmup = False
+        """Set by the learner while it takes random warm-up actions."""
+        self.vstep = 0
+        self.env_steps = 0
+        self._open: list[list[tuple]] = [[] for _ in range(n_envs)]
+        self._kept: list[dict[str, np.ndarray]] = []
+        self._episodes: dict[str, list] = {k: [] for k in EPISODE_FIELDS}
+        self._rows = 0
+
+    @property
+    def n_episodes(self) -> int:
+        """Episodes finished so far."""
+        return len(self._episodes["return"])
+
+    def record_step(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_index: np.ndarray | None = None,
+    ) -> None:
+        """Record one vector step: row i is a transition of env `env_index[i]` (default: i)."""
+        envs = np.arange(len(reward)) if env_index is None else np.asarray(env_index)
+        obs = np.asarray(obs, dtype=np.float32).reshape(len(envs), self.obs_dim)
+        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(len(envs), self.obs_dim)
+        action = np.asarray(action, dtype=np.float32).reshape(len(envs), self.act_dim)
+        reward = np.asarray(reward, dtype=np.float64).reshape(len(envs))
+        terminated = np.asarray(terminated, dtype=bool).reshape(len(envs))
+        truncated = np.asarray(truncated, dtype=bool).reshape(len(envs))
+        done_envs = []
+        warm = bool(self.warmup)
+        for i, env in enumerate(envs.tolist()):
+            self._open[env].append(
+                (obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i], warm)
+            )
+            if terminated[i] or truncated[i]:
+                done_envs.append(env)
+        # Ties at one vector step are broken by env index.
+        for env in sorted(done_envs):
+            self._close_episode(env)
+        self.vstep += 1
+        self.env_steps += len(envs)
+
+    def _close_episode(self, env: int) -> None:
+        rows = self._open[env]
+        self._open[env] = []
+        index = self.n_episodes
+        n = len(rows)
+        rewards = np.array([r[2] for r in rows], dtype=np.float64)
+        warm = np.array([r[6] for r in rows], dtype=bool)
+        keep = index % self.k == 0
+        ep = self._episodes
+        ep["return"].append(float(rewards.sum()))
+        ep["length"].append(n)
+        ep["env_index"].append(env)
+        ep["end_vstep"].append(self.vstep)
+        ep["warmup_steps"].append(int(warm.sum()))
+        ep["kept"].append(keep)
+        ep["first_row"].append(self._rows if keep else -1)
+        if keep:
+            self._kept.append(
+                {
+                    "obs": np.stack([r[0] for r in rows]),
+                    "action": np.stack([r[1] for r in rows]),
+                    "reward": rewards.astype(np.float32),
+                    "next_obs": np.stack([r[3] for r in rows]),
+                    "terminated": np.array([r[4] for r in rows], dtype=bool),
+                    "truncated": np.array([r[5] for r in rows], dtype=bool),
+                    "episode": np.full(n, index, dtype=np.int64),
+                    "step": np.arange(n, dtype=np.int32),
+                    "warmup": warm,
+                }
+            )
+            self._rows += n
+
+    def tianshou_hook(self, action_batch: Any, rollout_batch: Any) -> None:
+        """`Collector(on_step_hook=...)` adapter; records the action actually sent to the env."""
+        info = rollout_batch.info
+        env_index = info.get("env_id", None)
+        self.record_step(
+            rollout_batch.obs,
+            action_batch.act_normalized,
+            rollout_batch.rew,
+            rollout_batch.obs_next,
+            rollout_batch.terminated,
+            rollout_batch.truncated,
+            env_index,
+        )
+
+    def unfinished_transitions(self) -> int:
+        """Transitions of episodes that have not finished (they are dropped from the history)."""
+        return sum(len(rows) for rows in self._open)
+
+    def result(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(transitions, episodes) arrays in the schema's dtypes."""
+        trans: dict[str, np.ndarray] = {}
+        for name, (dtype, dim) in TRANSITION_FIELDS.items():
+            width = {"obs": (self.obs_dim,), "act": (self.act_dim,), None: ()}[dim]
+            parts = [p[name] for p in self._kept]
+            trans[name] = (
+                np.concatenate(parts).astype(dtype, copy=False)
+                if parts
+                else np.zeros((0, *width), dtype=dtype)
+            )
+        eps = {
+            name: np.asarray(self._episodes[name], dtype=dtype)
+            for name, dtype in EPISODE_FIELDS.items()
+        }
+        return trans, eps

@@ -1,0 +1,232 @@
+"""The HDF5 layout of a learning-history file: the one place that knows dataset and attribute names.
+
+Layout (schema version 1)::
+
+    /                                   attrs: format, schema_version, family, env_id,
+                                               episode_order, generate_config (JSON), complete
+    /<task name>/                       one group per task ("task_000", "task_001", ...)
+        attrs: task (JSON), task_index, family, env_id, algorithm, hyperparameters (JSON),
+               k, seed, task_seed, n_envs, steps, backend, library_versions (JSON),
+               schema_version, episode_order, n_episodes, n_transitions_total,
+               n_transitions_kept, n_unfinished_transitions, complete (written last)
+        transitions/                    the kept (k-downsampled) episodes, one row per transition
+            obs (T, obs_dim) f32, action (T, act_dim) f32, reward (T,) f32,
+            next_obs (T, obs_dim) f32, terminated (T,) bool, truncated (T,) bool,
+            episode (T,) i64, step (T,) i32, warmup (T,) bool
+        episodes/                       every finished episode of the run, in finishing order
+            return (E,) f64, length (E,) i32, env_index (E,) i16, end_vstep (E,) i64,
+            warmup_steps (E,) i32, kept (E,) bool, first_row (E,) i64
+
+Everything is a plain dataset or a scalar/string attribute, gzip-compressed with the shuffle filter,
+so h5ls, h5dump or bare h5py read it without this package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+FORMAT = "icrl-histories"
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+EPISODE_ORDER = (
+    "Episodes are numbered 0, 1, 2, ... in the order in which they finish: by the global "
+    "vector-env step (end_vstep, 0-based) of their last transition, ties broken by env index. "
+    "Each episode's transitions are stored contiguously. Episode e is kept (its transitions "
+    "stored) iff e % k == 0; return and length are stored for every episode. Episodes still "
+    "running when the run ends are dropped."
+)
+
+TRANSITIONS = "transitions"
+EPISODES = "episodes"
+
+# name -> (dtype, whether the row has a feature dimension: "obs", "act" or None)
+TRANSITION_FIELDS: dict[str, tuple[np.dtype, str | None]] = {
+    "obs": (np.dtype(np.float32), "obs"),
+    "action": (np.dtype(np.float32), "act"),
+    "reward": (np.dtype(np.float32), None),
+    "next_obs": (np.dtype(np.float32), "obs"),
+    "terminated": (np.dtype(np.bool_), None),
+    "truncated": (np.dtype(np.bool_), None),
+    "episode": (np.dtype(np.int64), None),
+    "step": (np.dtype(np.int32), None),
+    "warmup": (np.dtype(np.bool_), None),
+}
+EPISODE_FIELDS: dict[str, np.dtype] = {
+    "return": np.dtype(np.float64),
+    "length": np.dtype(np.int32),
+    "env_index": np.dtype(np.int16),
+    "end_vstep": np.dtype(np.int64),
+    "warmup_steps": np.dtype(np.int32),
+    "kept": np.dtype(np.bool_),
+    "first_row": np.dtype(np.int64),
+}
+# Attributes whose value is JSON text (decoded by the reader).
+JSON_ATTRS = ("task", "hyperparameters", "library_versions", "generate_config")
+REQUIRED_TASK_ATTRS = (
+    "task",
+    "task_index",
+    "family",
+    "env_id",
+    "algorithm",
+    "hyperparameters",
+    "k",
+    "seed",
+    "task_seed",
+    "n_envs",
+    "steps",
+    "backend",
+    "library_versions",
+    "schema_version",
+    "n_episodes",
+    "complete",
+)
+
+CHUNK_ROWS = 4096
+COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class HistoryFileError(ValueError):
+    """A history file (or one task in it) is missing, truncated, corrupt or of an unknown schema."""
+
+    def __init__(self, path: str | Path, message: str, task: str | None = None) -> None:
+        where = f"{path}" if task is None else f"{path} (task {task!r})"
+        super().__init__(f"{where}: {message}")
+        self.path = Path(path)
+        self.task = task
+
+
+@dataclass
+class TaskRecord:
+    """What one source-RL run produced, ready to be written as a task group."""
+
+    transitions: dict[str, np.ndarray]
+    episodes: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+def task_name(index: int) -> str:
+    """The group name of the task at `index` of the run's task list."""
+    return f"task_{index:03d}"
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "null"
+    return value
+
+
+def decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    """Attributes as plain Python values, JSON attributes decoded."""
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in JSON_ATTRS and isinstance(value, str):
+            value = json.loads(value)
+        out[key] = value
+    return out
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    if shape[0] == 0:
+        return None
+    return (min(shape[0], CHUNK_ROWS), *shape[1:])
+
+
+def write_task(group: h5py.Group, record: TaskRecord) -> None:
+    """Fill an empty task group; the `complete` attribute is set last."""
+    trans = group.create_group(TRANSITIONS)
+    for name, (dtype, _) in TRANSITION_FIELDS.items():
+        data = np.asarray(record.transitions[name], dtype=dtype)
+        trans.create_dataset(name, data=data, chunks=_chunks(data.shape), **_compress(data))
+    eps = group.create_group(EPISODES)
+    for name, dtype in EPISODE_FIELDS.items():
+        data = np.asarray(record.episodes[name], dtype=dtype)
+        eps.create_dataset(name, data=data, chunks=_chunks(data.shape), **_compress(data))
+    for key, value in record.attrs.items():
+        if key != "complete":
+            group.attrs[key] = _attr_value(value)
+    group.attrs["schema_version"] = SCHEMA_VERSION
+    group.attrs["episode_order"] = EPISODE_ORDER
+    group.file.flush()
+    group.attrs["complete"] = True
+
+
+def _compress(data: np.ndarray) -> dict[str, Any]:
+    return COMPRESSION if data.shape[0] > 0 else {}
+
+
+def write_root_attrs(f: h5py.File, *, family: str, env_id: str, config_json: str) -> None:
+    """Attributes of the file itself (everything but `complete`)."""
+    f.attrs["format"] = FORMAT
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["family"] = family
+    f.attrs["env_id"] = env_id
+    f.attrs["episode_order"] = EPISODE_ORDER
+    f.attrs["generate_config"] = config_json
+
+
+def check_root(f: h5py.File, path: str | Path) -> None:
+    """Raise HistoryFileError unless `f` is a history file of a supported schema version."""
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FORMAT:
+        raise HistoryFileError(path, f"not an {FORMAT} file (root attribute 'format' is {fmt!r})")
+    version = f.attrs.get("schema_version")
+    if isinstance(version, np.generic):
+        version = version.item()
+    if version is None or int(version) not in SUPPORTED_SCHEMA_VERSIONS:
+        raise HistoryFileError(
+            path,
+            f"unknown schema version {version}; this icrl-histories reads "
+            f"{SUPPORTED_SCHEMA_VERSIONS}. Upgrade icrl-histories or regenerate the file.",
+        )
+
+
+def check_task(group: h5py.Group, path: str | Path, name: str) -> None:
+    """Raise HistoryFileError unless `group` is a complete, consistent task of a known schema."""
+    attrs = group.attrs
+    missing = [a for a in REQUIRED_TASK_ATTRS if a not in attrs]
+    if missing:
+        raise HistoryFileError(path, f"missing attributes {missing}", task=name)
+    if not bool(attrs["complete"]):
+        raise HistoryFileError(path, "task is not complete (its write never finished)", task=name)
+    version = int(attrs["schema_version"])
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise HistoryFileError(
+            path,
+            f"unknown schema version {version}; supported: {SUPPORTED_SCHEMA_VERSIONS}",
+            task=name,
+        )
+    lengths: dict[str, int] = {}
+    for sub, fields in ((TRANSITIONS, TRANSITION_FIELDS), (EPISODES, EPISODE_FIELDS)):
+        for field in fields:
+            key = f"{sub}/{field}"
+            if key not in group or not isinstance(group[key], h5py.Dataset):
+                raise HistoryFileError(path, f"missing dataset {key!r}", task=name)
+            lengths[key] = group[key].shape[0]
+    for sub, fields in ((TRANSITIONS, TRANSITION_FIELDS), (EPISODES, EPISODE_FIELDS)):
+        sizes = {lengths[f"{sub}/{f}"] for f in fields}
+        if len(sizes) != 1:
+            raise HistoryFileError(
+                path, f"datasets under {sub!r} have different lengths {sorted(sizes)}", task=name
+            )
+    if lengths[f"{EPISODES}/return"] != int(attrs["n_episodes"]):
+        raise HistoryFileError(
+            path,
+            f"episodes/return has {lengths[f'{EPISODES}/return']} rows but n_episodes is "
+            f"{int(attrs['n_episodes'])}",
+            task=name,
+        )
