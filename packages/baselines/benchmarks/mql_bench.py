@@ -32,6 +32,7 @@ from icrl.baselines import (
     train_mql,
     write_results_csv,
 )
+from icrl.baselines._mql_graph import make_updater
 from icrl.baselines._mql_rollout import run_episodes
 from icrl.baselines._results import summarize
 from icrl.metaenvs import make_env, test_tasks, train_tasks
@@ -64,14 +65,18 @@ def throughput(family: str, n_updates: int) -> dict[str, float]:
             replay.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, int(t))
         steps += sum(len(e) for e in eps)
     collect_s = time.perf_counter() - t0
-    for _ in range(20):  # warm-up (cuDNN plans, allocator)
-        agent.update(replay.batch(replay.sample_indices(cfg.batch_size, rng), device))
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(n_updates):
-        agent.update(replay.batch(replay.sample_indices(cfg.batch_size, rng), device))
-    _sync(device)
-    update_s = (time.perf_counter() - t0) / n_updates
+    rates = {}
+    for graphs in (False, True):
+        timed = agent.clone()
+        update = make_updater(timed, use_graphs=graphs)
+        for _ in range(20):  # warm-up (cuDNN plans, allocator, graph capture)
+            update(replay.batch_arrays(replay.sample_indices(cfg.batch_size, rng)))
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n_updates):
+            update(replay.batch_arrays(replay.sample_indices(cfg.batch_size, rng)))
+        _sync(device)
+        rates[graphs] = n_updates / (time.perf_counter() - t0)
     env = make_env(family)
     task = test_tasks(family, 1)[0]
     new = MultiTaskReplay(2000, obs_dim, act_dim, cfg.hist_len)
@@ -81,12 +86,13 @@ def throughput(family: str, n_updates: int) -> dict[str, float]:
     mql_adapt(agent, new, replay, rng)
     _sync(device)
     adapt_s = time.perf_counter() - t0
-    hours = cfg.total_env_steps * cfg.utd_ratio * update_s / 3600
+    hours = cfg.total_env_steps * cfg.utd_ratio / rates[True] / 3600
     return {
         "family": family,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "collect_env_steps_per_s": steps / collect_s,
-        "updates_per_s": 1 / update_s,
+        "updates_per_s_eager": rates[False],
+        "updates_per_s_cuda_graphs": rates[True],
         "adapt_s": adapt_s,
         "paper_budget_env_steps": cfg.total_env_steps,
         "paper_budget_update_hours_one_process": hours,

@@ -50,3 +50,14 @@ def test_run_dir_of_another_config_is_refused(tmp_path: Path) -> None:
         train_mql(cfg.model_copy(update={"hist_len": 7}), tmp_path, progress=False)
     with pytest.raises(ValueError, match="train_mql"):
         evaluate_mql(cfg, tmp_path / "nothing", progress=False)
+
+
+def test_cli_train_then_evaluate(tmp_path: Path) -> None:
+    from icrl.baselines.__main__ import main
+
+    common = ["--family", "ReacherGoal", "--size", "tiny", "--no-progress"]
+    common += ["--set", "total_env_steps=600", "adapt_rounds=1", "n_test_tasks=1"]
+    assert main(["mql", "train", str(tmp_path), *common]) == 0
+    assert main(["mql", "evaluate", str(tmp_path), *common]) == 0
+    rows = read_results_csv(tmp_path / "returns.csv")
+    assert [(r.task, r.episode) for r in rows] == [(0, 0), (0, 1)]

@@ -117,10 +117,10 @@ class MultiTaskReplay:
         ) * valid[..., None].astype(np.float32)
         return ent[:, :-1], ent[:, 1:]
 
-    def batch(self, idx: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """Tensors for a TD3 update on the transitions at slots `idx`."""
+    def batch_arrays(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays for a TD3 update on the transitions at slots `idx`."""
         hist, next_hist = self.histories(idx)
-        arrays = {
+        return {
             "obs": self.obs[idx],
             "act": self.act[idx],
             "rew": self.rew[idx],
@@ -129,7 +129,10 @@ class MultiTaskReplay:
             "hist": hist,
             "next_hist": next_hist,
         }
-        return {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
+
+    def batch(self, idx: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """Tensors on `device` for a TD3 update on the transitions at slots `idx`."""
+        return {k: torch.as_tensor(v, device=device) for k, v in self.batch_arrays(idx).items()}
 
     # -- persistence ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from icrl.baselines._mql_adapt import mql_adapt
 from icrl.baselines._mql_agent import MQLAgent
 from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import MQLConfig
+from icrl.baselines._mql_graph import make_updater
 from icrl.baselines._mql_rollout import run_episodes
 from icrl.baselines._results import (
     EpisodeResult,
@@ -34,6 +35,7 @@ METRIC_FIELDS = ("env_steps", "episodes", "updates", "train_return", "critic_los
 # Fields that may differ when resuming or evaluating a run: they do not change what was trained.
 _FREE_FIELDS = {
     "device",
+    "cuda_graphs",
     "total_env_steps",
     "checkpoint_every",
     "n_test_tasks",
@@ -187,7 +189,7 @@ def train_mql(
     steps = int(counters["env_steps"])
     if steps >= cfg.total_env_steps:
         return run_dir / CKPT
-    device = agent.device
+    update = make_updater(agent, cfg.cuda_graphs)
     next_ckpt = (steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     pending: list[dict[str, float]] = []
     t0 = time.perf_counter() - float(counters["wall_s"])
@@ -221,14 +223,15 @@ def train_mql(
             new = sum(len(ep) for ep in episodes)
             steps += new
             counters["episodes"] += len(episodes)
-            losses = []
+            loss_sum, n_updates = None, 0
             if steps >= cfg.burn_in and len(replay) >= cfg.batch_size:
                 counters["update_credit"] += cfg.utd_ratio * new
                 n_updates = int(counters["update_credit"])
                 counters["update_credit"] -= n_updates
                 for _ in range(n_updates):
-                    batch = replay.batch(replay.sample_indices(cfg.batch_size, rng), device)
-                    losses.append(agent.update(batch)["critic_loss"])
+                    idx = replay.sample_indices(cfg.batch_size, rng)
+                    loss = update(replay.batch_arrays(idx))
+                    loss_sum = loss if loss_sum is None else loss_sum + loss
             train_return = float(np.mean([ep.ret for ep in episodes]))
             pending.append(
                 {
@@ -236,7 +239,7 @@ def train_mql(
                     "episodes": counters["episodes"],
                     "updates": agent.updates,
                     "train_return": train_return,
-                    "critic_loss": float(np.mean(losses)) if losses else float("nan"),
+                    "critic_loss": float(loss_sum) / n_updates if n_updates else float("nan"),
                     "wall_s": time.perf_counter() - t0,
                 }
             )
