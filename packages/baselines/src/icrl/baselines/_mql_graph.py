@@ -30,10 +30,13 @@ class GraphedUpdater:
         if agent.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, the agent is on {agent.device}")
         self.agent = agent
-        actor_state, critic_state = agent.actor_opt.state_dict(), agent.critic_opt.state_dict()
+        states = [agent.actor_opt.state_dict(), agent.critic_opt.state_dict()]
+        for state in states:  # loading keeps the saved flag; a capturable load puts step on GPU
+            for group in state["param_groups"]:
+                group["capturable"] = True
         agent.set_optimizers(agent.cfg.lr, capturable=True)
-        agent.actor_opt.load_state_dict(actor_state)
-        agent.critic_opt.load_state_dict(critic_state)
+        agent.actor_opt.load_state_dict(states[0])
+        agent.critic_opt.load_state_dict(states[1])
         self.static: dict[str, torch.Tensor] | None = None
         self.graphs: dict[bool, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.warmup = 2 * agent.cfg.policy_freq
