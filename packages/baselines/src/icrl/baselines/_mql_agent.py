@@ -165,7 +165,16 @@ class MQLAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):
+        """Restore from :meth:`state_dict`, also across devices: Adam state saved by a
+        CUDA-graph run (capturable) loads into eager optimisers and vice versa."""
+        for name in ("actor", "critic", "actor_target", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_opt", "critic_opt"):
+            opt = getattr(self, name)
+            saved = dict(state[name])
+            capturable = opt.param_groups[0]["capturable"]
+            saved["param_groups"] = [
+                {**g, "capturable": capturable} for g in state[name]["param_groups"]
+            ]
+            opt.load_state_dict(saved)
         self.updates = int(state["updates"])
