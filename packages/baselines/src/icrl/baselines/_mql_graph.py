@@ -22,8 +22,9 @@ class GraphedUpdater:
     """Replays captured TD3 updates of `agent` on batches copied into static device tensors.
 
     The agent's optimisers are re-created as ``capturable`` Adam (their state is kept). The
-    first ``2 × policy_freq`` calls run eagerly (they warm up cuDNN / cuBLAS and create the Adam
-    state that the graphs then update in place), later calls replay a graph.
+    first ``2 × policy_freq`` calls of this updater run eagerly (they warm up cuDNN / cuBLAS
+    and create the Adam state that the graphs then update in place), later calls replay a
+    graph.
     """
 
     def __init__(self, agent: MQLAgent) -> None:
@@ -39,7 +40,8 @@ class GraphedUpdater:
         agent.critic_opt.load_state_dict(states[1])
         self.static: dict[str, torch.Tensor] | None = None
         self.graphs: dict[bool, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self.warmup = 2 * agent.cfg.policy_freq
+        self.warmup = 2 * agent.cfg.policy_freq  # eager calls first, also after a resume
+        self.calls = 0
 
     def _to_static(self, arrays: dict[str, np.ndarray]) -> None:
         if self.static is None:
@@ -72,7 +74,8 @@ class GraphedUpdater:
         """One TD3 update on a batch of numpy arrays; returns the critic loss (on device)."""
         agent = self.agent
         self._to_static(arrays)
-        if agent.updates < self.warmup:
+        self.calls += 1
+        if self.calls <= self.warmup:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
