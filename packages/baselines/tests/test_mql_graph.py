@@ -59,3 +59,16 @@ def test_graph_replay_matches_eager_updates() -> None:
             getattr(eager, name).parameters(), getattr(graphed, name).parameters(), strict=True
         ):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_training_resumes(tmp_path) -> None:
+    from icrl.baselines import train_mql
+
+    cfg = mql_preset("ReacherGoal", "tiny", total_env_steps=1000, device="cuda")
+    train_mql(cfg.model_copy(update={"total_env_steps": 600}), tmp_path, progress=False)
+    train_mql(cfg, tmp_path, progress=False)  # capturable Adam state reloaded, graphs re-captured
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["env_steps"] == 1000
+    assert state["agent"]["updates"] == 150  # utd 0.25 × 200 steps × iterations ending at 600..1000
