@@ -9,7 +9,6 @@ from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import mql_preset
 
 OBS, ACT, H = 4, 2, 3
-torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
 
 
 def _agent(**overrides: object) -> MQLAgent:
@@ -115,3 +114,18 @@ def test_clone_for_adaptation_leaves_meta_untouched() -> None:
     for k, v in meta.actor.state_dict().items():
         assert torch.equal(v, state[k])
     assert agent.updates == 4 and meta.updates == 0
+
+
+def test_state_of_a_cuda_graph_run_resumes_eagerly() -> None:
+    """Adam state saved with capturable=True (GPU graph runs) loads into a CPU agent and steps."""
+    agent = _agent()
+    agent.update(_batch())
+    state = agent.state_dict()
+    for opt in ("actor_opt", "critic_opt"):
+        for group in state[opt]["param_groups"]:
+            group["capturable"] = True
+    other = _agent()
+    other.load_state_dict(state)
+    assert not other.critic_opt.param_groups[0]["capturable"]
+    other.update(_batch())
+    assert other.updates == 2

@@ -14,9 +14,6 @@ from icrl.baselines._mql_rollout import run_episodes
 OBS, ACT, H = 3, 2, 4
 
 
-torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
-
-
 def _episode(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {
         "obs": rng.normal(size=(n, OBS)).astype(np.float32),

@@ -11,8 +11,6 @@ from icrl.baselines._mql_propensity import (
     propensity_weights,
 )
 
-torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
-
 
 def _gaussians(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """new ~ N(mu, I), meta ~ N(0, I): log p_new/p_meta = mu·x - |mu|²/2, linear in x."""

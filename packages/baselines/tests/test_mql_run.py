@@ -5,28 +5,28 @@ from pathlib import Path
 import pytest
 import torch
 
-from icrl.baselines import evaluate_mql, mql_preset, run_mql, train_mql
-from icrl.baselines._mql_results import FIELDS, read_results_csv
-
-torch.set_num_threads(1)  # tiny nets: extra threads only contend on a shared 2-core machine
+from icrl.baselines import evaluate_mql, mql_preset, read_results_csv, run_mql, train_mql
+from icrl.baselines._results import COLUMNS
 
 
 @pytest.mark.slow
 def test_tiny_run_trains_adapts_and_writes_ad_format(tmp_path: Path) -> None:
     cfg = mql_preset("ReacherGoal", "tiny")
-    csv_path = run_mql(cfg, tmp_path, seeds=(0,), progress=False)
+    csv_path, png_path = run_mql(cfg, tmp_path, seeds=(0,), progress=False)
     rows = read_results_csv(csv_path)
-    assert csv_path.read_text().splitlines()[0] == ",".join(FIELDS)
+    assert csv_path.name == "returns.csv" and png_path.name == "curves.png"
+    assert csv_path.read_text().splitlines()[0] == ",".join(COLUMNS)
     # 2 test tasks x (episode 0 before adaptation + 2 adaptation rounds)
-    assert {(r["task"], r["episode"]) for r in rows} == {(t, e) for t in (0, 1) for e in (0, 1, 2)}
-    assert all(r["method"] == "MQL" and r["seed"] == 0 for r in rows)
+    assert {(r.task, r.episode) for r in rows} == {(t, e) for t in (0, 1) for e in (0, 1, 2)}
+    assert all(r.method == "MQL" and r.seed == 0 for r in rows)
     # ReacherGoal rewards are -distance - control cost: every 50-step return is negative
-    assert all(-1000 < r["return"] < 0 for r in rows)
-    assert (tmp_path / "mql_results.png").stat().st_size > 0
+    assert all(-1000 < r.ret < 0 for r in rows)
+    assert png_path.stat().st_size > 0
     metrics = (tmp_path / "seed_0" / "metrics.csv").read_text().splitlines()
     assert metrics[-1].startswith(f"{cfg.total_env_steps},")
     # a rerun finds everything done and returns the same file
-    assert run_mql(cfg, tmp_path, seeds=(0,), progress=False).read_text() == csv_path.read_text()
+    text = csv_path.read_text()
+    assert run_mql(cfg, tmp_path, seeds=(0,), progress=False)[0].read_text() == text
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
@@ -50,3 +50,14 @@ def test_run_dir_of_another_config_is_refused(tmp_path: Path) -> None:
         train_mql(cfg.model_copy(update={"hist_len": 7}), tmp_path, progress=False)
     with pytest.raises(ValueError, match="train_mql"):
         evaluate_mql(cfg, tmp_path / "nothing", progress=False)
+
+
+def test_cli_train_then_evaluate(tmp_path: Path) -> None:
+    from icrl.baselines.__main__ import main
+
+    common = ["--family", "ReacherGoal", "--size", "tiny", "--no-progress"]
+    common += ["--set", "total_env_steps=600", "adapt_rounds=1", "n_test_tasks=1"]
+    assert main(["mql", "train", str(tmp_path), *common]) == 0
+    assert main(["mql", "evaluate", str(tmp_path), *common]) == 0
+    rows = read_results_csv(tmp_path / "returns.csv")
+    assert [(r.task, r.episode) for r in rows] == [(0, 0), (0, 1)]

@@ -9,19 +9,16 @@ task and evaluated episode by episode.
     >>> train = MacawTrainConfig(histories="reacher.h5", steps=20_000)  # doctest: +SKIP
     >>> run_macaw(train, MacawEvalConfig(episodes=10), "runs/macaw-reacher")  # doctest: +SKIP
 
-Results use AD's format: ``returns.csv`` with columns ``method,seed,task,episode,return`` and a
-PNG of the mean return ± 95% CI against the episode (`write_results`).
-
 MQL (Meta-Q-Learning, Fakoor et al. 2020): TD3 whose actor and critics read a GRU context of the
 last H (action, reward, observation) tuples, meta-trained online on the train tasks of an
 ``icrl.metaenvs`` family, adapted at test time with propensity-weighted TD3 and a proximal term.
 
     >>> from icrl.baselines import mql_preset, run_mql
-    >>> cfg = mql_preset("ReacherGoal", "tiny")
-    >>> csv_path = run_mql(cfg, "runs/mql-reacher", seeds=(0, 1, 2))  # doctest: +SKIP
+    >>> cfg = mql_preset("ReacherGoal", "small")
+    >>> run_mql(cfg, "runs/mql-reacher", seeds=(0, 1, 2))  # doctest: +SKIP
 
-``train_mql`` / ``evaluate_mql`` run one seed; results use AD's format
-(``method,seed,task,episode,return``).
+Results use AD's format: ``returns.csv`` with columns ``method,seed,task,episode,return`` and a
+PNG of the mean return ± 95% CI against the episode (`write_results`).
 """
 
 from icrl.baselines._macaw_algo import Macaw, awr_weights, inner_step, meta_step
@@ -35,7 +32,7 @@ from icrl.baselines._macaw_data import (
 from icrl.baselines._macaw_eval import evaluate_macaw, run_macaw
 from icrl.baselines._macaw_nets import MacawMLP, WLinear
 from icrl.baselines._macaw_train import TaskData, load_macaw, train_macaw
-from icrl.baselines._mql_adapt import AdaptStats, adapt
+from icrl.baselines._mql_adapt import AdaptStats, mql_adapt
 from icrl.baselines._mql_agent import MQLAgent, prox_penalty
 from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import AD_DATA_VOLUME, MQLConfig, mql_preset
@@ -70,7 +67,6 @@ __all__ = [
     "Propensity",
     "TaskData",
     "WLinear",
-    "adapt",
     "awr_weights",
     "buffer_from_history",
     "build_macaw_buffer",
@@ -81,6 +77,7 @@ __all__ = [
     "inner_step",
     "load_macaw",
     "meta_step",
+    "mql_adapt",
     "mql_preset",
     "plot_results",
     "propensity_weights",

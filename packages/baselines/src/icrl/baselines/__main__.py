@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from icrl.baselines._macaw_cli import add_macaw_parser, main_macaw
+from icrl.baselines._mql_cli import add_mql_parser, main_mql
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,9 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m icrl.baselines", description=__doc__)
     sub = parser.add_subparsers(dest="method", required=True)
     add_macaw_parser(sub)
+    add_mql_parser(sub)
     args = parser.parse_args(argv)
     if args.method == "macaw":
         return main_macaw(args)
+    if args.method == "mql":
+        return main_mql(args)
     parser.error(f"unknown method {args.method}")
     return 2
 

@@ -34,7 +34,7 @@ def _hist_tensor(buf: MultiTaskReplay, idx: np.ndarray, device: torch.device) ->
     return torch.as_tensor(buf.histories(idx)[0], device=device)
 
 
-def adapt(
+def mql_adapt(
     meta: MQLAgent, new: MultiTaskReplay, replay: MultiTaskReplay, rng: np.random.Generator
 ) -> tuple[MQLAgent, AdaptStats]:
     """Adapt a copy of the meta-trained `meta` to the task whose transitions are in `new`.

@@ -14,6 +14,16 @@ from icrl.baselines._mql_config import MQLConfig
 from icrl.baselines._mql_nets import Actor, TwinCritic
 
 
+def _deepcopy(net: nn.Module) -> nn.Module:
+    """A copy whose GRU weights are re-packed: cuDNN would re-pack a deepcopy's weights at
+    every call (about 0.5 ms of CPU each on an H100 host); in-place updates keep them packed."""
+    other = copy.deepcopy(net)
+    for m in other.modules():
+        if isinstance(m, nn.GRU):
+            m.flatten_parameters()
+    return other
+
+
 def prox_penalty(model: nn.Module, anchor: nn.Module) -> torch.Tensor:
     """``Σ_p ‖p − p_anchor‖²`` over all parameters (official ``get_prox_penalty``)."""
     terms = [
@@ -31,15 +41,16 @@ class MQLAgent:
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.gru_hidden).to(device)
         self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, cfg.gru_hidden).to(device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_target = _deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = _deepcopy(self.critic).requires_grad_(False)
         self.set_optimizers(cfg.lr)
         self.updates = 0
 
-    def set_optimizers(self, lr: float) -> None:
-        """Fresh Adam optimisers (adaptation re-creates them, as the official code does)."""
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+    def set_optimizers(self, lr: float, capturable: bool = False) -> None:
+        """Fresh Adam optimisers (adaptation re-creates them, as the official code does);
+        `capturable` ones can be stepped inside a CUDA graph."""
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr, capturable=capturable)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr, capturable=capturable)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
@@ -57,11 +68,28 @@ class MQLAgent:
         beta: torch.Tensor | None = None,
         anchor: MQLAgent | None = None,
         prox_coef: float = 0.0,
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         """One TD3 step; with `beta`, per-sample weights on both losses; with `anchor`, the
-        proximal penalty ``prox_coef·‖θ − θ_anchor‖²`` on actor and critic."""
-        cfg = self.cfg
+        proximal penalty ``prox_coef·‖θ − θ_anchor‖²`` on actor and critic.
+
+        Returns the detached losses as tensors (reading them syncs the device: do it rarely).
+        """
         self.updates += 1
+        stats = {"critic_loss": self.critic_step(batch, beta, anchor, prox_coef)}
+        if self.updates % self.cfg.policy_freq == 0:
+            stats["actor_loss"] = self.actor_step(batch, beta, anchor, prox_coef)
+            self.polyak()
+        return stats
+
+    def critic_step(
+        self,
+        batch: dict[str, torch.Tensor],
+        beta: torch.Tensor | None = None,
+        anchor: MQLAgent | None = None,
+        prox_coef: float = 0.0,
+    ) -> torch.Tensor:
+        """Clipped double-Q step of the critic (target smoothing noise clipped at ±c)."""
+        cfg = self.cfg
         with torch.no_grad():
             noise = (torch.randn_like(batch["act"]) * cfg.policy_noise).clamp(
                 -cfg.noise_clip, cfg.noise_clip
@@ -75,30 +103,36 @@ class MQLAgent:
         per_sample = F.mse_loss(q1, target, reduction="none") + F.mse_loss(
             q2, target, reduction="none"
         )
-        critic_loss = (per_sample if beta is None else per_sample * beta).mean()
+        loss = (per_sample if beta is None else per_sample * beta).mean()
         if anchor is not None and prox_coef > 0:
-            critic_loss = critic_loss + prox_coef * prox_penalty(self.critic, anchor.critic)
+            loss = loss + prox_coef * prox_penalty(self.critic, anchor.critic)
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        loss.backward()
         self.critic_opt.step()
-        stats = {"critic_loss": critic_loss.item()}
+        return loss.detach()
 
-        if self.updates % cfg.policy_freq == 0:
-            q = self.critic.q1_only(
-                batch["obs"], self.actor(batch["obs"], batch["hist"]), batch["hist"]
-            )
-            actor_loss = -(q if beta is None else q * beta).mean()
-            if anchor is not None and prox_coef > 0:
-                actor_loss = actor_loss + prox_coef * prox_penalty(self.actor, anchor.actor)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            self._polyak()
-            stats["actor_loss"] = actor_loss.item()
-        return stats
+    def actor_step(
+        self,
+        batch: dict[str, torch.Tensor],
+        beta: torch.Tensor | None = None,
+        anchor: MQLAgent | None = None,
+        prox_coef: float = 0.0,
+    ) -> torch.Tensor:
+        """Deterministic policy-gradient step of the actor through Q1."""
+        q = self.critic.q1_only(
+            batch["obs"], self.actor(batch["obs"], batch["hist"]), batch["hist"]
+        )
+        loss = -(q if beta is None else q * beta).mean()
+        if anchor is not None and prox_coef > 0:
+            loss = loss + prox_coef * prox_penalty(self.actor, anchor.actor)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        return loss.detach()
 
     @torch.no_grad()
-    def _polyak(self) -> None:
+    def polyak(self) -> None:
+        """Move both target networks toward the online ones by τ."""
         tau = self.cfg.tau
         for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
             for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
@@ -108,7 +142,7 @@ class MQLAgent:
         """A deep copy; with `lr`, its optimisers are fresh Adam at that rate (for adaptation)."""
         other = copy.copy(self)
         for name in ("actor", "critic", "actor_target", "critic_target"):
-            setattr(other, name, copy.deepcopy(getattr(self, name)))
+            setattr(other, name, _deepcopy(getattr(self, name)))
         if lr is None:
             other.set_optimizers(self.cfg.lr)
             other.actor_opt.load_state_dict(self.actor_opt.state_dict())
@@ -131,7 +165,16 @@ class MQLAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt"):
+        """Restore from :meth:`state_dict`, also across devices: Adam state saved by a
+        CUDA-graph run (capturable) loads into eager optimisers and vice versa."""
+        for name in ("actor", "critic", "actor_target", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_opt", "critic_opt"):
+            opt = getattr(self, name)
+            saved = dict(state[name])
+            capturable = opt.param_groups[0]["capturable"]
+            saved["param_groups"] = [
+                {**g, "capturable": capturable} for g in state[name]["param_groups"]
+            ]
+            opt.load_state_dict(saved)
         self.updates = int(state["updates"])

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icrl.baselines._common import atomic_write
+
 
 class MultiTaskReplay:
     """Ring buffer of transitions of several tasks plus, per task, its last `snapshot` indices.
@@ -115,10 +117,10 @@ class MultiTaskReplay:
         ) * valid[..., None].astype(np.float32)
         return ent[:, :-1], ent[:, 1:]
 
-    def batch(self, idx: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """Tensors for a TD3 update on the transitions at slots `idx`."""
+    def batch_arrays(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays for a TD3 update on the transitions at slots `idx`."""
         hist, next_hist = self.histories(idx)
-        arrays = {
+        return {
             "obs": self.obs[idx],
             "act": self.act[idx],
             "rew": self.rew[idx],
@@ -127,7 +129,10 @@ class MultiTaskReplay:
             "hist": hist,
             "next_hist": next_hist,
         }
-        return {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
+
+    def batch(self, idx: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """Tensors on `device` for a TD3 update on the transitions at slots `idx`."""
+        return {k: torch.as_tensor(v, device=device) for k, v in self.batch_arrays(idx).items()}
 
     # -- persistence ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -157,12 +162,14 @@ class MultiTaskReplay:
         self.written, self.episodes = written, episodes
 
     def save(self, path: Path) -> None:
-        """Write the buffer atomically to `path` (.npz)."""
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.state_dict())
-            f.flush()
-        tmp.replace(path)
+        """Write the buffer atomically to `path` (.npz), replacing an older save."""
+        state = self.state_dict()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, **state)
+
+        atomic_write(path, write, overwrite=True)
 
     def load(self, path: Path) -> None:
         """Read a buffer written by :meth:`save`."""

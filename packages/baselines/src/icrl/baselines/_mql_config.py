@@ -96,6 +96,8 @@ class MQLConfig(BaseModel):
     """Use the paper's λ = 1 − ESS of the batch's weights instead of prox_coef."""
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    cuda_graphs: bool = True
+    """On CUDA, replay meta-training updates as captured CUDA graphs (same math, ~5x faster)."""
     checkpoint_every: int = Field(default=100_000, ge=1)
     """Env steps between checkpoints (model, optimisers, replay, RNG), for resume."""
 

@@ -14,12 +14,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from icrl.baselines._mql_adapt import adapt
+from icrl.baselines._common import atomic_torch_save, atomic_write_text, resolve_device
+from icrl.baselines._mql_adapt import mql_adapt
 from icrl.baselines._mql_agent import MQLAgent
 from icrl.baselines._mql_buffer import MultiTaskReplay
 from icrl.baselines._mql_config import MQLConfig
-from icrl.baselines._mql_results import plot_results, read_results_csv, write_results_csv
+from icrl.baselines._mql_graph import make_updater
 from icrl.baselines._mql_rollout import run_episodes
+from icrl.baselines._results import (
+    EpisodeResult,
+    read_results_csv,
+    results_to_csv_text,
+    write_results,
+    write_results_csv,
+)
 
 METHOD = "MQL"
 CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"
@@ -27,6 +35,7 @@ METRIC_FIELDS = ("env_steps", "episodes", "updates", "train_return", "critic_los
 # Fields that may differ when resuming or evaluating a run: they do not change what was trained.
 _FREE_FIELDS = {
     "device",
+    "cuda_graphs",
     "total_env_steps",
     "checkpoint_every",
     "n_test_tasks",
@@ -42,12 +51,6 @@ _FREE_FIELDS = {
 }
 
 EnvFactory = Callable[[], gym.Env]
-
-
-def _device(cfg: MQLConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def _metaenv_factory(family: str) -> EnvFactory:
@@ -88,22 +91,6 @@ def _check_compatible(saved: dict[str, Any], cfg: MQLConfig, where: Path) -> Non
         )
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-    tmp.replace(path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-    tmp.replace(path)
-
-
 def _append_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -119,14 +106,14 @@ def load_checkpoint(
 ) -> tuple[MQLAgent, MultiTaskReplay, dict[str, Any]]:
     """Agent, replay and counters of the run in `run_dir` (fresh ones when it has none)."""
     obs_dim, act_dim = _dims(env)
-    agent = MQLAgent(obs_dim, act_dim, cfg, _device(cfg))
+    agent = MQLAgent(obs_dim, act_dim, cfg, resolve_device(cfg.device))
     replay = MultiTaskReplay(
         cfg.replay_size, obs_dim, act_dim, cfg.hist_len, n_tasks, cfg.snapshot_size
     )
     path = run_dir / CKPT
     if not path.exists():
         return agent, replay, {"env_steps": 0, "episodes": 0, "update_credit": 0.0, "wall_s": 0.0}
-    state = torch.load(path, map_location=agent.device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
     _check_compatible(state["config"], cfg, path)
     agent.load_state_dict(state["agent"])
     replay.load(run_dir / REPLAY)
@@ -154,7 +141,7 @@ def _save_checkpoint(
     # replay first: a crash between the two writes leaves a checkpoint that refuses to load
     # with a mismatched replay rather than silently resuming from inconsistent state
     replay.save(run_dir / REPLAY)
-    _atomic_torch_save(
+    atomic_torch_save(
         {
             "config": cfg.model_dump(mode="json"),
             "agent": agent.state_dict(),
@@ -164,6 +151,7 @@ def _save_checkpoint(
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         },
         run_dir / CKPT,
+        overwrite=True,
     )
 
 
@@ -189,7 +177,7 @@ def train_mql(
     if (run_dir / CONFIG).exists():
         _check_compatible(json.loads((run_dir / CONFIG).read_text()), cfg, run_dir / CONFIG)
     else:
-        _write_text_atomic(run_dir / CONFIG, cfg.model_dump_json(indent=2))
+        atomic_write_text(run_dir / CONFIG, cfg.model_dump_json(indent=2))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tasks = list(tasks) if tasks is not None else _train_tasks(cfg)
@@ -201,7 +189,7 @@ def train_mql(
     steps = int(counters["env_steps"])
     if steps >= cfg.total_env_steps:
         return run_dir / CKPT
-    device = agent.device
+    update = make_updater(agent, cfg.cuda_graphs)
     next_ckpt = (steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     pending: list[dict[str, float]] = []
     t0 = time.perf_counter() - float(counters["wall_s"])
@@ -235,14 +223,15 @@ def train_mql(
             new = sum(len(ep) for ep in episodes)
             steps += new
             counters["episodes"] += len(episodes)
-            losses = []
+            loss_sum, n_updates = None, 0
             if steps >= cfg.burn_in and len(replay) >= cfg.batch_size:
                 counters["update_credit"] += cfg.utd_ratio * new
                 n_updates = int(counters["update_credit"])
                 counters["update_credit"] -= n_updates
                 for _ in range(n_updates):
-                    batch = replay.batch(replay.sample_indices(cfg.batch_size, rng), device)
-                    losses.append(agent.update(batch)["critic_loss"])
+                    idx = replay.sample_indices(cfg.batch_size, rng)
+                    loss = update(replay.batch_arrays(idx))
+                    loss_sum = loss if loss_sum is None else loss_sum + loss
             train_return = float(np.mean([ep.ret for ep in episodes]))
             pending.append(
                 {
@@ -250,7 +239,7 @@ def train_mql(
                     "episodes": counters["episodes"],
                     "updates": agent.updates,
                     "train_return": train_return,
-                    "critic_loss": float(np.mean(losses)) if losses else float("nan"),
+                    "critic_loss": float(loss_sum) / n_updates if n_updates else float("nan"),
                     "wall_s": time.perf_counter() - t0,
                 }
             )
@@ -273,15 +262,15 @@ def evaluate_mql(
     env_factory: EnvFactory | None = None,
     train_task_count: int | None = None,
     tasks: Sequence[Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EpisodeResult]:
     """Adapt the meta-trained MQL of `run_dir` to each test task; rows in AD's result format.
 
     Protocol, per test task (all episodes deterministic, the policy's mean action):
     episode 0 is the meta-policy before adaptation and becomes the new task's data; for each
     round r = 1..adapt_rounds, a fresh copy of the meta-trained networks is adapted on all the
     new-task data so far (propensity weights, Phase A, Phase B), then runs episode r, which is
-    added to the data. Returns ``{"method", "seed", "task", "episode", "return"}`` rows; "task"
-    is the index in ``metaenvs.test_tasks(family, n_test_tasks)`` (or in `tasks`).
+    added to the data. Returns one :class:`EpisodeResult` per episode (method "MQL"); its
+    task is the index in ``metaenvs.test_tasks(family, n_test_tasks)`` (or in `tasks`).
     """
     run_dir = Path(run_dir)
     if not (run_dir / CKPT).exists():
@@ -299,7 +288,7 @@ def evaluate_mql(
     ep_len = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
     rng = np.random.default_rng([cfg.seed, 7])
     obs_dim, act_dim = _dims(env)
-    rows: list[dict[str, Any]] = []
+    rows: list[EpisodeResult] = []
     bar = tqdm(
         total=len(test) * (cfg.adapt_rounds + 1),
         disable=not progress,
@@ -314,7 +303,7 @@ def evaluate_mql(
             agent = meta
             for r in range(cfg.adapt_rounds + 1):
                 if r > 0:
-                    agent, _ = adapt(meta, new, replay, rng)
+                    agent, _ = mql_adapt(meta, new, replay, rng)
                 seed = 2_000_003 * (cfg.seed + 1) + 1009 * ti if r == 0 else None
                 (ep,) = run_episodes(
                     [env],
@@ -326,9 +315,7 @@ def evaluate_mql(
                     seeds=None if seed is None else [seed],
                 )
                 new.add_episode(ep.obs, ep.act, ep.rew, ep.next_obs, ep.terminated, 0)
-                rows.append(
-                    {"method": METHOD, "seed": cfg.seed, "task": ti, "episode": r, "return": ep.ret}
-                )
+                rows.append(EpisodeResult(METHOD, cfg.seed, ti, r, ep.ret))
                 bar.update(1)
     return rows
 
@@ -339,25 +326,29 @@ def run_mql(
     seeds: Sequence[int] = (0, 1, 2),
     *,
     progress: bool = True,
-) -> Path:
-    """Train and evaluate MQL for each seed; write ``mql_results.csv`` and ``.png`` in `out_dir`.
+) -> tuple[Path, Path]:
+    """Train and evaluate MQL for each seed; write ``returns.csv`` and ``curves.png``.
 
-    Seed ``s`` runs in ``out_dir/seed_s`` (``cfg.seed`` is replaced by ``s``); its evaluation is
-    kept in ``out_dir/seed_s/eval.csv``, so a rerun resumes training and skips finished seeds.
-    Returns the combined CSV's path.
+    Seed ``s`` runs in ``out_dir/seed_s`` (``cfg.seed`` replaced by ``s``) and keeps its own
+    ``returns.csv`` there, so a rerun resumes training and skips evaluated seeds. Returns the
+    paths of the combined CSV and PNG in `out_dir`; a rerun whose results are unchanged
+    leaves them as they are, other existing results are never overwritten.
     """
     out_dir = Path(out_dir)
-    rows: list[dict[str, Any]] = []
+    rows: list[EpisodeResult] = []
     for s in seeds:
-        seed_cfg = cfg.model_copy(update={"seed": int(s)})
+        seed_cfg = MQLConfig.model_validate({**cfg.model_dump(), "seed": int(s)})
         run_dir = out_dir / f"seed_{s}"
-        eval_csv = run_dir / "eval.csv"
-        if not eval_csv.exists():
+        seed_csv = run_dir / "returns.csv"
+        if not seed_csv.exists():
             train_mql(seed_cfg, run_dir, progress=progress)
-            write_results_csv(evaluate_mql(seed_cfg, run_dir, progress=progress), eval_csv)
-        rows += read_results_csv(eval_csv)
-    csv_path = write_results_csv(rows, out_dir / "mql_results.csv")
-    png = out_dir / "mql_results.png"
-    if not png.exists():
-        plot_results(rows, png, title=f"MQL on {cfg.family}: {len(seeds)} seeds")
-    return csv_path
+            write_results_csv(evaluate_mql(seed_cfg, run_dir, progress=progress), seed_csv)
+        rows += read_results_csv(seed_csv)
+    csv_path, png_path = out_dir / "returns.csv", out_dir / "curves.png"
+    if (
+        csv_path.exists()
+        and png_path.exists()
+        and csv_path.read_text() == results_to_csv_text(rows)
+    ):
+        return csv_path, png_path
+    return write_results(rows, out_dir, title=f"MQL on {cfg.family}, {len(seeds)} seed(s)")
