@@ -30,7 +30,7 @@ def test_tiny_preset_end_to_end_then_cached(tmp_path: Path) -> None:
     for fig in ("fig1_ReacherGoal.png", "fig2_ReacherGoal.png"):
         assert (out / "figures" / fig).stat().st_size > 10_000
     curves = list((out / "stages").glob("*/eval/returns.csv")) + list(
-        (out / "stages").glob("mql-*/mql_results.csv")
+        (out / "stages").glob("mql-*/returns.csv")
     )
     seen = {row["method"] for path in curves for row in csv.DictReader(path.open())}
     assert set(METHODS) <= seen

@@ -213,11 +213,11 @@ def _mql(
     key = {"config": mc.model_dump(mode="json"), "seeds": seeds}
 
     def fn(d: Path) -> dict[str, Any]:
-        for stale in ("mql_results.csv", "mql_results.png"):
+        for stale in ("returns.csv", "curves.png"):  # an interrupted run's combined output
             (d / stale).unlink(missing_ok=True)
         run_mql(mc, d, seeds, progress=cfg.progress)
         return {}
 
     res = progress(cache.run(f"mql-{family}", key, fn))
     out.wall["MQL"] = res.wall_s
-    return res.path / "mql_results.csv"
+    return res.path / "returns.csv"
