@@ -32,7 +32,10 @@ def test_tiny_preset_end_to_end_then_cached(tmp_path: Path) -> None:
     curves = list((out / "stages").glob("*/eval/returns.csv")) + list(
         (out / "stages").glob("mql-*/returns.csv")
     )
-    seen = {row["method"] for path in curves for row in csv.DictReader(path.open())}
+    seen = set()
+    for path in curves:
+        with path.open() as f:
+            seen |= {row["method"] for row in csv.DictReader(f)}
     assert set(METHODS) <= seen
 
     start = time.perf_counter()
