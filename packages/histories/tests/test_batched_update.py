@@ -130,7 +130,9 @@ def _compare(config: Any, n_updates: int) -> None:
         data = [buf[i] for buf, i in zip(buffers, idx, strict=True)]
 
         def field(name: str, data: list[Any] = data) -> torch.Tensor:
-            return torch.stack([torch.as_tensor(np.asarray(d[name]), dtype=torch.float32) for d in data])
+            return torch.stack(
+                [torch.as_tensor(np.asarray(d[name]), dtype=torch.float32) for d in data]
+            )
 
         batch = Batch(
             field("obs"), field("act"), field("rew"), field("obs_next"), field("terminated")
@@ -148,10 +150,14 @@ def _compare(config: Any, n_updates: int) -> None:
             torch.testing.assert_close(mine[t], theirs.reshape(mine.shape[1:]), **tol)
         for mine, theirs in zip(batched.critics.parameters(), crit, strict=True):
             n = mine.shape[0] // T
-            torch.testing.assert_close(mine[t * n : (t + 1) * n], theirs.reshape(n, *mine.shape[1:]), **tol)
+            torch.testing.assert_close(
+                mine[t * n : (t + 1) * n], theirs.reshape(n, *mine.shape[1:]), **tol
+            )
         for mine, theirs in zip(batched.target, targ, strict=True):
             n = mine.shape[0] // T
-            torch.testing.assert_close(mine[t * n : (t + 1) * n], theirs.reshape(n, *mine.shape[1:]), **tol)
+            torch.testing.assert_close(
+                mine[t * n : (t + 1) * n], theirs.reshape(n, *mine.shape[1:]), **tol
+            )
         torch.testing.assert_close(batched.log_alpha[t], ref.alpha._log_alpha.detach(), **tol)
 
 

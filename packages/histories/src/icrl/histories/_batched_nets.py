@@ -76,7 +76,9 @@ class StackedMLP(nn.Module):
         """All parameters in a fixed order (the functional forward's argument)."""
         return list(self.parameters())
 
-    def forward(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Evaluate with the module's parameters, or with `params` (e.g. detached or a target)."""
         return stacked_mlp(
             x,
