@@ -16,6 +16,7 @@ warm-up steps, CUDA-graph capture, process start-up are excluded) and then stops
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -175,10 +176,8 @@ def _ref_proc(family: str, index: int, seconds: float, warm_s: float) -> float:
             st["rate"] = (st["steps"] - st["s0"]) / (now - st["t0"])
             raise _Stop
 
-    try:
+    with contextlib.suppress(_Stop):
         run_task(config, index, train_tasks(family, None)[index], progress, record=False)
-    except _Stop:
-        pass
     return float(st.get("rate", float("nan")))
 
 
@@ -228,7 +227,7 @@ def main() -> None:
     if args.device.startswith("cuda"):
         try:
             out["results"].append({"graph_vs_eager": graph_vs_eager(args.device)})
-        except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
+        except Exception as exc:  # report it, keep benchmarking
             out["results"].append({"graph_vs_eager_error": repr(exc)})
         save()
     for fam in args.families:

@@ -167,7 +167,7 @@ class _Updater:
         try:
             self.graphs = _capture(self.model, self.replay, self.batch_size, self.delay)
             self.mode = "cuda_graph"
-        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
+        except Exception as exc:  # any capture failure: run eagerly
             import warnings
 
             warnings.warn(f"CUDA graph capture failed, running eagerly: {exc!r}", stacklevel=2)

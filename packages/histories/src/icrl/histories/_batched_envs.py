@@ -14,6 +14,8 @@ its action space, which draws the warm-up actions), like `venv.seed(...)` in the
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing as mp
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,7 +141,7 @@ class EnvPool:
             self._local = _Slice(family, tasks, seeds, 0)
             return
         bounds = np.linspace(0, n, min(workers, n) + 1).round().astype(int)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for lo, hi in itertools.pairwise(bounds):
             parent, child = ctx.Pipe()
             task_dicts = [_envs.task_to_dict(t) for t in tasks[lo:hi]]
             args = (child, self._raw, (n, self.obs_dim, self.act_dim), family, task_dicts)
@@ -195,10 +197,8 @@ class EnvPool:
             self._local.close()
             self._local = None
         for c in self._conns:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 c.send_bytes(_CLOSE)
-            except (BrokenPipeError, OSError):
-                pass
         for p in self._procs:
             p.join(timeout=10)
             if p.is_alive():

@@ -9,6 +9,7 @@ so a task's initial weights do not depend on which other tasks share the batch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -60,7 +61,7 @@ class StackedMLP(nn.Module):
         super().__init__()
         self.final_relu = final_relu
         self.layers = nn.ModuleList(
-            EnsembleLinear(members, i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+            EnsembleLinear(members, i, o) for i, o in itertools.pairwise(sizes)
         )
         for layer in self.layers:
             _init_members(layer, generators)

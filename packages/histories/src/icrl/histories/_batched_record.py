@@ -15,7 +15,7 @@ from icrl.histories._schema import EPISODE_FIELDS, TRANSITION_FIELDS
 
 
 class StreamRecorder:
-    """All vector steps of T tasks x N envs: arrays (T, V, N, ...) filled one vector step at a time."""
+    """All vector steps of T tasks x N envs: arrays (T, V, N, ...), one vector step at a time."""
 
     def __init__(
         self, n_tasks: int, n_vsteps: int, n_envs: int, obs_dim: int, act_dim: int
@@ -55,7 +55,7 @@ class StreamRecorder:
     def task_history(
         self, task: int, k: int
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-        """(transitions, episodes, unfinished transitions) of one task, as HistoryRecorder makes them."""
+        """(transitions, episodes, unfinished transitions) of one task, as HistoryRecorder would."""
         vs = self.vsteps
         done = (self.terminated[task, :vs] | self.truncated[task, :vs]).T  # (N, V)
         ends_env, ends_v = np.nonzero(done)

@@ -198,6 +198,14 @@ class GenerateConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_backend(self) -> GenerateConfig:
+        if self.backend == "batched" and isinstance(self.algorithm, PPOConfig):
+            raise ValueError(
+                "backend='batched' runs SAC and DroQ only; use backend='tianshou' for PPO"
+            )
+        return self
+
     def identity(self) -> dict[str, Any]:
         """The fields that decide the file's content (all but workers/progress), as JSON data."""
         return self.model_dump(mode="json", exclude=set(NON_IDENTITY_FIELDS))
