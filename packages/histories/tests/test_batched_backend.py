@@ -1,4 +1,4 @@
-"""The batched backend: stream recording, env pool, replay, and files the reader cannot tell apart."""
+"""Batched backend: stream recording, env pool, replay, files the reader cannot tell apart."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_generate_batched_file_reads_like_reference(tmp_path: Any, make_config: 
     for name in ref.tasks:
         a, b = ref.history(name), bat.history(name)
         assert type(a) is type(b)
-        ra, la = ref.episode_returns(name)
+        _, la = ref.episode_returns(name)
         rb, lb = bat.episode_returns(name)
         assert la.sum() == lb.sum() or abs(int(la.sum()) - int(lb.sum())) < 200
         assert len(rb) > 0 and np.isfinite(rb).all()
