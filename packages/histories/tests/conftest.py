@@ -36,7 +36,7 @@ def tiny_config(**overrides: Any) -> GenerateConfig:
     return GenerateConfig.model_validate(data)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_config() -> Any:
     """The `tiny_config` factory (test modules cannot import conftest in importlib mode)."""
     return tiny_config

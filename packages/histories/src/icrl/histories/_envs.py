@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
-
 
 def _metaenvs() -> Any:
     import icrl.metaenvs as me
@@ -28,8 +26,8 @@ def task_to_dict(task: Any) -> dict[str, Any]:
     return dict(task.to_dict())
 
 
-def make_env(family: str, task: Any) -> gym.Env:
-    """One env of `family` set to `task`, time-limited at the family's episode length."""
+def make_env(family: str, task: Any) -> Any:
+    """One gymnasium env of `family` set to `task`, time-limited at its episode length."""
     return _metaenvs().make_env(family, task)
 
 

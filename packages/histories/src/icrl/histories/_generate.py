@@ -426,16 +426,20 @@ def _run_pool(
 ) -> None:
     import multiprocessing as mp
 
+    if not todo:
+        return
     ctx = mp.get_context("spawn")
-    q = ctx.Manager().Queue()
     cfg = config.model_dump_json()
     jobs = [_Job(cfg, i, _envs.task_to_dict(tasks[i]), str(parts / f"{names[i]}.h5")) for i in todo]
-    with ProcessPoolExecutor(
-        max_workers=min(config.workers, len(jobs)) or 1,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(q,),
-    ) as pool:
+    with (
+        ctx.Manager() as manager,
+        ProcessPoolExecutor(
+            max_workers=min(config.workers, len(jobs)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(q := manager.Queue(),),
+        ) as pool,
+    ):
         pending: set[Future[int]] = {pool.submit(_work, j) for j in jobs}
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -323,13 +324,16 @@ def _build_ppo(
     critic = ContinuousCritic(
         preprocess_net=Net(state_shape=obs_dim, hidden_sizes=hidden, activation=nn.Tanh)
     ).to(spec.device)
-    policy = ProbabilisticActorPolicy(
-        actor=actor,
-        dist_fn=_normal_dist,
-        action_space=act_space,
-        action_scaling=True,
-        action_bound_method="clip",
-    )
+    with warnings.catch_warnings():
+        # Tianshou 2.0.1 warns about action scaling even for an unbounded actor (harmless).
+        warnings.filterwarnings("ignore", message="action_scaling and action_bound_method")
+        policy = ProbabilisticActorPolicy(
+            actor=actor,
+            dist_fn=_normal_dist,
+            action_space=act_space,
+            action_scaling=True,
+            action_bound_method="clip",
+        )
     ppo = PPO(
         policy=policy,
         critic=critic,
