@@ -133,10 +133,13 @@ def generate_batched(
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
-    q = ctx.Manager().Queue()
     groups = [list(g) for g in np.array_split(np.asarray(todo), len(devices))]
     workers = max(config.workers // len(devices), 0)
-    with ProcessPoolExecutor(max_workers=len(devices), mp_context=ctx) as pool:
+    with (
+        ctx.Manager() as manager,
+        ProcessPoolExecutor(max_workers=len(devices), mp_context=ctx) as pool,
+    ):
+        q = manager.Queue()
         futures = [
             pool.submit(
                 _device_main,
