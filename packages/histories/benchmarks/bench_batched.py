@@ -81,7 +81,7 @@ def bench_batched(
         env_workers=env_workers,
     )
     # measure from 20 training vector steps after the random warm-up
-    start_after = (algo.warmup_steps + 20 * n_envs) * len(tasks)
+    start_after = (getattr(algo, "warmup_steps", 0) + 20 * n_envs) * len(tasks)
     progress, stop, st = _window(seconds, start_after)
     t = time.perf_counter()
     results = run_batched(spec, progress, stop)

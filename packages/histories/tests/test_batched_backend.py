@@ -127,10 +127,13 @@ def test_generate_batched_is_deterministic_and_resumable(tmp_path: Any, make_con
     assert first.stat().st_mtime_ns == mtime
 
 
-def test_ppo_is_refused_with_a_clear_message(make_config: Any) -> None:
-    with pytest.raises(ValueError, match="backend='tianshou'"):
-        make_config(
-            backend="batched",
-            algorithm={"kind": "ppo", "steps_per_env": 20, "hidden_sizes": [8]},
-            steps_per_task=80,
-        )
+def test_ppo_and_droq_generate(tmp_path: Any, make_config: Any) -> None:
+    """Tiny batched PPO and DroQ runs write valid files with every episode of the stream."""
+    ppo = {"kind": "ppo", "steps_per_env": 20, "hidden_sizes": [8], "batch_size": 16}
+    droq = {"kind": "droq", "hidden_sizes": [8], "batch_size": 16, "warmup_steps": 40}
+    for name, algo, steps in [("ppo", ppo, 200), ("droq", droq, 160)]:
+        cfg = make_config(backend="batched", algorithm=algo, steps_per_task=steps)
+        hf = HistoryFile(generate(cfg, tmp_path / f"{name}.h5"))
+        for task in hf.tasks:
+            returns, lengths = hf.episode_returns(task)
+            assert lengths.sum() == 2 * (steps // 2 // 50 * 50) and np.isfinite(returns).all()

@@ -197,3 +197,80 @@ def test_init_depends_only_on_own_seed(seeds: list[int]) -> None:
     b = BatchedSAC(SACConfig(hidden_sizes=(8,)), OBS, ACT, seeds)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q[: p.shape[0]])
+
+
+def test_ppo_update_equals_tianshou_per_task() -> None:
+    """A PPO rollout update (GAE, 2 epochs of minibatches, per-task grad clip) per task."""
+    from tianshou.data import VectorReplayBuffer
+
+    from icrl.histories import PPOConfig
+    from icrl.histories._batched_ppo import BatchedPPO, flat
+    from icrl.histories._learners import _build_ppo
+
+    v, n, t = 20, 2, 2
+    cfg = PPOConfig(hidden_sizes=(8, 8), steps_per_env=v, epochs=2, batch_size=16, lr=3e-3)
+    act_space = gym.spaces.Box(-2.0, 2.0, (ACT,), np.float32)
+    refs = []
+    for s in (3, 4):
+        torch.manual_seed(s)
+        refs.append(
+            _build_ppo(cfg, TaskSpec("PusherGoal", None, 0, s, 40, n, cfg), OBS_SPACE, act_space)[0]
+        )
+    model = BatchedPPO(cfg, OBS, ACT, [3, 4])
+    with torch.no_grad():
+        for mine, name in [(model.actor, "actor"), (model.critic, "critic")]:
+            per_task = []
+            for r in refs:
+                net = r.policy.actor if name == "actor" else r.critic
+                lins = _linears(net.preprocess) + _linears(net.mu if name == "actor" else net.last)
+                per_task.append([x for m in lins for x in _ens(m)])
+            _stack_into(list(mine.parameters()), per_task)
+        model.log_std.copy_(
+            torch.stack([r.policy.actor.sigma_param.detach().view(1, -1) for r in refs])
+        )
+    rng = np.random.default_rng(1)
+    roll = {
+        "obs": rng.normal(size=(t, v, n, OBS)).astype(np.float32),
+        "act": rng.normal(size=(t, v, n, ACT)).astype(np.float32),
+        "rew": rng.normal(size=(t, v, n)).astype(np.float32),
+        "next_obs": rng.normal(size=(t, v, n, OBS)).astype(np.float32),
+        "term": rng.random((t, v, n)) < 0.05,
+        "trunc": rng.random((t, v, n)) < 0.05,
+    }
+    perms = []
+    for task, ref in enumerate(refs):
+        buf = VectorReplayBuffer(v * n, n)
+        for i in range(v):
+            buf.add(
+                TSBatch(
+                    obs=roll["obs"][task, i],
+                    act=roll["act"][task, i],
+                    rew=roll["rew"][task, i],
+                    terminated=roll["term"][task, i],
+                    truncated=roll["trunc"][task, i],
+                    obs_next=roll["next_obs"][task, i],
+                    info=[{}] * n,
+                ),
+                buffer_ids=list(range(n)),
+            )
+        np.random.seed(50 + task)
+        perms.append([np.random.permutation(v * n) for _ in range(cfg.epochs)])
+        np.random.seed(50 + task)
+        with policy_within_training_step(ref.policy):
+            ref.update(buf, batch_size=cfg.batch_size, repeat=cfg.epochs)
+    as_t = {k: torch.as_tensor(x, dtype=torch.float32) for k, x in roll.items()}
+    done = ((as_t["term"] + as_t["trunc"]) > 0).float()
+    adv, ret = model.advantages(as_t["obs"], as_t["rew"], as_t["next_obs"], as_t["term"], done)
+    epoch_perms = [torch.as_tensor(np.stack([p[e] for p in perms])) for e in range(cfg.epochs)]
+    model.update(flat(as_t["obs"]), flat(as_t["act"]), flat(adv), flat(ret), epoch_perms)
+    tol = dict(atol=2e-5, rtol=1e-4)
+    for task, ref in enumerate(refs):
+        actor = [*_linears(ref.policy.actor.preprocess), *_linears(ref.policy.actor.mu)]
+        critic = [*_linears(ref.critic.preprocess), *_linears(ref.critic.last)]
+        for mine, lins in [(model.actor, actor), (model.critic, critic)]:
+            theirs = [x for m in lins for x in _ens(m)]
+            for p, q in zip(mine.parameters(), theirs, strict=True):
+                torch.testing.assert_close(p[task], q.reshape(p.shape[1:]), **tol)
+        sigma = ref.policy.actor.sigma_param.detach().view(-1)
+        torch.testing.assert_close(model.log_std[task, 0], sigma, **tol)
+        assert not torch.allclose(sigma, torch.zeros_like(sigma))

@@ -26,6 +26,7 @@ import torch
 from icrl.histories._batched_envs import EnvPool
 from icrl.histories._batched_record import StreamRecorder
 from icrl.histories._batched_replay import TaskReplay
+from icrl.histories._batched_ppo import BatchedPPO, flat
 from icrl.histories._batched_sac import BatchedSAC
 from icrl.histories._config import AlgorithmConfig, DroQConfig, PPOConfig, SACConfig
 from icrl.histories._learners import ProgressFn, env_seeds
@@ -92,52 +93,107 @@ def run_batched(
 def _run(
     spec: BatchSpec, progress: ProgressFn | None, stop: Callable[[], bool] | None
 ) -> list[TaskResult]:
-    algo = spec.algorithm
-    if isinstance(algo, PPOConfig):
-        raise NotImplementedError(
-            "the batched backend runs SAC and DroQ; use backend='tianshou' for PPO"
-        )
     t, n = len(spec.tasks), spec.n_envs
     sub_tasks = [task for task in spec.tasks for _ in range(n)]
     sub_seeds = [s for ts in spec.task_seeds for s in env_seeds(int(ts), n)]
-    device = torch.device(spec.device)
     torch.manual_seed(run_seed(spec.task_seeds))
     with EnvPool(spec.family, sub_tasks, sub_seeds, spec.env_workers) as pool:
-        o, a = pool.obs_dim, pool.act_dim
-        model = BatchedSAC(algo, o, a, spec.task_seeds, device)
-        capacity = max(n, (min(algo.buffer_size, spec.steps) // n) * n)
-        replay = TaskReplay(t, capacity, o, a, device)
-        n_vsteps, warm_v = spec.steps // n, algo.warmup_steps // n
-        rec = StreamRecorder(t, n_vsteps, n, o, a)
-        update = _Updater(model, replay, algo, use_graph=spec.cuda_graph and device.type == "cuda")
-        obs = pool.reset().copy()
-        for v in range(n_vsteps):
-            warm = v < warm_v
-            if warm:
-                sh = pool.step(None)
-                env_act = sh.act.copy()
-                pol_act = pool.from_env(env_act)
-            else:
-                x = torch.from_numpy(obs).to(device, non_blocking=True).view(t, n, o)
-                pol_act = model.act(x).view(t * n, a).cpu().numpy()
-                env_act = pool.to_env(pol_act)
-                sh = pool.step(env_act)
-            rec.record(obs, env_act, sh.rew, sh.next_obs, sh.terminated, sh.truncated, warm)
-            rows = replay.pack(obs, pol_act, sh.rew, sh.next_obs, sh.terminated)
-            replay.add(torch.from_numpy(rows).to(device, non_blocking=True).view(t, n, -1))
-            obs = sh.obs.copy()
-            if not warm:
-                update(algo.gradient_steps)
-            if progress is not None:
-                progress(t * n)
-            if stop is not None and stop():
-                break
-    LAST_RUN["update_mode"] = update.mode
+        rec = StreamRecorder(t, spec.steps // n, n, pool.obs_dim, pool.act_dim)
+        loop = _ppo_loop if isinstance(spec.algorithm, PPOConfig) else _off_policy_loop
+        loop(spec, pool, rec, progress or (lambda _: None), stop or (lambda: False))
     results = []
     for i in range(t):
         trans, eps, unfinished = rec.task_history(i, spec.k)
-        results.append(TaskResult(trans, eps, rec.vsteps * n, unfinished, o, a))
+        results.append(
+            TaskResult(trans, eps, rec.vsteps * n, unfinished, pool.obs_dim, pool.act_dim)
+        )
     return results
+
+
+def _to(device: torch.device, x: np.ndarray, *shape: int) -> torch.Tensor:
+    return torch.from_numpy(x).to(device, non_blocking=True).view(*shape)
+
+
+def _off_policy_loop(
+    spec: BatchSpec,
+    pool: EnvPool,
+    rec: StreamRecorder,
+    progress: ProgressFn,
+    stop: Callable[[], bool],
+) -> None:
+    """SAC / DroQ: warm-up, then act, step, store, `gradient_steps` updates per vector step."""
+    algo = spec.algorithm
+    assert isinstance(algo, SACConfig | DroQConfig)
+    t, n, o, a = len(spec.tasks), spec.n_envs, pool.obs_dim, pool.act_dim
+    device = torch.device(spec.device)
+    model = BatchedSAC(algo, o, a, spec.task_seeds, device)
+    capacity = max(n, (min(algo.buffer_size, spec.steps) // n) * n)
+    replay = TaskReplay(t, capacity, o, a, device)
+    warm_v = algo.warmup_steps // n
+    update = _Updater(model, replay, algo, use_graph=spec.cuda_graph and device.type == "cuda")
+    obs = pool.reset().copy()
+    for v in range(spec.steps // n):
+        warm = v < warm_v
+        if warm:
+            sh = pool.step(None)
+            env_act = sh.act.copy()
+            pol_act = pool.from_env(env_act)
+        else:
+            pol_act = model.act(_to(device, obs, t, n, o)).view(t * n, a).cpu().numpy()
+            env_act = pool.to_env(pol_act)
+            sh = pool.step(env_act)
+        rec.record(obs, env_act, sh.rew, sh.next_obs, sh.terminated, sh.truncated, warm)
+        rows = replay.pack(obs, pol_act, sh.rew, sh.next_obs, sh.terminated)
+        replay.add(_to(device, rows, t, n, -1))
+        obs = sh.obs.copy()
+        if not warm:
+            update(algo.gradient_steps)
+        progress(t * n)
+        if stop():
+            break
+    LAST_RUN["update_mode"] = update.mode
+
+
+def _ppo_loop(
+    spec: BatchSpec,
+    pool: EnvPool,
+    rec: StreamRecorder,
+    progress: ProgressFn,
+    stop: Callable[[], bool],
+) -> None:
+    """PPO: rollouts of steps_per_env vector steps, each followed by the batched update."""
+    algo = spec.algorithm
+    assert isinstance(algo, PPOConfig)
+    t, n, o, a = len(spec.tasks), spec.n_envs, pool.obs_dim, pool.act_dim
+    device = torch.device(spec.device)
+    model = BatchedPPO(algo, o, a, spec.task_seeds, device)
+    LAST_RUN["update_mode"] = "eager"
+    length = algo.steps_per_env
+    # rollout rows: obs, raw act, rew, next_obs, terminated, done (on the device)
+    roll = torch.zeros(t, length, n, 2 * o + a + 3, device=device)
+    obs = pool.reset().copy()
+    for _ in range(spec.steps // (n * length)):
+        for i in range(length):
+            raw = model.act(_to(device, obs, t, n, o)).view(t * n, a).cpu().numpy()
+            env_act = pool.to_env(np.clip(raw, -1.0, 1.0))  # action_bound_method="clip"
+            sh = pool.step(env_act)
+            rec.record(obs, env_act, sh.rew, sh.next_obs, sh.terminated, sh.truncated, False)
+            done = sh.terminated | sh.truncated
+            rows = np.concatenate(
+                [TaskReplay.pack(obs, raw, sh.rew, sh.next_obs, sh.terminated), done[:, None]],
+                axis=1,
+                dtype=np.float32,
+            )
+            roll[:, i] = _to(device, rows, t, n, -1)
+            obs = sh.obs.copy()
+            progress(t * n)
+            if stop():
+                return
+        r_obs, r_act = roll[..., :o], roll[..., o : o + a]
+        rew, r_next = roll[..., o + a], roll[..., o + a + 1 : 2 * o + a + 1]
+        term, done_t = roll[..., -2], roll[..., -1]
+        adv, ret = model.advantages(r_obs, rew, r_next, term, done_t)
+        model.update(flat(r_obs), flat(r_act), flat(adv), flat(ret))
 
 
 class _Updater:

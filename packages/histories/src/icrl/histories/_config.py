@@ -152,7 +152,7 @@ class GenerateConfig(BaseModel):
     """Parallel worker processes (0: run in this process, for debugging and tests)."""
     backend: Literal["tianshou", "batched"] = "tianshou"
     """Learner backend (recorded in the file): "tianshou" runs one Tianshou learner per task and
-    process; "batched" trains all tasks at once on `device` (SAC and DroQ; see _batched.py), with
+    process; "batched" trains all tasks at once on `device` (see _batched.py), with
     `workers` env worker processes (0: envs stepped in the driver)."""
     device: str = "cpu"
     """Torch device of the learner. Batched backend: "cuda" splits the tasks over every visible
@@ -195,14 +195,6 @@ class GenerateConfig(BaseModel):
                 f"steps_per_task ({self.steps_per_task}) minus warm-up ({warm}) must be a positive "
                 f"multiple of {unit} (n_envs"
                 + (" x algorithm.steps_per_env)" if isinstance(algo, PPOConfig) else ")")
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _check_backend(self) -> GenerateConfig:
-        if self.backend == "batched" and isinstance(self.algorithm, PPOConfig):
-            raise ValueError(
-                "backend='batched' runs SAC and DroQ only; use backend='tianshou' for PPO"
             )
         return self
 
