@@ -177,7 +177,8 @@ def _ref_proc(family: str, index: int, seconds: float, warm_s: float) -> float:
             raise _Stop
 
     with contextlib.suppress(_Stop):
-        run_task(config, index, train_tasks(family, None)[index], progress, record=False)
+        tasks = train_tasks(family, None)
+        run_task(config, index % len(tasks), tasks[index % len(tasks)], progress, record=False)
     return float(st.get("rate", float("nan")))
 
 

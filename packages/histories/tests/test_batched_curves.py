@@ -1,4 +1,4 @@
-"""On a small ReacherGoal run, the batched and reference backends learn alike (slow: ~3 min)."""
+"""On a small ReacherGoal run, the batched and reference backends learn alike (slow)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ SMALL = {
         "lr": 1e-3,
         "warmup_steps": 200,
     },
-    "steps_per_task": 3000,
+    "steps_per_task": 2600,
     "n_envs": 2,
     "k": 1,
-    "tasks": 4,
-    "workers": 0,
+    "tasks": 3,
+    "workers": 2,
     "progress": False,
 }
 
 
 def curve(path: Any) -> np.ndarray:
-    """Episode returns (tasks, episodes) of every task, first 58 episodes."""
+    """Episode returns (tasks, episodes) of every task, first 50 episodes."""
     hf = HistoryFile(path)
-    return np.stack([hf.episode_returns(name)[0][:58] for name in hf.tasks])
+    return np.stack([hf.episode_returns(name)[0][:50] for name in hf.tasks])
 
 
 @pytest.mark.slow
@@ -38,11 +38,15 @@ def test_learning_curves_agree_within_seed_spread(tmp_path: Any) -> None:
     curves = {}
     for backend in ("tianshou", "batched"):
         for seed in (0, 1):
-            cfg = GenerateConfig.model_validate({**SMALL, "backend": backend, "seed": seed})
+            # the batched backend's `workers` are env workers: none needed for 6 sub-envs
+            workers = 2 if backend == "tianshou" else 0
+            cfg = GenerateConfig.model_validate(
+                {**SMALL, "backend": backend, "seed": seed, "workers": workers}
+            )
             curves[backend, seed] = curve(generate(cfg, tmp_path / f"{backend}{seed}.h5"))
     summary = {}
     for backend in ("tianshou", "batched"):
-        c = np.concatenate([curves[backend, s] for s in (0, 1)])  # 8 runs x 58 episodes
+        c = np.concatenate([curves[backend, s] for s in (0, 1)])  # 6 runs x 50 episodes
         early, late = c[:, :10].mean(1), c[:, -15:].mean(1)
         summary[backend] = (early, late)
         assert late.mean() > early.mean() + 5, f"{backend} did not learn: {early} -> {late}"

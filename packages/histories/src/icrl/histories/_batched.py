@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from icrl.histories._batched_envs import EnvPool
+from icrl.histories._batched_ppo import BatchedPPO, flat
 from icrl.histories._batched_record import StreamRecorder
 from icrl.histories._batched_replay import TaskReplay
-from icrl.histories._batched_ppo import BatchedPPO, flat
 from icrl.histories._batched_sac import BatchedSAC
 from icrl.histories._config import AlgorithmConfig, DroQConfig, PPOConfig, SACConfig
 from icrl.histories._learners import ProgressFn, env_seeds

@@ -24,9 +24,12 @@ from icrl.histories._schema import TaskRecord
 
 
 def devices_of(device: str) -> list[str]:
-    """The devices a batched run uses: "cuda" means every visible GPU."""
+    """The devices a batched run uses: "cuda" means every visible GPU; "cuda:0,cuda:1" (or
+    "cpu,cpu", which tests use) lists them, one process each."""
     import torch
 
+    if "," in device:
+        return [d.strip() for d in device.split(",")]
     if device == "cuda":
         n = torch.cuda.device_count()
         if n == 0:

@@ -141,7 +141,7 @@ class BatchedPPO(torch.nn.Module):
                 perm = torch.argsort(torch.rand(t, length, device=adv.device), dim=1)
             else:
                 perm = perms[epoch]
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            for lo, hi in itertools.pairwise(bounds):
                 idx = perm[:, lo:hi]
                 batch = (obs, act, adv, ret, logp_old)
                 self._step(*(x[rows, idx] for x in batch))

@@ -156,7 +156,7 @@ class GenerateConfig(BaseModel):
     `workers` env worker processes (0: envs stepped in the driver)."""
     device: str = "cpu"
     """Torch device of the learner. Batched backend: "cuda" splits the tasks over every visible
-    GPU, one process each; "cuda:1" or "cpu" uses that one device."""
+    GPU, one process each; "cuda:0,cuda:1" over those; "cuda:1" or "cpu" uses that one device."""
     progress: bool = True
     """Show a progress bar (tasks done, env-steps/s, ETA)."""
 
