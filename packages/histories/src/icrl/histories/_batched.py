@@ -1,9 +1,10 @@
 """The batched backend: the learners of many tasks trained at once, in one process per device.
 
-One loop runs all tasks in lock-step, with the reference backend's per-task schedule: warm-up
-vector steps of uniform random actions, then per vector step one action of every sub-env from the
-current policy, one env step of all sub-envs, the transitions into each task's replay memory, and
-`gradient_steps` batched gradient steps. Networks and Adam states are stacked along a task
+One loop runs all tasks in lock-step, with the reference backend's per-task schedule. SAC/DroQ:
+warm-up vector steps of uniform random actions, then per vector step one action of every sub-env
+from the current policy, one env step of all sub-envs, the transitions into each task's replay
+memory, and `gradient_steps` batched gradient steps. PPO: rollouts, then the batched PPO update
+(`_batched_ppo`). Networks and Adam states are stacked along a task
 dimension (`_batched_sac`), replay memories live on the device (`_batched_replay`), sub-envs are
 stepped by worker processes over shared memory (`_batched_envs`), and the stream is recorded in
 preallocated arrays (`_batched_record`). On CUDA the update step is captured once as a CUDA graph.
