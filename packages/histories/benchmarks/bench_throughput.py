@@ -2,9 +2,11 @@
 
 Each measurement is one `run_task` (one thread per process, as in `generate`), timed over its
 learning phase only (after the random warm-up) through the progress callback; start-up (imports,
-Numba JIT) is excluded by a first untimed run. Recording cost is reported two ways: the throughput
-ratio of interleaved on/off runs (noisy on a shared machine) and the time spent inside the
-recorder's hook as a share of the run (robust).
+Numba JIT) is excluded by a first untimed run. On and off runs use the same seeds, so they do the
+same computation and differ only by the recorder. Recording cost is reported three ways: the
+wall-clock throughput ratio of interleaved on/off runs (noisy on a shared machine), the same ratio
+in process CPU time (less sensitive to other jobs), and the time spent inside the recorder's hook
+as a share of the run.
 
     TQDM_DISABLE=1 python packages/histories/benchmarks/bench_throughput.py --steps 1000
 """
@@ -45,7 +47,7 @@ def measure(algo: str, steps: int, record: bool) -> dict[str, float]:
 
     config = _config(algo, steps)
     warm = getattr(config.algorithm, "warmup_steps", 0)
-    state = {"n": 0, "t_warm": None}
+    state: dict[str, Any] = {"n": 0, "t_warm": None, "c_warm": None}
     hook_time = [0.0]
     original = rec_mod.HistoryRecorder.tianshou_hook
 
@@ -58,17 +60,19 @@ def measure(algo: str, steps: int, record: bool) -> dict[str, float]:
         state["n"] += n
         if state["t_warm"] is None and state["n"] >= warm:
             state["t_warm"] = time.perf_counter()
+            state["c_warm"] = time.process_time()
 
     rec_mod.HistoryRecorder.tianshou_hook = timed  # type: ignore[method-assign]
     try:
         t0 = time.perf_counter()
         run_task(config, 0, train_tasks(config.family, 1)[0], progress, record=record)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
     finally:
         rec_mod.HistoryRecorder.tianshou_hook = original  # type: ignore[method-assign]
     learn = t1 - state["t_warm"]
     return {
         "steps_per_s": (config.steps_per_task - warm) / learn,
+        "cpu_steps_per_s": (config.steps_per_task - warm) / (c1 - state["c_warm"]),
         "hook_share": hook_time[0] / (t1 - t0),
     }
 
@@ -94,12 +98,15 @@ def main() -> None:
     for algo in args.algos:
         steps = args.steps
         measure(algo, min(steps, 200) if algo != "ppo" else steps, True)  # JIT/caches, untimed
-        on, off, share = [], [], []
+        on, off, share, cpu_on, cpu_off = [], [], [], [], []
         for _ in range(args.repeats):
             r = measure(algo, steps, True)
             on.append(r["steps_per_s"])
+            cpu_on.append(r["cpu_steps_per_s"])
             share.append(r["hook_share"])
-            off.append(measure(algo, steps, False)["steps_per_s"])
+            r = measure(algo, steps, False)
+            off.append(r["steps_per_s"])
+            cpu_off.append(r["cpu_steps_per_s"])
         agg = {}
         for p in args.processes:
             ctx = mp.get_context("spawn")
@@ -115,13 +122,17 @@ def main() -> None:
             "median_on": statistics.median(on),
             "median_off": statistics.median(off),
             "cost_pct_throughput": 100 * (1 - statistics.median(on) / statistics.median(off)),
+            "cpu_on": cpu_on,
+            "cpu_off": cpu_off,
+            "cost_pct_cpu": 100 * (1 - statistics.median(cpu_on) / statistics.median(cpu_off)),
             "cost_pct_hook_time": 100 * statistics.median(share),
             "processes": agg,
         }
         r = results[algo]
         print(
             f"{algo:5s} {FAMILY[algo]:15s} on {r['median_on']:7.1f}/s  off {r['median_off']:7.1f}/s"
-            f"  cost {r['cost_pct_throughput']:+5.1f}% (throughput), "
+            f"  cost {r['cost_pct_throughput']:+5.1f}% (wall), "
+            f"{r['cost_pct_cpu']:+5.1f}% (CPU time), "
             f"{r['cost_pct_hook_time']:.2f}% (time in recorder)  "
             + "  ".join(f"{p} procs: {a['sum']:.1f}/s total" for p, a in agg.items()),
             flush=True,

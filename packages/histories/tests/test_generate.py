@@ -186,3 +186,44 @@ def test_cli_help_and_info(reference: tuple[Path, Any], capsys: pytest.CaptureFi
     assert "task_002" in capsys.readouterr().out
     assert main(["generate", "--family", "ReacherGoal", "--out", "x.h5", "--steps", "7"]) == 2
     assert "steps_per_task" in capsys.readouterr().err
+
+
+def test_a_failing_task_is_named_and_finished_work_is_kept(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icrl.histories import TaskFailedError, _envs
+
+    def broken(family: str, task: Any) -> Any:
+        raise RuntimeError("simulator exploded")
+
+    monkeypatch.setattr(_envs, "make_env", broken)
+    out = tmp_path / "f.h5"
+    with pytest.raises(TaskFailedError, match=r"task_000 .*simulator exploded"):
+        generate(make_config(), out)
+    assert not out.exists()
+    assert (parts_dir(out) / "config.json").exists()  # the next run resumes from here
+
+
+def test_a_damaged_committed_task_is_reported_and_redone(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icrl.histories import TaskFailedError, _envs
+
+    config = make_config()
+    out = tmp_path / "d.h5"
+    parts = parts_dir(out)
+    parts.mkdir()
+    (parts / "config.json").write_text(json.dumps(config.identity()))
+    (parts / "task_000.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # truncated
+    (parts / "task_001.h5.tmp").write_bytes(b"half-written")
+
+    def stop(family: str, task: Any) -> Any:
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(_envs, "make_env", stop)
+    with (
+        pytest.warns(UserWarning, match=r"task_000\.h5 is unreadable"),
+        pytest.raises(TaskFailedError, match="task_000"),
+    ):
+        generate(config, out)
+    assert not (parts / "task_000.h5").exists() and not (parts / "task_001.h5.tmp").exists()

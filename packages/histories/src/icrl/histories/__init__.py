@@ -24,7 +24,7 @@ from icrl.histories._config import (
     Preset,
     SACConfig,
 )
-from icrl.histories._generate import ConfigMismatchError, generate, run_task
+from icrl.histories._generate import ConfigMismatchError, TaskFailedError, generate, run_task
 from icrl.histories._learners import Learner, TaskSpec, TianshouLearner
 from icrl.histories._reader import History, HistoryFile
 from icrl.histories._recorder import HistoryRecorder
@@ -45,6 +45,7 @@ __all__ = [
     "PPOConfig",
     "Preset",
     "SACConfig",
+    "TaskFailedError",
     "TaskSpec",
     "TianshouLearner",
     "generate",

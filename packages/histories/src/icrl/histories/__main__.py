@@ -33,7 +33,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE (VALUE in JSON), got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE (VALUE in JSON), got {item!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

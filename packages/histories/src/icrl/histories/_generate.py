@@ -17,6 +17,7 @@ import platform
 import queue
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -379,15 +380,26 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     tasks = _envs.train_tasks(config.family, config.tasks)
     names = [task_name(i) for i in range(len(tasks))]
-    if _finished_file(path, config, names):
-        return path
     parts = parts_dir(path)
+    if _finished_file(path, config, names):
+        if (parts / "config.json").exists():
+            # A run killed between the final rename and the clean-up: the file holds it all.
+            _check_identity(json.loads((parts / "config.json").read_text()), config, parts)
+            shutil.rmtree(parts)
+        return path
     _prepare_parts(parts, config)
     for stale in parts.glob("task_*.h5.tmp"):
         stale.unlink()  # a run killed mid-write; the task is redone
     todo = [i for i, n in enumerate(names) if not _valid_part(parts / f"{n}.h5", n)]
     for i in todo:
-        (parts / f"{names[i]}.h5").unlink(missing_ok=True)
+        part = parts / f"{names[i]}.h5"
+        if part.exists():
+            # Only renamed-into-place files live here, so this one was damaged after its commit.
+            warnings.warn(
+                f"{part} is unreadable or incomplete; task {names[i]} will be generated again",
+                stacklevel=2,
+            )
+            part.unlink()
     bar = _Progress(
         total_steps=len(todo) * config.steps_per_task,
         n_tasks=len(tasks),

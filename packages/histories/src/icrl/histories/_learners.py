@@ -196,12 +196,13 @@ def _actor(obs_dim: int, act_shape: Any, hidden: tuple[int, ...], device: str) -
     ).to(device)
 
 
-def _auto_alpha(algo: SACConfig | DroQConfig, act_dim: int) -> Any:
+def _auto_alpha(algo: SACConfig | DroQConfig, act_dim: int, device: str) -> Any:
     from tianshou.algorithm.modelfree.sac import AutoAlpha
     from tianshou.algorithm.optim import AdamOptimizerFactory
 
     target = -float(act_dim) if algo.target_entropy is None else algo.target_entropy
-    return AutoAlpha(target_entropy=target, log_alpha=0.0, optim=AdamOptimizerFactory(lr=algo.lr))
+    alpha = AutoAlpha(target_entropy=target, log_alpha=0.0, optim=AdamOptimizerFactory(lr=algo.lr))
+    return alpha.to(device)  # in place: the optimizer keeps the same parameter
 
 
 def _off_policy_params(algo: SACConfig | DroQConfig, spec: TaskSpec) -> Callable[[Any, int], Any]:
@@ -254,7 +255,7 @@ def _build_sac(
         critic2_optim=opt,
         tau=algo.tau,
         gamma=algo.gamma,
-        alpha=_auto_alpha(algo, int(np.prod(act_shape))),
+        alpha=_auto_alpha(algo, int(np.prod(act_shape)), spec.device),
     )
     return sac, _off_policy_params(algo, spec)
 
@@ -296,7 +297,7 @@ def _build_droq(
         subset_size=n,
         tau=algo.tau,
         gamma=algo.gamma,
-        alpha=_auto_alpha(algo, int(np.prod(act_shape))),
+        alpha=_auto_alpha(algo, int(np.prod(act_shape)), spec.device),
         actor_delay=algo.policy_delay,
         target_mode="min",
     )
