@@ -247,29 +247,33 @@ def _capture(model: BatchedSAC, replay: TaskReplay, batch_size: int, delay: int)
         for group in o.param_groups:
             group["capturable"] = True
     counter = model.critic_steps
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(max(3, delay)):
-            model.update(replay.sample(batch_size))
-    torch.cuda.current_stream().wait_stream(side)
     graphs: dict[bool, Any] = {}
-    for full in (True, False) if delay > 1 else (True,):
-        model.critic_steps = delay - 1 if full else 0
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            model.update(replay.sample(batch_size))
-        graphs[full] = g
-    if delay == 1:
-        graphs[False] = graphs[True]
-    model.critic_steps = counter
-    with torch.no_grad():
-        for p, s in zip(params, saved, strict=True):
-            p.copy_(s)
-        for o in optims:
-            for state in o.state.values():
-                for value in state.values():
-                    if torch.is_tensor(value):
-                        value.zero_()  # a fresh Adam: step 0, zero moments
-    torch.cuda.synchronize()
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(max(3, delay)):
+                model.update(replay.sample(batch_size))
+        torch.cuda.current_stream().wait_stream(side)
+        for full in (True, False) if delay > 1 else (True,):
+            model.critic_steps = delay - 1 if full else 0
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                model.update(replay.sample(batch_size))
+            graphs[full] = g
+        if delay == 1:
+            graphs[False] = graphs[True]
+    finally:
+        # also when capture fails: the eager fallback must start from the initial state too
+        torch.cuda.synchronize()
+        model.critic_steps = counter
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+            for o in optims:
+                for state in o.state.values():
+                    for value in state.values():
+                        if torch.is_tensor(value):
+                            value.zero_()  # a fresh Adam: step 0, zero moments
+        torch.cuda.synchronize()
     return graphs

@@ -9,6 +9,7 @@ oldest step when full, like a VectorReplayBuffer of C split into N rings of C / 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from icrl.histories._batched_sac import Batch
@@ -32,10 +33,14 @@ class TaskReplay:
         self._task = torch.arange(n_tasks, device=device).view(n_tasks, 1)
 
     @staticmethod
-    def pack(obs, act, rew, next_obs, terminated):  # type: ignore[no-untyped-def]
+    def pack(
+        obs: np.ndarray,
+        act: np.ndarray,
+        rew: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> np.ndarray:
         """Concatenate (rows, ...) numpy fields into the buffer's row layout (float32)."""
-        import numpy as np
-
         n = len(rew)
         return np.concatenate(
             [
