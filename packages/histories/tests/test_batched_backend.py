@@ -154,3 +154,14 @@ def test_tasks_split_over_devices_give_the_same_file_layout(
     warm = np.asarray(a.warmup) & np.asarray(b.warmup)
     assert warm.any()
     np.testing.assert_array_equal(np.asarray(a.obs)[warm], np.asarray(b.obs)[warm])
+
+
+def test_cli_backend_flag(tmp_path: Any) -> None:
+    from icrl.histories.__main__ import main
+
+    out = tmp_path / "cli.h5"
+    args = ["generate", "--family", "ReacherGoal", "--out", str(out), "--tasks", "1"]
+    args += ["--steps", "440", "--n-envs", "2", "--workers", "0", "--no-progress"]
+    assert main([*args, "--backend", "batched", "--set", "hidden_sizes=[8]"]) == 0
+    with h5py.File(out) as f:
+        assert f["task_000"].attrs["backend"] == "batched"
