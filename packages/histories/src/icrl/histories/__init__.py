@@ -10,6 +10,9 @@ family (layout in the package README and `icrl.histories._schema`).
     hf = HistoryFile(path)
     h = hf.history(hf.tasks[0])            # obs, action, reward, next_obs, ... of kept episodes
     returns, lengths = hf.episode_returns(hf.tasks[0])   # every episode: the source curve
+
+On a GPU, `GenerateConfig(..., backend="batched", device="cuda", workers=15)` trains all tasks at
+once (networks stacked along a task axis, CUDA-graphed updates) and writes the same file.
 """
 
 from icrl.histories._config import (

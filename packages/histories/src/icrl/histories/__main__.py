@@ -67,6 +67,7 @@ def build_config(args: argparse.Namespace) -> GenerateConfig:
         ("tasks", args.tasks),
         ("workers", args.workers),
         ("device", args.device),
+        ("backend", args.backend),
     ):
         if value is not None:
             data[field] = value
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--tasks", type=int, help="first N train tasks (default: the whole split)")
     gen.add_argument("--workers", type=int, help="worker processes (default 1; 0 = in-process)")
     gen.add_argument("--device", help="torch device of the learners (default cpu)")
+    gen.add_argument(
+        "--backend",
+        choices=["tianshou", "batched"],
+        help="tianshou (default): one learner per task and process; batched: all tasks at once "
+        "on --device, --workers env processes",
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     info = sub.add_parser("info", help="list the tasks and metadata of a history file")
     info.add_argument("path")

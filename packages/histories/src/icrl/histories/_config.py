@@ -150,10 +150,13 @@ class GenerateConfig(BaseModel):
     """Number of tasks: the first n of the family's canonical train split; None: all of it."""
     workers: int = Field(1, ge=0)
     """Parallel worker processes (0: run in this process, for debugging and tests)."""
-    backend: Literal["tianshou"] = "tianshou"
-    """Learner backend that runs the source algorithm (recorded in the file)."""
+    backend: Literal["tianshou", "batched"] = "tianshou"
+    """Learner backend (recorded in the file): "tianshou" runs one Tianshou learner per task and
+    process; "batched" trains all tasks at once on `device` (see _batched.py), with
+    `workers` env worker processes (0: envs stepped in the driver)."""
     device: str = "cpu"
-    """Torch device of the learner."""
+    """Torch device of the learner. Batched backend: "cuda" splits the tasks over every visible
+    GPU, one process each; "cuda:0,cuda:1" over those; "cuda:1" or "cpu" uses that one device."""
     progress: bool = True
     """Show a progress bar (tasks done, env-steps/s, ETA)."""
 

@@ -102,6 +102,11 @@ def run_task(
     """Run the source algorithm on one task and return what it recorded."""
     import torch
 
+    if config.backend == "batched":  # batched backend: see _batched_generate
+        from icrl.histories._batched_generate import run_tasks_batched
+
+        return run_tasks_batched(config, [index], [task], progress)[0]
+
     spec = TaskSpec(
         family=config.family,
         task=task,
@@ -125,6 +130,33 @@ def run_task(
     finally:
         torch.set_num_threads(threads)
     trans, eps = recorder.result()
+    return task_record(
+        config,
+        index,
+        task,
+        spec.task_seed,
+        trans,
+        eps,
+        recorder.env_steps,
+        recorder.unfinished_transitions(),
+        obs_dim,
+        act_dim,
+    )
+
+
+def task_record(
+    config: GenerateConfig,
+    index: int,
+    task: Any,
+    seed: int,
+    trans: dict[str, np.ndarray],
+    eps: dict[str, np.ndarray],
+    env_steps: int,
+    unfinished: int,
+    obs_dim: int,
+    act_dim: int,
+) -> TaskRecord:
+    """A finished task's arrays with the attributes every backend writes."""
     algo = config.algorithm
     attrs = {
         "task": _envs.task_to_dict(task),
@@ -136,16 +168,16 @@ def run_task(
         "hyperparameters": algo.model_dump(mode="json"),
         "k": config.k,
         "seed": config.seed,
-        "task_seed": spec.task_seed,
+        "task_seed": seed,
         "n_envs": config.n_envs,
         "steps": config.steps_per_task,
         "backend": config.backend,
         "device": config.device,
         "library_versions": library_versions(),
         "n_episodes": int(eps["return"].shape[0]),
-        "n_transitions_total": recorder.env_steps,
+        "n_transitions_total": env_steps,
         "n_transitions_kept": int(trans["reward"].shape[0]),
-        "n_unfinished_transitions": recorder.unfinished_transitions(),
+        "n_unfinished_transitions": unfinished,
         "obs_dim": obs_dim,
         "act_dim": act_dim,
     }
@@ -375,7 +407,11 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
         enabled=config.progress,
     )
     try:
-        if config.workers == 0:
+        if config.backend == "batched":  # all tasks at once, one process per device
+            from icrl.histories._batched_generate import generate_batched
+
+            generate_batched(config, tasks, todo, parts, bar)
+        elif config.workers == 0:
             for i in todo:
                 try:
                     record = run_task(config, i, tasks[i], bar.steps)
