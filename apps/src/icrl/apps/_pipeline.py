@@ -73,6 +73,25 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+@dataclass
+class _Family:
+    """What every stage of one family needs: the run's config, cache and progress display."""
+
+    family: str
+    cfg: ReproduceConfig
+    cache: StageCache
+    progress: Progress
+    hist: StageResult
+    out: FamilyResults
+
+    def stage(
+        self, kind: str, what: str, key: Any, fn: Callable[[Path], Any], deps: list[StageResult]
+    ) -> StageResult:
+        """Run (or reuse) the stage ``<kind>-<family>[-<what>]`` and show it."""
+        name = "-".join(filter(None, (kind, self.family, what)))
+        return self.progress(self.cache.run(name, key, fn, deps=deps))
+
+
 def run_family(
     family: str, cfg: ReproduceConfig, cache: StageCache, progress: Progress
 ) -> FamilyResults:
@@ -85,15 +104,15 @@ def run_family(
             lambda d: {"path": str(generate(gen, d / "histories.h5"))},
         )
     )
-    h5 = hist.path / "histories.h5"
-    out = FamilyResults(family, h5)
+    out = FamilyResults(family, hist.path / "histories.h5")
     out.wall["histories"] = hist.wall_s
+    fam = _Family(family, cfg, cache, progress, hist, out)
     ctxs, first = P.contexts(cfg), P.contexts(cfg)[0]
     episodes: int | None = cfg.evaluate.episodes
     for backbone in cfg.backbones:
         for ctx in ctxs if backbone == "mamba" else [first]:
             # The Fig. 1 context runs first; its episode count is every later rollout's length.
-            csv, ev = _ad_runs(family, backbone, ctx, h5, hist, episodes, cfg, cache, progress, out)
+            csv, ev = _ad_runs(fam, backbone, ctx, episodes)
             episodes = episodes or ev
             if ctx == first:
                 out.curves[_method(backbone)] = csv
@@ -101,9 +120,9 @@ def run_family(
                 out.contexts[ctx] = csv
     assert episodes is not None
     if cfg.macaw.enabled:
-        out.curves["MACAW"] = _macaw(family, h5, hist, episodes, cfg, cache, progress, out)
+        out.curves["MACAW"] = _macaw(fam, episodes)
     if cfg.mql.enabled:
-        out.curves["MQL"] = _mql(family, episodes, cfg, cache, progress, out)
+        out.curves["MQL"] = _mql(fam, episodes)
     return out
 
 
@@ -111,41 +130,23 @@ def _method(backbone: str) -> str:
     return {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}[backbone]
 
 
-def _ad_runs(
-    family: str,
-    backbone: str,
-    ctx: str,
-    h5: Path,
-    hist: StageResult,
-    episodes: int | None,
-    cfg: ReproduceConfig,
-    cache: StageCache,
-    progress: Progress,
-    out: FamilyResults,
-) -> tuple[Path, int]:
+def _ad_runs(fam: _Family, backbone: str, ctx: str, episodes: int | None) -> tuple[Path, int]:
+    """Train one model per seed, then evaluate them together; return the CSV and episodes."""
+    cfg, h5, out = fam.cfg, fam.out.histories, fam.out
     runs: list[StageResult] = []
     for seed in P.seeds(cfg):
-        tc = P.ad_config(family, backbone, ctx, seed, h5, cfg)
+        tc = P.ad_config(fam.family, backbone, ctx, seed, h5, cfg)
         key_cfg = tc.model_dump(mode="json", exclude={"progress": True, "data": {"paths"}})
-        runs.append(
-            progress(
-                cache.run(
-                    f"train-{family}-{backbone}-{_slug(ctx)}-s{seed}",
-                    key_cfg,
-                    _train_fn(tc),
-                    deps=[hist],
-                )
-            )
-        )
+        what = f"{backbone}-{_slug(ctx)}-s{seed}"
+        runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
     out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
-    out.params[_method(backbone)] = int(cache.summary(runs[0])["params"])
+    out.params[_method(backbone)] = int(fam.cache.summary(runs[0])["params"])
     ec = P.eval_config(h5, episodes, cfg)
-    ckpts = [Path(cache.summary(r)["checkpoint"]) for r in runs]
-    name = f"eval-{family}-{backbone}-{_slug(ctx)}"
+    ckpts = [Path(fam.cache.summary(r)["checkpoint"]) for r in runs]
     key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories"})
-    res = progress(cache.run(name, key_cfg, _eval_fn(ec, ckpts), deps=runs))
+    res = fam.stage("eval", f"{backbone}-{_slug(ctx)}", key_cfg, _eval_fn(ec, ckpts), runs)
     out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
-    summary = cache.summary(res)
+    summary = fam.cache.summary(res)
     out.references = summary["references"]
     out.source = summary["source"]
     return res.path / "eval" / "returns.csv", int(summary["episodes"])
@@ -170,18 +171,10 @@ def _eval_fn(ec: Any, ckpts: list[Path]) -> Callable[[Path], dict[str, Any]]:
     return fn
 
 
-def _macaw(
-    family: str,
-    h5: Path,
-    hist: StageResult,
-    episodes: int,
-    cfg: ReproduceConfig,
-    cache: StageCache,
-    progress: Progress,
-    out: FamilyResults,
-) -> Path:
-    seeds = P.seeds(cfg)
-    train_cfg, eval_cfg = P.macaw_configs(family, h5, Path("."), episodes, cfg)
+def _macaw(fam: _Family, episodes: int) -> Path:
+    """MACAW, offline on the same histories, evaluated for the same episodes."""
+    cfg, seeds = fam.cfg, P.seeds(fam.cfg)
+    train_cfg, eval_cfg = P.macaw_configs(fam.family, fam.out.histories, Path("."), episodes, cfg)
     key = {
         "train": train_cfg.model_dump(mode="json", exclude={"histories", "run_dir"}),
         "eval": eval_cfg.model_dump(mode="json"),
@@ -195,29 +188,23 @@ def _macaw(
         run_macaw(tc, eval_cfg, d, seeds, progress=cfg.progress)
         return {}
 
-    res = progress(cache.run(f"macaw-{family}", key, fn, deps=[hist]))
-    out.wall["MACAW"] = res.wall_s
+    res = fam.stage("macaw", "", key, fn, [fam.hist])
+    fam.out.wall["MACAW"] = res.wall_s
     return res.path / "eval" / "returns.csv"
 
 
-def _mql(
-    family: str,
-    episodes: int,
-    cfg: ReproduceConfig,
-    cache: StageCache,
-    progress: Progress,
-    out: FamilyResults,
-) -> Path:
-    seeds = P.seeds(cfg)
-    mc = P.mql_config(family, episodes, cfg)
+def _mql(fam: _Family, episodes: int) -> Path:
+    """MQL, online on the same train tasks, evaluated for the same episodes."""
+    seeds = P.seeds(fam.cfg)
+    mc = P.mql_config(fam.family, episodes, fam.cfg)
     key = {"config": mc.model_dump(mode="json"), "seeds": seeds}
 
     def fn(d: Path) -> dict[str, Any]:
         for stale in ("returns.csv", "curves.png"):  # an interrupted run's combined output
             (d / stale).unlink(missing_ok=True)
-        run_mql(mc, d, seeds, progress=cfg.progress)
+        run_mql(mc, d, seeds, progress=fam.cfg.progress)
         return {}
 
-    res = progress(cache.run(f"mql-{family}", key, fn))
-    out.wall["MQL"] = res.wall_s
+    res = fam.stage("mql", "", key, fn, [])
+    fam.out.wall["MQL"] = res.wall_s
     return res.path / "returns.csv"

@@ -9,52 +9,43 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 _MODEL = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
 
 
-class SACConfig(BaseModel):
-    """Soft Actor-Critic (Tianshou `SAC`), paper Table 2; other values are SB3/Tianshou defaults."""
+class _OffPolicyConfig(BaseModel):
+    """Fields SAC and DroQ share (paper Tables 2 and 3 give the same values for both)."""
 
     model_config = _MODEL
 
-    kind: Literal["sac"] = "sac"
-    """Discriminator."""
     lr: float = 1e-4
-    """Adam learning rate of actor, critics and entropy temperature (Table 2)."""
+    """Adam learning rate of actor, critics and entropy temperature (Tables 2-3)."""
     batch_size: int = Field(256, ge=1)
-    """Mini-batch size of each gradient step (Table 2)."""
+    """Mini-batch size of each gradient step (Tables 2-3)."""
     gamma: float = Field(0.99, gt=0, le=1)
-    """Discount factor (Table 2)."""
+    """Discount factor (Tables 2-3)."""
     tau: float = Field(0.005, gt=0, le=1)
     """Polyak coefficient of the target critics (not in the paper; SB3/Tianshou default)."""
     buffer_size: int = Field(1_000_000, ge=1)
-    """Replay buffer capacity in transitions (Table 2)."""
+    """Replay buffer capacity in transitions (Tables 2-3)."""
     warmup_steps: int = Field(400, ge=0)
     """Env steps (summed over the parallel envs) of uniform random actions before learning."""
-    gradient_steps: int = Field(1, ge=1)
-    """Gradient steps per vector-env step (one transition from each env), SB3's convention."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layers of actor and critics (not in the paper; SB3's default)."""
+    """Hidden layers of actor and critics (not in the paper; SB3's / the DroQ paper's default)."""
     target_entropy: float | None = None
     """Entropy target of the automatic temperature; None means -action_dim."""
 
 
-class DroQConfig(BaseModel):
-    """DroQ (Hiraoka et al. 2022) on Tianshou's REDQ: dropout + layer-norm critics, Table 3."""
+class SACConfig(_OffPolicyConfig):
+    """Soft Actor-Critic (Tianshou `SAC`), paper Table 2; other values are SB3/Tianshou defaults."""
 
-    model_config = _MODEL
+    kind: Literal["sac"] = "sac"
+    """Discriminator."""
+    gradient_steps: int = Field(1, ge=1)
+    """Gradient steps per vector-env step (one transition from each env), SB3's convention."""
+
+
+class DroQConfig(_OffPolicyConfig):
+    """DroQ (Hiraoka et al. 2022) on Tianshou's REDQ: dropout + layer-norm critics, Table 3."""
 
     kind: Literal["droq"] = "droq"
     """Discriminator."""
-    lr: float = 1e-4
-    """Adam learning rate (Table 3)."""
-    batch_size: int = Field(256, ge=1)
-    """Mini-batch size of each gradient step (Table 3)."""
-    gamma: float = Field(0.99, gt=0, le=1)
-    """Discount factor (Table 3)."""
-    tau: float = Field(0.005, gt=0, le=1)
-    """Polyak coefficient of the target critics."""
-    buffer_size: int = Field(1_000_000, ge=1)
-    """Replay buffer capacity in transitions (Table 3)."""
-    warmup_steps: int = Field(400, ge=0)
-    """Env steps (summed over the parallel envs) of uniform random actions before learning."""
     gradient_steps: int = Field(3, ge=1)
     """Critic gradient steps per vector-env step (Table 3: 3)."""
     policy_delay: int = Field(3, ge=1)
@@ -63,10 +54,6 @@ class DroQConfig(BaseModel):
     """Dropout rate in the critics, active in the target critics too (DroQ paper: 0.01)."""
     n_critics: int = Field(2, ge=2)
     """Critic ensemble size; the target is the min over all of them (DroQ: 2)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layers of actor and critics (DroQ paper / sbx default)."""
-    target_entropy: float | None = None
-    """Entropy target of the automatic temperature; None means -action_dim."""
 
 
 class PPOConfig(BaseModel):
