@@ -231,7 +231,12 @@ MICRO = [
 def _episode_rows(out: Path) -> dict[str, list[dict[str, str]]]:
     found = sorted((out / "stages").glob("*/eval/returns.csv"))
     assert found, f"no per-episode CSV under {out / 'stages'}"
-    return {str(p.relative_to(out)): list(csv.DictReader(p.open())) for p in found}
+    return {str(p.relative_to(out)): _csv_rows(p) for p in found}
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
 
 
 def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None:
@@ -247,7 +252,7 @@ def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None
         for record in (out / "stages").glob("*/stage.json"):
             json.loads(record.read_text())
             for path in record.parent.glob("eval/returns.csv"):
-                rows = list(csv.DictReader(path.open()))
+                rows = _csv_rows(path)
                 assert rows and all(None not in row.values() for row in rows), path
 
     landed = kill_chain([*script, "--out", str(out)], (1.5, max(4.0, took / 2)), seed=3,

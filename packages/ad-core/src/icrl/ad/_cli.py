@@ -138,8 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, CheckpointError, RunDirError, ValueError, ImportError, OSError) as err:
+    except (ConfigError, CheckpointError, RunDirError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full or read-only disk; torch.save's errors name no file
+        where = err.filename or getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
+        print(
+            f"error: {err.strerror or err} while writing {where}; free space or choose "
+            "another directory (finished checkpoints are kept; rerun to resume)",
+            file=sys.stderr,
+        )
         return 2
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
