@@ -12,7 +12,7 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "architecture", "tests", "smoke"]
+nox.options.sessions = ["lint", "architecture", "tests", "reliability", "smoke"]
 
 # package directory -> distribution name
 PACKAGES = {
@@ -52,7 +52,14 @@ def tests(session: nox.Session, package: str) -> None:
 def architecture(session: nox.Session) -> None:
     """Check the dependency direction and that every import is declared by its package."""
     _sync(session, "--all-packages", "--group", "dev")
-    session.run("pytest", "tests", *session.posargs, env=ENV)
+    session.run("pytest", "tests/test_architecture.py", *session.posargs, env=ENV)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The bad-input catalogue (docs/reliability.md) and the kill -9 and resume tests."""
+    _sync(session, "--all-packages", "--group", "dev")
+    session.run("pytest", "tests/reliability", "--durations=10", *session.posargs, env=ENV)
 
 
 @nox.session

@@ -129,12 +129,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; configuration and checkpoint errors print one clear line and exit 2."""
+    """Entry point; bad input and file-system errors print one clear line and exit 2.
+
+    Bad input is a ConfigError, CheckpointError, RunDirError, a histories file error or any
+    ValueError (they name the file, field or value); an absent CUDA kernel is an ImportError;
+    a full or read-only output directory is an OSError naming the path.
+    """
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, CheckpointError, RunDirError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, RunDirError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full or read-only disk; torch.save's errors name no file
+        where = err.filename or getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
+        print(
+            f"error: {err.strerror or err} while writing {where}; free space or choose "
+            "another directory (finished checkpoints are kept; rerun to resume)",
+            file=sys.stderr,
+        )
         return 2
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)

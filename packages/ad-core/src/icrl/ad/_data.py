@@ -158,6 +158,13 @@ class ContextDataset(Dataset):
         if context == "full":
             ctx_len, ctx_eps = longest, most_eps
         elif context == "episodes":
+            if n_episodes > most_eps:
+                raise ValueError(
+                    f"data.n_episodes={n_episodes} is more episodes than the histories hold (at "
+                    f"most {most_eps} kept episodes per task, in "
+                    f"{sorted({str(e.path) for e in entries})}); set data.n_episodes <= "
+                    f"{most_eps} or use data.context='full'"
+                )
             ctx_eps = n_episodes
             ctx_len = max(
                 _span_len(e, i, n_episodes)
@@ -165,7 +172,13 @@ class ContextDataset(Dataset):
                 for i in range(max(1, len(e.episode_starts) - n_episodes + 1))
             )
         elif context == "window":
-            ctx_len = min(window, longest)
+            if window > longest:
+                raise ValueError(
+                    f"data.window={window} is longer than the longest history ({longest} steps, "
+                    f"in {sorted({str(e.path) for e in entries})}); set data.window <= {longest} "
+                    "or use data.context='full'"
+                )
+            ctx_len = window
             ctx_eps = max(1, math.ceil(ctx_len / ep_len))
         else:
             raise ValueError(f"unknown context mode {context!r}; expected full, episodes or window")

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (HistoryFileError, ValueError) as exc:
+    except (HistoryFileError, ValueError, OSError) as exc:  # OSError: full/read-only --out dir
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
