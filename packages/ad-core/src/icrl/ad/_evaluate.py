@@ -147,8 +147,13 @@ def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
             block = rets[bounds[j] : min(bounds[j + 1], len(rets))]
             row[j] = block.mean() if len(block) else np.nan
         rows.append(row)
-    with np.errstate(all="ignore"):
-        curve = np.nanmean(np.stack(rows), axis=0) if rows else np.full(episodes, np.nan)
+    if not rows:
+        return np.full(episodes, np.nan), algo
+    table = np.stack(rows)
+    # Episodes past every history's end stay NaN (np.nanmean would warn on those columns).
+    count = np.isfinite(table).sum(axis=0)
+    total = np.nansum(table, axis=0)
+    curve = np.divide(total, count, out=np.full(episodes, np.nan), where=count > 0)
     return curve, algo
 
 
