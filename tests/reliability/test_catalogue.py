@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -211,7 +212,12 @@ CASES: list[Case] = [
          r"different config \(fields \['model\.d_model'\]\)",
          _cli(lambda d: [*AD, "train", "--config", d / "ad.json", "--set", "model.d_model=64",
                          "--run-dir", d / "run"])),
-    Case("ckpt-env", "histories / checkpoint whose obs dims don't match the env",
+    Case("h5-dims", "histories whose obs dims don't match their family's env",
+         "python -m icrl.ad train --config ad_dims.json --run-dir run_dims2",
+         r"dims\.h5.*\(obs_dim, act_dim\)=\(5, 2\).*\(8, 2\).*regenerate",
+         _cli(lambda d: [*AD, "train", "--config", d / "ad_dims.json",
+                         "--run-dir", d / "run_dims2"])),
+    Case("ckpt-env", "checkpoint whose obs dims don't match the env",
          "python -m icrl.ad evaluate --checkpoint run_dims --out-dir ev",
          r"\(obs_dim, act_dim\)=\(5, 2\).*\(\d+, 2\)",
          _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run_dims", "--out-dir", d / "ev"])),
@@ -295,7 +301,11 @@ def make_inputs(d: Path) -> None:
     (d / "ad.json").write_text(TrainConfig.model_validate(cfg).model_dump_json())
     train(TrainConfig.model_validate(cfg), d / "run")
     dims = {**cfg, "data": {"paths": [str(d / "dims.h5")], "context": "full"}}
-    train(TrainConfig.model_validate(dims), d / "run_dims")
+    (d / "ad_dims.json").write_text(TrainConfig.model_validate(dims).model_dump_json())
+    # Training now refuses such histories (case h5-dims); a checkpoint made elsewhere, or before
+    # that check existed, still reaches the evaluator (case ckpt-env).
+    with mock.patch("icrl.ad._data._check_env_dims"):
+        train(TrainConfig.model_validate(dims), d / "run_dims")
     ev = EvalConfig(n_tasks=1, episodes=1, asynchronous=False, reference_episodes=0,
                     progress=False, device="cpu")  # fmt: skip
     evaluate(ev, [d / "run"], d / "done")

@@ -89,9 +89,18 @@ def test_evaluate_writes_results_and_plot(tmp_path, trained) -> None:
         evaluate(cfg, [trained.checkpoint], tmp_path / "eval")
 
 
-def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny) -> None:
+def test_histories_with_other_dims_are_refused_before_training(record) -> None:
     h = record(episodes=1)
     small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})
+    with pytest.raises(ValueError, match=r"\(obs_dim, act_dim\)=\(5, 2\).*\(8, 2\).*regenerate"):
+        ContextDataset.from_histories({"a": small}, context="full")
+
+
+def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny, monkeypatch) -> None:
+    h = record(episodes=1)
+    small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})
+    # A checkpoint from elsewhere (e.g. trained before this check existed) reaches the evaluator.
+    monkeypatch.setattr("icrl.ad._data._check_env_dims", lambda *a: None)
     ds = ContextDataset.from_histories({"a": small}, context="full")
     train(tiny(max_steps=1), tmp_path / "run", dataset=ds)
     cfg = EvalConfig(n_tasks=1, asynchronous=False, reference_episodes=0, progress=False)

@@ -48,6 +48,28 @@ class _Entry:
     episode_starts: np.ndarray  # token indices where a kept episode starts
 
 
+def _check_env_dims(family: str, obs_dim: int, act_dim: int, paths: list[str]) -> None:
+    """Refuse histories whose transitions cannot come from `family`'s env (caught before training,
+    not hours later at evaluation)."""
+    from icrl.metaenvs import FAMILIES, make_env
+
+    if family not in FAMILIES:
+        raise ValueError(
+            f"histories {paths} are of family {family!r}, which icrl.metaenvs does not know; "
+            f"expected one of {list(FAMILIES)}"
+        )
+    env = make_env(family)
+    try:
+        want = (env.observation_space.shape[0], env.action_space.shape[0])
+    finally:
+        env.close()
+    if (obs_dim, act_dim) != want:
+        raise ValueError(
+            f"histories {paths} hold (obs_dim, act_dim)=({obs_dim}, {act_dim}), but {family}'s env "
+            f"has {want}; regenerate them with icrl.histories for {family}"
+        )
+
+
 def _open_history(path: Path, name: str) -> HistoryLike:
     from icrl.histories import HistoryFile
 
@@ -182,8 +204,10 @@ class ContextDataset(Dataset):
             ctx_eps = max(1, math.ceil(ctx_len / ep_len))
         else:
             raise ValueError(f"unknown context mode {context!r}; expected full, episodes or window")
+        family = families.pop()
+        _check_env_dims(family, obs_dim, act_dim, sorted({str(e.path) for e in entries}))
         info = DataInfo(
-            family=families.pop(),
+            family=family,
             obs_dim=obs_dim,
             act_dim=act_dim,
             n_tasks=len(entries),
