@@ -30,11 +30,10 @@ from icrl.baselines._macaw_algo import Macaw, Params
 from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig, MacawTrainConfig
 from icrl.baselines._macaw_data import (
     MacawBuffer,
-    buffer_from_history,
     build_macaw_buffer,
     sample_batch,
 )
-from icrl.baselines._macaw_train import load_macaw, train_macaw
+from icrl.baselines._macaw_train import history_buffer, load_macaw, train_macaw
 from icrl.baselines._results import EpisodeResult, write_results
 
 
@@ -107,17 +106,7 @@ def offline_test_data(
                 "evaluation needs histories of held-out tasks"
             )
         tasks.append(h.task)
-        buffers.append(
-            buffer_from_history(
-                h,
-                gamma=cfg.gamma,
-                skip=cfg.transition_skip,
-                action_low=low,
-                action_high=high,
-                official_terminal_bootstrap=cfg.official_terminal_bootstrap,
-                source=f"{path}:{name}",
-            )
-        )
+        buffers.append(history_buffer(h, cfg, low, high, f"{path}:{name}"))
     return tasks, buffers
 
 

@@ -36,6 +36,21 @@ class TaskData:
     """The tasks as ``task.to_dict()`` (so evaluation can refuse train tasks)."""
 
 
+def history_buffer(
+    h: Any, cfg: MacawConfig, low: np.ndarray, high: np.ndarray, source: str
+) -> MacawBuffer:
+    """A task's MACAW buffer, with the data settings of `cfg` (discount, skip, bootstrap)."""
+    return buffer_from_history(
+        h,
+        gamma=cfg.gamma,
+        skip=cfg.transition_skip,
+        action_low=low,
+        action_high=high,
+        official_terminal_bootstrap=cfg.official_terminal_bootstrap,
+        source=source,
+    )
+
+
 def env_action_bounds(family: str) -> tuple[np.ndarray, np.ndarray]:
     """The action box of a family's env (histories store actions as sent to the env)."""
     from icrl.baselines._eval import action_bounds
@@ -69,15 +84,7 @@ def load_task_buffers(path: Path, tasks: tuple[str, ...] | None, cfg: MacawConfi
     family = families.pop()
     low, high = env_action_bounds(family)
     buffers = [
-        buffer_from_history(
-            h,
-            gamma=cfg.gamma,
-            skip=cfg.transition_skip,
-            action_low=low,
-            action_high=high,
-            official_terminal_bootstrap=cfg.official_terminal_bootstrap,
-            source=f"{path}:{name}",
-        )
+        history_buffer(h, cfg, low, high, f"{path}:{name}")
         for name, h in zip(names, histories, strict=True)
     ]
     values = [h.task.to_dict() for h in histories]
