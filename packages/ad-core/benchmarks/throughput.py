@@ -24,6 +24,7 @@ from gymnasium.vector import AutoresetMode
 
 from icrl.ad import ADConfig, ADModel, NormStats, preset_dict, resolve_device, rollout
 from icrl.metaenvs import episode_length, make_env, make_vector_env, test_tasks
+from icrl.seqmodels import flash_kernels, mamba_kernels
 
 
 def _sync(device: torch.device) -> None:
@@ -31,10 +32,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _model(family: str, backbone: str, size: str, obs_dim: int, act_dim: int, max_len: int):
-    cfg = ADConfig.model_validate(preset_dict(family, backbone, size)["model"])
+def _model(args, backbone: str, obs_dim: int, act_dim: int, max_len: int):
+    model_cfg = preset_dict(args.family, backbone, args.size)["model"]
+    if backbone == "transformer":
+        model_cfg["kernel_backend"] = args.attention
+    cfg = ADConfig.model_validate(model_cfg)
     norm = NormStats((0.0,) * obs_dim, (1.0,) * obs_dim, 0.0, 1.0)
     return ADModel(cfg, obs_dim, act_dim, norm, max_len if backbone == "transformer" else None)
+
+
+def _kernels(backbone: str, device: torch.device) -> str:
+    """Which kernels the backbone runs on this device (auto backends pick them per call)."""
+    if device.type != "cuda":
+        return ", PyTorch CPU path"
+    if backbone == "mamba":
+        return ", mamba-ssm kernels" if mamba_kernels() else ", PyTorch reference (no mamba-ssm)"
+    return ", flash-attn" if flash_kernels() else ", SDPA (no flash-attn)"
 
 
 def _time_steps(fn, params, iters: int, warmup: int, device: torch.device) -> float:
@@ -57,14 +70,12 @@ def throughput(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
         if device.type == "cuda" and not args.fp32
         else nullcontext()
     )
-    model = _model(args.family, backbone, args.size, obs_dim, act_dim, max(args.contexts)).to(
-        device
-    )
+    model = _model(args, backbone, obs_dim, act_dim, max(args.contexts)).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     n_backbone = sum(p.numel() for p in model.backbone.parameters())
     print(
         f"\n{backbone}: AD model {n_params / 1e6:.2f}M parameters "
-        f"(backbone {n_backbone / 1e6:.2f}M)"
+        f"(backbone {n_backbone / 1e6:.2f}M){_kernels(backbone, device)}"
     )
     print("| context L | batch | AD model tokens/s | bare backbone tokens/s | AD / bare |")
     print("|---:|---:|---:|---:|---:|")
@@ -100,7 +111,7 @@ def throughput(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
 def timed_eval(args, backbone: str, device: torch.device, obs_dim: int, act_dim: int) -> None:
     horizon = episode_length(args.family)
     steps = args.eval_episodes * horizon
-    model = _model(args.family, backbone, args.size, obs_dim, act_dim, steps).to(device).eval()
+    model = _model(args, backbone, obs_dim, act_dim, steps).to(device).eval()
     tasks = test_tasks(args.family, args.eval_rollouts)
     envs = make_vector_env(
         args.family, tasks, asynchronous=not args.sync, autoreset_mode=AutoresetMode.DISABLED
@@ -131,6 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, default=5, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--attention",
+        default="auto",
+        choices=("auto", "sdpa", "flash-attn"),
+        help="transformer attention: auto = flash-attn when importable on CUDA, else SDPA",
+    )
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--eval-rollouts", type=int, default=30, help="test tasks (0: skip the eval)")
     p.add_argument("--eval-episodes", type=int, default=10, help="in-context episodes each")

@@ -27,7 +27,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from icrl.seqmodels import PAPER_CONFIGS, CudaGraphStep, build_backbone, mamba_kernels
+from icrl.seqmodels import (
+    PAPER_CONFIGS,
+    CudaGraphStep,
+    build_backbone,
+    flash_kernels,
+    mamba_kernels,
+)
 from icrl.seqmodels._config import MambaConfig, TransformerConfig
 
 
@@ -252,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-iters", type=int, default=100)
     p.add_argument("--budget", type=float, default=240.0, help="seconds before stopping")
     p.add_argument("--only", default="train,step,rollout,reference")
+    p.add_argument(
+        "--backbones",
+        default="mamba,transformer",
+        help="comma list: mamba (ours, bare layers, reference), transformer (SDPA, and "
+        "flash-attn when importable)",
+    )
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_backbones.py needs a CUDA GPU", file=sys.stderr)
@@ -265,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     mamba_cfg, tf_cfg = PAPER_CONFIGS["mamba-12m"], PAPER_CONFIGS["transformer-12m"]
     assert isinstance(mamba_cfg, MambaConfig) and isinstance(tf_cfg, TransformerConfig)
-    tf_cfg = TransformerConfig(**{**tf_cfg.__dict__, "max_len": max(lengths)})
+    tf_cfg = TransformerConfig(**{**tf_cfg.__dict__, "max_len": max(lengths), "backend": "sdpa"})
+    tf_flash = TransformerConfig(**{**tf_cfg.__dict__, "backend": "flash-attn"})
+    backbones = set(args.backbones.split(","))
     results: dict = {
         "environment": environment(),
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -280,14 +294,20 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         write_json(args.out, results)
 
-    models = {
-        "mamba-12m backbone (ours)": lambda: build_backbone(mamba_cfg),
-        "8 bare mamba-ssm Mamba layers": lambda: bare_mamba_layers(mamba_cfg),
-        "transformer-12m (SDPA)": lambda: build_backbone(tf_cfg),
+    # name -> (backbone family for --backbones, builder); rows missing kernels are dropped
+    candidates = {
+        "mamba-12m backbone (ours)": ("mamba", lambda: build_backbone(mamba_cfg)),
+        "8 bare mamba-ssm Mamba layers": ("mamba", lambda: bare_mamba_layers(mamba_cfg)),
+        "transformer-12m (SDPA)": ("transformer", lambda: build_backbone(tf_cfg)),
+        "transformer-12m (flash-attn)": ("transformer", lambda: build_backbone(tf_flash)),
     }
     if mamba_kernels() is None:
-        models.pop("8 bare mamba-ssm Mamba layers")
+        candidates.pop("8 bare mamba-ssm Mamba layers")
         results["skipped"].append("mamba-ssm kernels not importable: Mamba runs the reference")
+    if flash_kernels() is None:
+        candidates.pop("transformer-12m (flash-attn)")
+        results["skipped"].append("flash-attn not importable: the transformer runs SDPA only")
+    models = {name: make for name, (kind, make) in candidates.items() if kind in backbones}
     if "train" in only:
         # interleave models per length so a budget cut leaves comparable rows
         built = {name: make().cuda() for name, make in models.items()}
@@ -310,10 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         del built
         torch.cuda.empty_cache()
     if "step" in only:
-        for name, make in [
-            ("mamba-12m", lambda: build_backbone(mamba_cfg)),
-            ("transformer-12m", lambda: build_backbone(tf_cfg)),
-        ]:
+        for name, make in models.items():
+            if name == "8 bare mamba-ssm Mamba layers":  # no step of their own here
+                continue
             model = make().cuda().to(torch.bfloat16)
             for graph in (False, True):
                 label = f"{name} {'CUDA graph' if graph else 'eager'}"
@@ -331,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                     save()
             del model
             torch.cuda.empty_cache()
-    if "rollout" in only and budget.left() > 20:
+    if "rollout" in only and "mamba" in backbones and budget.left() > 20:
         model = build_backbone(mamba_cfg).cuda().to(torch.bfloat16)
         try:
             results["rollout"] = graph_rollout(model, args.step_batch, max(lengths), 256, budget)
@@ -339,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             results["skipped"].append(f"rollout failed: {exc!r}"[:400])
         print("rollout", results["rollout"], flush=True)
         save()
-    if "reference" in only and budget.left() > 20:
+    if "reference" in only and "mamba" in backbones and budget.left() > 20:
         ref = build_backbone(MambaConfig(**{**mamba_cfg.__dict__, "backend": "reference"})).cuda()
         for length in (1024, 4096):
             if budget.left() < 15:

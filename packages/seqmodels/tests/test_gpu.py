@@ -26,6 +26,10 @@ needs_mamba = pytest.mark.skipif(
     not torch.cuda.is_available() or mamba_kernels() is None,
     reason="needs a CUDA GPU and mamba-ssm's kernels (the mamba extra)",
 )
+needs_flash = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None,
+    reason="needs a CUDA GPU and flash-attn (the flash extra)",
+)
 needs_mamba2 = pytest.mark.skipif(
     not torch.cuda.is_available() or mamba_kernels("mamba2") is None,
     reason="needs a CUDA GPU and mamba-ssm's Triton kernels",
@@ -168,10 +172,8 @@ def test_transformer_step_equals_forward_on_gpu(dtype: torch.dtype) -> None:
     _agree("transformer step-vs-forward", got, y, dtype)
 
 
-@needs_cuda
-def test_flash_attn_is_used_when_importable() -> None:
-    if importlib.util.find_spec("flash_attn") is None:
-        pytest.skip("flash-attn is not installed here (the flash extra)")
+@needs_flash
+def test_flash_attn_step_equals_forward() -> None:
     model = build_backbone(TransformerConfig(d_model=128, n_layers=2, backend="flash-attn")).cuda()
     x = torch.randn(2, 50, 128, device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -179,3 +181,47 @@ def test_flash_attn_is_used_when_importable() -> None:
         state = model.init_state(2, dtype=torch.bfloat16)
         got = torch.stack([model.step(x[:, t], state)[0] for t in range(50)], 1)
     _agree("transformer flash step-vs-forward", got, y, torch.bfloat16)
+
+
+def _sdpa_and_flash(d_model: int, n_layers: int = 2, max_len: int = 512):
+    kw = dict(d_model=d_model, n_layers=n_layers, max_len=max_len)
+    sdpa = build_backbone(TransformerConfig(**kw, backend="sdpa")).cuda()
+    flash = build_backbone(TransformerConfig(**kw, backend="flash-attn")).cuda()
+    flash.load_state_dict(sdpa.state_dict(), strict=True)
+    return sdpa, flash
+
+
+@needs_flash
+@pytest.mark.parametrize("d_model", [128, 160, 256, 416])  # head dims 32, 40, 64, 104
+def test_flash_attn_matches_sdpa_forward_and_gradients(d_model: int) -> None:
+    """The paper sizes' head dims (40, 64, 104) and 32: outputs and every gradient agree."""
+    sdpa, flash = _sdpa_and_flash(d_model)
+    x = torch.randn(3, 300, d_model, device="cuda")
+    w = torch.randn(3, 300, d_model, device="cuda")
+    outs = []
+    for model in (sdpa, flash):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = model(x)
+        (y.float() * w).sum().backward()
+        outs.append(y.detach())
+    _agree(f"transformer d{d_model} flash-vs-sdpa forward", outs[1], outs[0], torch.bfloat16)
+    worst = max(
+        (_rel(pf.grad, ps.grad), n)
+        for (n, ps), pf in zip(sdpa.named_parameters(), flash.parameters(), strict=True)
+        if ps.grad is not None and ps.grad.norm() > 0
+    )
+    print(f"AGREE transformer d{d_model} flash-vs-sdpa gradients bfloat16 worst_rel={worst[0]:.2e}")
+    assert worst[0] <= 5e-2, worst
+
+
+@needs_flash
+def test_flash_attn_step_in_a_cuda_graph_equals_sdpa_step() -> None:
+    sdpa, flash = _sdpa_and_flash(160, max_len=64)
+    x = torch.randn(3, 40, 160, device="cuda", dtype=torch.bfloat16)
+    sdpa, flash = sdpa.to(torch.bfloat16), flash.to(torch.bfloat16)
+    graph = CudaGraphStep(flash, 3, capacity=64, state_dtype=torch.bfloat16)
+    got = torch.stack([graph(x[:, t]).clone() for t in range(40)], 1)
+    state = sdpa.init_state(3, dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = torch.stack([sdpa.step(x[:, t], state)[0] for t in range(40)], 1)
+    _agree("transformer flash cuda-graph-step-vs-sdpa-step", got, want, torch.bfloat16)
