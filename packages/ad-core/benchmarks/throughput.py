@@ -109,6 +109,8 @@ def throughput(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
 
 
 def timed_eval(args, backbone: str, device: torch.device, obs_dim: int, act_dim: int) -> None:
+    """Wall time of the evaluation: eager `step`, CUDA-graph step (CUDA), and env stepping only
+    (zero actions, no model: the floor set by the simulators) in the same vector env."""
     horizon = episode_length(args.family)
     steps = args.eval_episodes * horizon
     model = _model(args, backbone, obs_dim, act_dim, steps).to(device).eval()
@@ -116,20 +118,30 @@ def timed_eval(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
     envs = make_vector_env(
         args.family, tasks, asynchronous=not args.sync, autoreset_mode=AutoresetMode.DISABLED
     )
+    modes = {"eager step": {"cuda_graph": False}}
+    if device.type == "cuda":
+        modes["CUDA-graph step"] = {"cuda_graph": True}
+    modes["env only (zero actions)"] = {"policy": lambda f: np.zeros((len(f), act_dim))}
+    print(
+        f"\n{backbone}: in-context eval of {len(tasks)} rollouts × {args.eval_episodes} episodes "
+        f"({steps} env steps each, one batched model step per env step)"
+    )
+    print("| mode | seconds | batched steps/s | env steps/s | mean return |")
+    print("|---|---:|---:|---:|---:|")
     try:
-        tic = time.perf_counter()
-        returns = rollout(
-            model, envs, args.eval_episodes, seed=0, device=device, bf16=not args.fp32
-        )
-        sec = time.perf_counter() - tic
+        for name, kwargs in modes.items():
+            tic = time.perf_counter()
+            returns = rollout(
+                model, envs, args.eval_episodes, seed=0, device=device, bf16=not args.fp32,
+                max_tokens=steps, **kwargs,
+            )  # fmt: skip
+            sec = time.perf_counter() - tic
+            print(
+                f"| {name} | {sec:.2f} | {steps / sec:.1f} | {len(tasks) * steps / sec:,.0f} "
+                f"| {np.mean(returns):.2f} |"
+            )
     finally:
         envs.close()
-    print(
-        f"{backbone}: in-context eval of {len(tasks)} rollouts × {args.eval_episodes} episodes "
-        f"({steps} env steps each, one batched model step per env step): {sec:.2f} s "
-        f"({steps / sec:.1f} batched steps/s, {len(tasks) * steps / sec:,.0f} env steps/s); "
-        f"mean return {np.mean(returns):.2f}"
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,13 @@ def _mamba_ssm_formula(c: MambaConfig) -> int:
     return c.n_layers * (mixer + d) + d
 
 
-WITHIN_10_PERCENT = ["mamba-6m", "transformer-6m", "transformer-12m", "transformer-14m"]
+WITHIN_10_PERCENT = [
+    "mamba-6m",
+    "mamba-12m-matched",
+    "transformer-6m",
+    "transformer-12m",
+    "transformer-14m",
+]
 
 
 @pytest.mark.parametrize("name", WITHIN_10_PERCENT)
@@ -36,17 +42,26 @@ def test_paper_configs_match_the_tables_within_10_percent(name: str) -> None:
     assert abs(count / PAPER_PARAM_COUNTS[name] - 1) <= 0.10, (name, count)
 
 
-@pytest.mark.xfail(
-    reason="Table 6's Mamba width 512 x 8 layers gives 13.56M parameters with mamba-ssm's block "
-    "(d_state 16, expand 2), 13% above the table's '12M'; the dimensions are kept as printed",
-    strict=True,
-)
-def test_mamba_12m_matches_its_table_count_within_10_percent() -> None:
+def test_mamba_12m_keeps_table_6_dimensions_and_is_13_percent_over_its_rounded_count() -> None:
+    """Table 6's 512 x 8 cannot give its printed "12M" with mamba-ssm's block (d_state 16,
+    expand 2): the printed dimensions are kept, the count is pinned, and the parameter-matched
+    variant covers the printed count (test above)."""
+    config = PAPER_CONFIGS["mamba-12m"]
+    assert isinstance(config, MambaConfig)
+    assert (config.d_model, config.n_layers, config.d_state, config.expand) == (512, 8, 16, 2)
     count = _count_without_positions("mamba-12m")
-    assert abs(count / PAPER_PARAM_COUNTS["mamba-12m"] - 1) <= 0.10
+    assert count == 13_562_368
+    assert 0.12 < count / PAPER_PARAM_COUNTS["mamba-12m"] - 1 < 0.14
 
 
-@pytest.mark.parametrize("name", ["mamba-6m", "mamba-12m"])
+def test_matched_mamba_is_within_2_percent_of_the_12m_transformer() -> None:
+    ratio = _count_without_positions("mamba-12m-matched") / _count_without_positions(
+        "transformer-12m"
+    )
+    assert abs(ratio - 1) <= 0.02, ratio
+
+
+@pytest.mark.parametrize("name", ["mamba-6m", "mamba-12m", "mamba-12m-matched"])
 def test_mamba_counts_equal_mamba_ssms_block_formula(name: str) -> None:
     config = PAPER_CONFIGS[name]
     assert isinstance(config, MambaConfig)

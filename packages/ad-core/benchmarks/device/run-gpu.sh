@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# One device call for the ad-core GPU figures: install the carried wheels, build mamba-ssm's
-# kernels for this GPU (CPU-bound) while the transformer is measured (GPU), then Mamba.
-# From the repo root, carrying .whl (wheelhouse + mamba sdist) and .device/scripts (copies of
-# shared/device/*.sh):  OUT=... bash packages/ad-core/benchmarks/device/run-gpu.sh
+# One device call for the ad-core GPU figures: install the carried wheels, build mamba-ssm's and
+# flash-attn's kernels for this GPU (both in parallel, about 4 min on 16 cores), run ad-core's GPU
+# tests, then the throughput benchmark: Mamba, and the transformer with SDPA and with flash-attn.
+# From the repo root, carrying .whl (wheelhouse + sdist/ with the mamba-ssm and flash-attn sdists)
+# and .device/scripts (copies of shared/device/*.sh):
+#   OUT=... bash packages/ad-core/benchmarks/device/run-gpu.sh
 set -u
 OUT=${OUT:-/tmp/adout}; mkdir -p "$OUT"
 exec > >(tee "$OUT/run.log") 2>&1
+START=$SECONDS
+t() { echo "[$((SECONDS - START)) s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 lscpu | grep -E "Model name|^CPU\(s\)"
 . .device/scripts/install.sh .whl
-(timeout 210 bash .device/scripts/build-mamba.sh .whl > "$OUT/build.log" 2>&1) &
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+dev=packages/seqmodels/benchmarks/device
+MAX_JOBS=8 bash $dev/build-mamba-keep.sh .whl > "$OUT/build-mamba.log" 2>&1 &
+MAX_JOBS=8 bash $dev/build-flash.sh .whl > "$OUT/build-flash.log" 2>&1 &
+wait
+t "kernels built: $(tail -1 "$OUT/build-mamba.log"); $(tail -1 "$OUT/build-flash.log")"
+python3 -m pytest packages/ad-core/tests -m gpu -v -s -rA -p no:cacheprovider \
+  > "$OUT/gpu-tests.log" 2>&1
+t "ad-core gpu tests rc=$? ($(tail -1 "$OUT/gpu-tests.log"))"
 bench=(packages/ad-core/benchmarks/throughput.py --family HalfCheetahVel --contexts 1000 50000
        --iters 2 --warmup 1 --eval-rollouts 30 --eval-episodes 4)
-# SKIP_TRANSFORMER=1 measures Mamba only (the transformer needs no build).
-[ -n "${SKIP_TRANSFORMER:-}" ] ||
-  timeout 150 python3 "${bench[@]}" --backbones transformer 2>&1 | tee "$OUT/transformer.txt"
-wait
-tail -2 "$OUT/build.log"
-export PYTHONPATH=/tmp/site:$PYTHONPATH
-timeout 100 python3 "${bench[@]}" --backbones mamba 2>&1 | tee "$OUT/mamba.txt"
+timeout 200 python3 "${bench[@]}" --backbones mamba > "$OUT/mamba.txt" 2>&1
+t "mamba rc=$?"
+for attention in sdpa flash-attn; do
+  timeout 200 python3 "${bench[@]}" --backbones transformer --attention $attention \
+    > "$OUT/transformer-$attention.txt" 2>&1
+  t "transformer $attention rc=$?"
+done

@@ -15,7 +15,7 @@ text = re.sub(pattern, lambda m: m.group(0) if m.group(2) == arch else "pass", t
 open(path, "w").write(text)
 print("architectures left:", re.findall(r'arch=compute_(\d+)', text))
 PY
-export MAMBA_FORCE_BUILD=TRUE TORCH_CUDA_ARCH_LIST="${arch:0:1}.${arch:1}" MAX_JOBS=$(nproc) NVCC_THREADS=4
+export MAMBA_FORCE_BUILD=TRUE TORCH_CUDA_ARCH_LIST="${arch:0:1}.${arch:1}" MAX_JOBS=${MAX_JOBS:-$(nproc)} NVCC_THREADS=4
 time python3 -m pip wheel -q --no-build-isolation --no-deps -w "$work/wheels" "./$src"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site "$work"/wheels/*.whl
 if [ -n "$keep" ]; then

@@ -177,6 +177,9 @@ class EvalConfig(_Frozen):
     """"auto", "cpu", "cuda" or "cuda:N"."""
     bf16: bool = False
     """bf16 autocast on CUDA during evaluation (off: fp32 matches training predictions exactly)."""
+    cuda_graph: bool = True
+    """On CUDA, replay the backbone's one-token step as a CUDA graph (single-token steps are bound
+    by kernel launches); ignored on CPU. Off: plain eager `step`."""
     asynchronous: bool = True
     """Run the test tasks' environments in subprocesses (gymnasium AsyncVectorEnv)."""
     reference_episodes: int = Field(3, ge=0)

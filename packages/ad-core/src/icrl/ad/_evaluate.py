@@ -17,7 +17,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
-from icrl.metaenvs import make_vector_env, reference_returns, test_tasks
+from icrl.metaenvs import episode_length, make_vector_env, reference_returns, test_tasks
 
 from ._checkpoint import CheckpointError, load_model
 from ._config import EvalConfig
@@ -68,11 +68,15 @@ def rollout(
     policy: Policy | None = None,
     progress: bool = False,
     on_token: Callable[[np.ndarray], None] | None = None,
+    cuda_graph: bool = False,
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """Run `episodes` episodes in every sub-env of `envs` (autoreset disabled); returns (n, E).
 
     The model receives one token per env step through `TokenBuilder` and acts with `step`;
     `policy` replaces the model (reference policies). `on_token` sees every token (tests).
+    `cuda_graph` (CUDA only) replays the backbone's step as one CUDA graph; `max_tokens` bounds
+    the env steps per sub-env (episodes x episode length; sizes the transformer's KV cache).
     """
     if envs.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
         raise ValueError("rollout needs a vector env built with autoreset_mode=DISABLED")
@@ -80,28 +84,18 @@ def rollout(
     space = envs.single_action_space
     obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
     builder = TokenBuilder(n, obs_dim, act_dim)
-    state = model.init_state(n, device=device) if model is not None else None
+    act = None if model is None else _model_actor(model, n, device, bf16, cuda_graph, max_tokens)
     returns = np.zeros((n, episodes))
     ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
     obs, _ = envs.reset(seed=seed)
     start = np.ones(n, dtype=bool)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if bf16 and device.type == "cuda"
-        else nullcontext()
-    )
     bar = tqdm(total=n * episodes, disable=not progress, desc="in-context episodes", leave=False)
     with torch.inference_mode():
         while count.min() < episodes:
             feats = builder.token(obs, start)
             if on_token is not None:
                 on_token(feats)
-            if policy is not None:
-                action = policy(feats)
-            else:
-                with autocast:
-                    pred, state = model.step(torch.from_numpy(feats).to(device), state)
-                action = pred.float().cpu().numpy()
+            action = policy(feats) if policy is not None else act(feats)
             action = np.clip(action, space.low, space.high).astype(space.dtype)
             next_obs, reward, terminated, truncated, _ = envs.step(action)
             builder.record(action, reward, next_obs)
@@ -122,6 +116,46 @@ def rollout(
             start = done
     bar.close()
     return returns
+
+
+def _model_actor(
+    model: ADModel,
+    n: int,
+    device: torch.device,
+    bf16: bool,
+    cuda_graph: bool,
+    max_tokens: int | None,
+) -> Policy:
+    """The model as a policy over token batches, eager or with a CUDA-graph backbone step."""
+    use_bf16 = bf16 and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    if cuda_graph and device.type == "cuda":
+        graph_step = model.graph_stepper(n, max_tokens, torch.bfloat16 if use_bf16 else None)
+        steps = 0
+
+        def act(feats: np.ndarray) -> np.ndarray:
+            nonlocal steps
+            if max_tokens is not None and steps >= max_tokens:
+                raise RuntimeError(
+                    f"rollout: more than max_tokens={max_tokens} steps per sub-env; pass the "
+                    "episodes x episode length bound (the CUDA graph's KV cache is that long)"
+                )
+            steps += 1
+            with autocast():
+                return graph_step(torch.from_numpy(feats).to(device)).float().cpu().numpy()
+
+        return act
+    state = model.init_state(n, device=device)
+
+    def act(feats: np.ndarray) -> np.ndarray:
+        with autocast():
+            pred, _ = model.step(torch.from_numpy(feats).to(device), state)
+        return pred.float().cpu().numpy()
+
+    return act
 
 
 def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
@@ -197,7 +231,8 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
         for s, (model, _) in enumerate(loaded):
             returns[:, s] = rollout(
                 model, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
-                progress=config.progress,
+                progress=config.progress, cuda_graph=config.cuda_graph,
+                max_tokens=episodes * episode_length(family),
             )  # fmt: skip
     finally:
         envs.close()

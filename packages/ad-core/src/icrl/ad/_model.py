@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from icrl.seqmodels import MambaConfig, TransformerConfig, build_backbone
+from icrl.seqmodels import CudaGraphStep, MambaConfig, TransformerConfig, build_backbone
 
 from ._config import ADConfig
 from ._tokens import HistoryLike, TokenLayout
@@ -171,3 +171,26 @@ class ADModel(nn.Module):
         """One token per rollout (B, F) -> predicted actions (B, act_dim) and the new state."""
         y, state = self.backbone.step(self.embed_tokens(feats_t), state)
         return self.head(self.norm_out(y)), state
+
+    def graph_stepper(
+        self, batch: int, max_tokens: int | None = None, autocast_dtype: torch.dtype | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`step` for `batch` fresh rollouts with the backbone's step replayed as one CUDA graph.
+
+        A single-token backbone step is bound by kernel launches (tens per layer), so the graph
+        removes most of its cost; the embedding and head stay eager. The returned function keeps
+        its own state: (B, F) tokens -> (B, act_dim) actions. `max_tokens` bounds the tokens per
+        rollout (the transformer's KV cache, default max_len); `autocast_dtype` must match the
+        autocast the caller runs under (the graph replays what was captured).
+        """
+        capacity = None
+        if isinstance(self.backbone.config, TransformerConfig):
+            capacity = max_tokens or self.backbone.config.max_len
+        graph = CudaGraphStep(
+            self.backbone, batch, autocast_dtype=autocast_dtype, capacity=capacity
+        )
+
+        def step(feats_t: torch.Tensor) -> torch.Tensor:
+            return self.head(self.norm_out(graph(self.embed_tokens(feats_t))))
+
+        return step
