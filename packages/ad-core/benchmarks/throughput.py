@@ -41,13 +41,15 @@ def _model(args, backbone: str, obs_dim: int, act_dim: int, max_len: int):
     return ADModel(cfg, obs_dim, act_dim, norm, max_len if backbone == "transformer" else None)
 
 
-def _kernels(backbone: str, device: torch.device) -> str:
-    """Which kernels the backbone runs on this device (auto backends pick them per call)."""
+def _kernels(backbone: str, device: torch.device, attention: str) -> str:
+    """Which kernels the backbone's training forward runs on this device."""
     if device.type != "cuda":
         return ", PyTorch CPU path"
     if backbone == "mamba":
         return ", mamba-ssm kernels" if mamba_kernels() else ", PyTorch reference (no mamba-ssm)"
-    return ", flash-attn" if flash_kernels() else ", SDPA (no flash-attn)"
+    if attention == "sdpa" or (attention == "auto" and flash_kernels() is None):
+        return ", attention: SDPA"
+    return ", attention: flash-attn (KV-cache steps in fp32 use SDPA)"
 
 
 def _time_steps(fn, params, iters: int, warmup: int, device: torch.device) -> float:
@@ -75,7 +77,7 @@ def throughput(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
     n_backbone = sum(p.numel() for p in model.backbone.parameters())
     print(
         f"\n{backbone}: AD model {n_params / 1e6:.2f}M parameters "
-        f"(backbone {n_backbone / 1e6:.2f}M){_kernels(backbone, device)}"
+        f"(backbone {n_backbone / 1e6:.2f}M){_kernels(backbone, device, args.attention)}"
     )
     print("| context L | batch | AD model tokens/s | bare backbone tokens/s | AD / bare |")
     print("|---:|---:|---:|---:|---:|")

@@ -135,6 +135,21 @@ def test_mamba_reference_gradients_match_a_sequential_recurrence(kind, monkeypat
         torch.testing.assert_close(parallel[name], sequential[name], rtol=1e-7, atol=1e-9, msg=name)
 
 
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2", "transformer"])
+def test_bf16_inputs_under_autocast_keep_the_norms_fused(kind: str) -> None:
+    """An AD model feeds bf16 embeddings under autocast: no norm may see a bf16 input with fp32
+    weights (torch warns and falls back to a slower kernel; pytest turns the warning into an
+    error here). forward and step both run."""
+    torch.manual_seed(0)
+    model = build_backbone(_random_config(kind, random.Random(3))).eval()
+    x = torch.randn(2, 6, model.d_model).bfloat16()
+    state = model.init_state(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        y = model(x)
+        y_t, _ = model.step(x[:, 0], state)
+    assert torch.isfinite(y.float()).all() and torch.isfinite(y_t.float()).all()
+
+
 def test_state_resets_and_is_reused_in_place() -> None:
     model = build_backbone(_random_config("mamba1", random.Random(5))).eval()
     x = torch.randn(2, 6, model.d_model)

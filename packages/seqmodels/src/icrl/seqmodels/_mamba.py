@@ -304,6 +304,13 @@ class MambaBlock(nn.Module):
         self.mixer = mixer_cls(config)
 
 
+def _rms(norm: nn.RMSNorm, h: Tensor) -> Tensor:
+    # As mamba-ssm's Block: the norm runs in its weight's dtype. Under bf16 autocast the residual
+    # stream can be bf16 (RMSNorm is not an autocast op) and a bf16 input with fp32 weights
+    # leaves torch's fused kernel for a slower composite (with a warning).
+    return norm(h.to(norm.weight.dtype))
+
+
 class MambaBackbone(SequenceModel):
     """A stack of Mamba blocks with a final RMSNorm; see MambaConfig for the backends."""
 
@@ -323,8 +330,8 @@ class MambaBackbone(SequenceModel):
         self._check_input(x, 3, "forward")
         h = x
         for layer in self.layers:
-            h = h + layer.mixer(layer.norm(h))
-        return self.norm_f(h)
+            h = h + layer.mixer(_rms(layer.norm, h))
+        return _rms(self.norm_f, h)
 
     def init_state(
         self,
@@ -353,5 +360,5 @@ class MambaBackbone(SequenceModel):
             )
         h = x_t
         for i, layer in enumerate(self.layers):
-            h = h + layer.mixer.step(layer.norm(h), state.conv[i], state.ssm[i])
-        return self.norm_f(h), state
+            h = h + layer.mixer.step(_rms(layer.norm, h), state.conv[i], state.ssm[i])
+        return _rms(self.norm_f, h), state
