@@ -69,11 +69,10 @@ def test_cuda_graph_rollout_under_bf16_acts_like_eager(backbone: str) -> None:
     model = _model(backbone)
     _, eager_tokens = _rollout(model, graph=False, bf16=True)
     _, graph_tokens = _rollout(model, graph=True, bf16=True)
-    # the first episode's tokens (chaos may grow bf16 rounding differences later)
-    first = slice(0, episode_length(FAMILY))
-    worst = np.abs(graph_tokens[first] - eager_tokens[first]).max()
+    # same kernels on the same dtypes: equal up to the replay's (absent) nondeterminism
+    worst = np.abs(graph_tokens - eager_tokens).max()
     print(f"AGREE {backbone} graph-vs-eager rollout bf16 tokens max_abs={worst:.2e}")
-    assert worst < 5e-2
+    np.testing.assert_allclose(graph_tokens, eager_tokens, rtol=1e-3, atol=1e-3)
 
 
 def test_cuda_graph_rollout_refuses_to_run_past_max_tokens() -> None:

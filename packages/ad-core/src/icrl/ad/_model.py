@@ -186,8 +186,14 @@ class ADModel(nn.Module):
         capacity = None
         if isinstance(self.backbone.config, TransformerConfig):
             capacity = max_tokens or self.backbone.config.max_len
+        # The static input takes the embedding's dtype under autocast (bf16), as in eager `step`
+        # and in training: an fp32 buffer would give Mamba an fp32 residual stream instead.
         graph = CudaGraphStep(
-            self.backbone, batch, autocast_dtype=autocast_dtype, capacity=capacity
+            self.backbone,
+            batch,
+            input_dtype=autocast_dtype,
+            autocast_dtype=autocast_dtype,
+            capacity=capacity,
         )
 
         def step(feats_t: torch.Tensor) -> torch.Tensor:
