@@ -65,14 +65,24 @@ def test_cuda_graph_rollout_equals_eager_rollout(backbone: str) -> None:
 
 
 @pytest.mark.parametrize("backbone", ["mamba", "transformer"])
-def test_cuda_graph_rollout_under_bf16_acts_like_eager(backbone: str) -> None:
+def test_cuda_graph_step_under_bf16_predicts_like_eager_step(backbone: str) -> None:
+    """Open loop on one recorded token stream (closed loop, bf16 rounding differences between
+    the transformer's masked full-cache graph attention and the eager sliced one would compound
+    through the physics): actions agree within the bf16 tolerance used in seqmodels."""
     model = _model(backbone)
-    _, eager_tokens = _rollout(model, graph=False, bf16=True)
-    _, graph_tokens = _rollout(model, graph=True, bf16=True)
-    # same kernels on the same dtypes: equal up to the replay's (absent) nondeterminism
-    worst = np.abs(graph_tokens - eager_tokens).max()
-    print(f"AGREE {backbone} graph-vs-eager rollout bf16 tokens max_abs={worst:.2e}")
-    np.testing.assert_allclose(graph_tokens, eager_tokens, rtol=1e-3, atol=1e-3)
+    _, tokens = _rollout(model, graph=False, bf16=True)
+    feats = torch.from_numpy(tokens).cuda()  # (T, B, F)
+    state = model.init_state(feats.shape[1], device=torch.device("cuda"))
+    graph_step = model.graph_stepper(feats.shape[1], len(feats), torch.bfloat16)
+    eager, graph = [], []
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for f in feats:
+            eager.append(model.step(f, state)[0].float())
+            graph.append(graph_step(f).float())
+    eager_a, graph_a = torch.stack(eager), torch.stack(graph)
+    rel = ((graph_a - eager_a).norm() / eager_a.norm()).item()
+    print(f"AGREE {backbone} graph-vs-eager step bf16 actions rel={rel:.2e}")
+    assert rel <= 5e-2
 
 
 def test_cuda_graph_rollout_refuses_to_run_past_max_tokens() -> None:
