@@ -132,6 +132,19 @@ def test_run_dir_with_another_config_is_refused(tmp_path, record, tiny) -> None:
         train(tiny(max_steps=2), tmp_path / "other", dataset=ds)
 
 
+def test_a_run_that_fails_on_its_data_leaves_no_run_dir_behind(
+    tmp_path, histories_file, tiny
+) -> None:
+    """A wrong histories path fails before the run directory exists, so the corrected rerun in
+    the same directory is not refused as "a different config"."""
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"missing\.h5"):
+        train(tiny([tmp_path / "missing.h5"], max_steps=1), run)
+    assert not run.exists() or not any(run.iterdir())
+    result = train(tiny([histories_file], max_steps=1), run)
+    assert result.step == 1
+
+
 def test_checkpoint_carries_normalisation_and_rebuilds_the_model(tmp_path, record, tiny) -> None:
     h = record(episodes=2)
     ds = ContextDataset.from_histories({"a": h}, context="full")

@@ -229,11 +229,6 @@ def train(
     run_dir = Path(run_dir)
     ddp = _init_distributed(config.device)
     device = resolve_device(config.device, ddp.local_rank)
-    if ddp.main:
-        _prepare_run_dir(run_dir, config)
-    if ddp.world > 1:
-        dist.barrier()
-
     d = config.data
     if dataset is None:
         dataset = ContextDataset.from_files(
@@ -271,6 +266,12 @@ def train(
         optim, _lr_lambda(total, config.optim.warmup_steps, config.optim.min_lr_ratio)
     )
 
+    # Only now, with the data read and the model built: a bad path or mismatched histories must
+    # not leave a run directory whose config.json would refuse the corrected rerun.
+    if ddp.main:
+        _prepare_run_dir(run_dir, config)
+    if ddp.world > 1:
+        dist.barrier()
     start = 0
     found = list_checkpoints(run_dir)
     if found:
