@@ -82,3 +82,17 @@ def test_cli_overrides_reach_the_config(
     capsys.readouterr()
     assert main(["generate", "--family", "AntDir", "--out", "x.h5", "--set", "nope"]) == 2
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "0"], "--tasks: Input should be greater than or equal to 1 (got 0)"),
+        (["--set", "lr=abc"], "--set lr (algorithm sac): Input should be a valid number"),
+        (["--set", "nosuch=1"], "--set nosuch (algorithm sac): Extra inputs are not permitted"),
+    ],
+)
+def test_cli_names_the_flag_of_an_invalid_field(args, message, capsys) -> None:
+    assert main(["generate", "--family", "ReacherGoal", "--out", "x.h5", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "generate --help" in err and "errors.pydantic.dev" not in err

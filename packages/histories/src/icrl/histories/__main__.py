@@ -41,6 +41,42 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# GenerateConfig fields set by their own flags (the rest come from --config or --set).
+_FLAGS = {
+    "family": "--family",
+    "steps_per_task": "--steps",
+    "k": "--k",
+    "n_envs": "--n-envs",
+    "seed": "--seed",
+    "tasks": "--tasks",
+    "workers": "--workers",
+    "device": "--device",
+    "backend": "--backend",
+}
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """pydantic's errors as one line per field, named as the user set it (flag or --set KEY)."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        if loc and loc[0] in _FLAGS:
+            where = _FLAGS[loc[0]]
+        elif len(loc) >= 3 and loc[0] == "algorithm":  # algorithm.<kind>.<field>
+            where = f"--set {'.'.join(loc[2:])} (algorithm {loc[1]})"
+        else:
+            where = ".".join(loc) or "the configuration"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 80 else got[:77] + "..."
+        lines.append(f"  {where}: {err['msg']} (got {got})")
+    return (
+        "error: invalid configuration:\n"
+        + "\n".join(lines)
+        + "\nsee `python -m icrl.histories generate --help` for the flags; --set takes the "
+        "algorithm's fields (its Config class in icrl.histories)"
+    )
+
+
 def build_config(args: argparse.Namespace) -> GenerateConfig:
     """The GenerateConfig that the parsed `generate` arguments describe."""
     data: dict[str, Any] = {}
@@ -150,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
         return 0
     except ValidationError as exc:
-        print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
+        print(describe_invalid(exc), file=sys.stderr)
         return 2
     except (HistoryFileError, ValueError, OSError) as exc:  # OSError: full/read-only --out dir
         print(f"error: {exc}", file=sys.stderr)
