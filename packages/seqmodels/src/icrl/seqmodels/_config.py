@@ -156,7 +156,7 @@ PAPER_CONFIGS: dict[str, MambaConfig | TransformerConfig] = {
     "transformer-12m": TransformerConfig(d_model=256, n_layers=9),
     "transformer-14m": TransformerConfig(d_model=416, n_layers=6),
 }
-"""The paper's backbone sizes by name."""
+"""The paper's backbone sizes by name, plus `mamba-12m-matched` (12M at Table 6's depth)."""
 
 PAPER_PARAM_COUNTS: dict[str, int] = {
     "mamba-6m": 6_000_000,
