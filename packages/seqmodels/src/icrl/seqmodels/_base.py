@@ -52,3 +52,12 @@ class SequenceModel(nn.Module, ABC):
                 f"{type(self).__name__}.{what}: expected a {shape} tensor with "
                 f"D = d_model = {self.d_model}, got shape {tuple(x.shape)}"
             )
+
+    def _check_step_input(self, x_t: Tensor, state_batch: int) -> None:
+        """x_t must be (B, D) with B the batch the state was made for."""
+        self._check_input(x_t, 2, "step")
+        if state_batch != x_t.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__}.step: state is for batch {state_batch}, x_t has batch "
+                f"{x_t.shape[0]}; make the state with init_state({x_t.shape[0]})"
+            )

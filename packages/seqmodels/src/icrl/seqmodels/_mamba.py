@@ -352,12 +352,7 @@ class MambaBackbone(SequenceModel):
 
     def step(self, x_t: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """One token per sequence, x_t (B, D) -> (y_t (B, D), state updated in place)."""
-        self._check_input(x_t, 2, "step")
-        if state.ssm.shape[1] != x_t.shape[0]:
-            raise ValueError(
-                f"MambaBackbone.step: state is for batch {state.ssm.shape[1]}, x_t has batch "
-                f"{x_t.shape[0]}; make the state with init_state({x_t.shape[0]})"
-            )
+        self._check_step_input(x_t, state.ssm.shape[1])
         h = x_t
         for i, layer in enumerate(self.layers):
             h = h + layer.mixer.step(_rms(layer.norm, h), state.conv[i], state.ssm[i])

@@ -219,12 +219,7 @@ class TransformerBackbone(SequenceModel):
 
     def step(self, x_t: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
         """One token per sequence, x_t (B, D) -> (y_t (B, D), KV cache updated in place)."""
-        self._check_input(x_t, 2, "step")
-        if state.k.shape[1] != x_t.shape[0]:
-            raise ValueError(
-                f"TransformerBackbone.step: state is for batch {state.k.shape[1]}, x_t has batch "
-                f"{x_t.shape[0]}; make the state with init_state({x_t.shape[0]})"
-            )
+        self._check_step_input(x_t, state.k.shape[1])
         if not state.graph_safe and state.length >= state.capacity:
             raise ValueError(
                 f"TransformerBackbone.step: the KV cache is full ({state.capacity} tokens); "
