@@ -33,6 +33,22 @@ def prox_penalty(model: nn.Module, anchor: nn.Module) -> torch.Tensor:
     return torch.stack(terms).sum()
 
 
+def _descend(
+    loss: torch.Tensor,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    anchor: nn.Module | None,
+    prox_coef: float,
+) -> torch.Tensor:
+    """One optimizer step on `loss`, plus the proximal pull toward `anchor` when given."""
+    if anchor is not None and prox_coef > 0:
+        loss = loss + prox_coef * prox_penalty(net, anchor)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 class MQLAgent:
     """Actor, twin critic, their targets and optimisers; one TD3 update at a time."""
 
@@ -104,12 +120,8 @@ class MQLAgent:
             q2, target, reduction="none"
         )
         loss = (per_sample if beta is None else per_sample * beta).mean()
-        if anchor is not None and prox_coef > 0:
-            loss = loss + prox_coef * prox_penalty(self.critic, anchor.critic)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        return loss.detach()
+        anchor_net = None if anchor is None else anchor.critic
+        return _descend(loss, self.critic, self.critic_opt, anchor_net, prox_coef)
 
     def actor_step(
         self,
@@ -123,12 +135,8 @@ class MQLAgent:
             batch["obs"], self.actor(batch["obs"], batch["hist"]), batch["hist"]
         )
         loss = -(q if beta is None else q * beta).mean()
-        if anchor is not None and prox_coef > 0:
-            loss = loss + prox_coef * prox_penalty(self.actor, anchor.actor)
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        return loss.detach()
+        anchor_net = None if anchor is None else anchor.actor
+        return _descend(loss, self.actor, self.actor_opt, anchor_net, prox_coef)
 
     @torch.no_grad()
     def polyak(self) -> None:
