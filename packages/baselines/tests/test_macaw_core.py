@@ -105,9 +105,13 @@ def test_returns_to_go_match_brute_force_across_boundaries() -> None:
     gamma = 0.9
     g, disc = _brute_force(reward, ends, gamma)
 
-    buf = build_macaw_buffer(
-        obs, np.zeros((15, 1)), reward, next_obs, terminated, truncated, episode, gamma=gamma
-    )
+    def build(**options):
+        return build_macaw_buffer(
+            obs, np.zeros((15, 1)), reward, next_obs, terminated, truncated, episode,
+            gamma=gamma, **options,
+        )  # fmt: skip
+
+    buf = build()
     np.testing.assert_allclose(buf.mc_return.numpy(), g, rtol=1e-5)
     expected_d = disc.copy()
     expected_d[5:8] = 0.0  # true termination: no bootstrap (our default)
@@ -116,30 +120,10 @@ def test_returns_to_go_match_brute_force_across_boundaries() -> None:
     np.testing.assert_array_equal(buf.terminal_obs.numpy(), next_obs[last])
     np.testing.assert_array_equal(buf.terminated.numpy(), np.repeat(term, lengths))
 
-    official = build_macaw_buffer(
-        obs,
-        np.zeros((15, 1)),
-        reward,
-        next_obs,
-        terminated,
-        truncated,
-        episode,
-        gamma=gamma,
-        official_terminal_bootstrap=True,
-    )
+    official = build(official_terminal_bootstrap=True)
     np.testing.assert_allclose(official.terminal_discount.numpy(), disc, rtol=1e-5)
 
-    skipped = build_macaw_buffer(
-        obs,
-        np.zeros((15, 1)),
-        reward,
-        next_obs,
-        terminated,
-        truncated,
-        episode,
-        gamma=gamma,
-        skip=7,
-    )
+    skipped = build(skip=7)
     np.testing.assert_allclose(skipped.mc_return.numpy(), g[::7], rtol=1e-5)
     np.testing.assert_array_equal(skipped.obs.numpy(), obs[::7])
 
