@@ -95,17 +95,9 @@ def build_config(args: argparse.Namespace) -> GenerateConfig:
             algo = {"kind": algo_kind}
         algo.update(overrides)
         data["algorithm"] = algo
-    for field, value in (
-        ("steps_per_task", args.steps),
-        ("k", args.k),
-        ("n_envs", args.n_envs),
-        ("seed", args.seed),
-        ("tasks", args.tasks),
-        ("workers", args.workers),
-        ("device", args.device),
-        ("backend", args.backend),
-    ):
-        if value is not None:
+    for field, flag in _FLAGS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if field != "family" and value is not None:
             data[field] = value
     if args.no_progress:
         data["progress"] = False
