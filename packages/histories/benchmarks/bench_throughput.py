@@ -51,9 +51,9 @@ def measure(algo: str, steps: int, record: bool) -> dict[str, float]:
     hook_time = [0.0]
     original = rec_mod.HistoryRecorder.tianshou_hook
 
-    def timed(self: Any, a: Any, b: Any) -> None:
+    def timed(self: Any, a: Any, b: Any, mean_action: Any) -> None:
         t = time.perf_counter()
-        original(self, a, b)
+        original(self, a, b, mean_action)
         hook_time[0] += time.perf_counter() - t
 
     def progress(n: int) -> None:

@@ -40,3 +40,49 @@ def tiny_config(**overrides: Any) -> GenerateConfig:
 def make_config() -> Any:
     """The `tiny_config` factory (test modules cannot import conftest in importlib mode)."""
     return tiny_config
+
+
+def initial_mean_action(config: GenerateConfig, index: int, obs: Any) -> Any:
+    """The deterministic action (env units) of task `index`'s policy as initialised, at `obs`.
+
+    Rebuilds the untrained policy from the task seed (Tianshou: the reference learner's own
+    builders after its seeding; batched: the stacked nets from the task's generator) and maps
+    tanh(loc) (SAC/DroQ) or clip(loc) (PPO) to the action box, independently of the recorder.
+    """
+    import numpy as np
+    import torch
+
+    from icrl.histories import PPOConfig, TaskSpec, _envs
+    from icrl.histories._generate import task_seed
+    from icrl.histories._learners import _build, seed_everything
+
+    task = _envs.train_tasks(config.family, index + 1)[index]
+    env = _envs.make_env(config.family, task)
+    box = env.action_space
+    env.close()
+    seed = task_seed(config.seed, index)
+    algo = config.algorithm
+    ppo = isinstance(algo, PPOConfig)
+    obs_t = torch.as_tensor(np.asarray(obs, np.float32))
+    with torch.no_grad():
+        if config.backend == "tianshou":
+            spec = TaskSpec(config.family, task, index, seed, config.steps_per_task, 1, algo)
+            seed_everything(seed)
+            loc = _build(spec, env.observation_space, box)[0].policy.actor(obs_t)[0][0]
+        elif ppo:
+            from icrl.histories._batched_ppo import BatchedPPO
+
+            loc = BatchedPPO(algo, obs_t.shape[1], box.shape[0], [seed]).dist(obs_t[None])[0][0]
+        else:
+            from icrl.histories._batched_sac import BatchedSAC
+
+            loc = BatchedSAC(algo, obs_t.shape[1], box.shape[0], [seed]).actor._heads(obs_t[None])
+            loc = loc[0][0]
+    raw = np.clip(loc.numpy(), -1, 1) if ppo else np.tanh(loc.numpy())
+    return box.low + (box.high - box.low) * (raw + 1.0) / 2.0
+
+
+@pytest.fixture(scope="session")
+def policy_mean() -> Any:
+    """The `initial_mean_action` function."""
+    return initial_mean_action

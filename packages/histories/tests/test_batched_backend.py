@@ -21,6 +21,7 @@ def _random_stream(rng: np.random.Generator, t: int, v: int, n: int) -> dict[str
     return {
         "obs": rng.normal(size=(*shape, 3)).astype(np.float32),
         "action": rng.normal(size=(*shape, 2)).astype(np.float32),
+        "mean_action": rng.normal(size=(*shape, 2)).astype(np.float32),
         "reward": rng.normal(size=shape),
         "next_obs": rng.normal(size=(*shape, 3)).astype(np.float32),
         "terminated": rng.random(shape) < 0.04,
@@ -38,13 +39,16 @@ def test_stream_recorder_matches_history_recorder(k: int) -> None:
     refs = [HistoryRecorder(n, k, 3, 2) for _ in range(t)]
     fields = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
     for i in range(v):
-        stream.record(*(s[f][i] for f in fields), warmup=bool(s["warm"][i]))
+        mean = s["mean_action"][i]
+        stream.record(*(s[f][i] for f in fields), warmup=bool(s["warm"][i]), mean_action=mean)
         for task, ref in enumerate(refs):
             ref.warmup = bool(s["warm"][i])
-            ref.record_step(*(s[f][i][task * n : (task + 1) * n] for f in fields))
+            rows = slice(task * n, (task + 1) * n)
+            ref.record_step(*(s[f][i][rows] for f in fields), mean_action=mean[rows])
     for task, ref in enumerate(refs):
         trans, eps, unfinished = stream.task_history(task, k)
         want_trans, want_eps = ref.result()
+        assert set(trans) == set(want_trans) and "mean_action" in trans
         assert len(eps["return"]) > 10
         assert unfinished == ref.unfinished_transitions()
         for name, want in [*want_trans.items(), *want_eps.items()]:
@@ -84,12 +88,23 @@ def test_replay_samples_only_stored_rows() -> None:
     assert torch.all(batch.rew[1] == 1) and torch.all(batch.rew[0] == 0)
 
 
-def test_generate_batched_file_reads_like_reference(tmp_path: Any, make_config: Any) -> None:
+def test_generate_batched_file_reads_like_reference(
+    tmp_path: Any, make_config: Any, policy_mean: Any
+) -> None:
     """Same layout and attributes as the per-task backend's file, except `backend`."""
     files = {}
     for backend in ("tianshou", "batched"):
         cfg: GenerateConfig = make_config(backend=backend)
         files[backend] = generate(cfg, tmp_path / f"{backend}.h5")
+        hf = HistoryFile(files[backend])
+        for i, name in enumerate(hf.tasks):
+            h = hf.history(name)
+            # mean_action: in the box, the untrained policy's in warm-up, the samples' centre after
+            assert h.mean_action is not None and np.all(np.abs(h.mean_action) <= 1.0)
+            want = policy_mean(cfg, i, h.obs[h.warmup])
+            np.testing.assert_allclose(h.mean_action[h.warmup], want, atol=1e-5, rtol=0)
+            noise = hf.exploration_noise(name)
+            assert noise is not None and noise > 1e-3
     ref, bat = HistoryFile(files["tianshou"]), HistoryFile(files["batched"])
     assert ref.tasks == bat.tasks
     for name in ref.tasks:
@@ -137,6 +152,10 @@ def test_ppo_and_droq_generate(tmp_path: Any, make_config: Any) -> None:
         for task in hf.tasks:
             returns, lengths = hf.episode_returns(task)
             assert lengths.sum() == 2 * (steps // 2 // 50 * 50) and np.isfinite(returns).all()
+            h = hf.history(task)
+            assert h.mean_action is not None and np.all(np.abs(h.mean_action) <= 1.0)
+            assert h.mean_action.shape == h.action.shape
+            assert ((h.action - h.mean_action) ** 2).sum(1).mean() > 1e-3
 
 
 def test_tasks_split_over_devices_give_the_same_file_layout(

@@ -40,8 +40,8 @@ def _same_files(a: Path, b: Path) -> None:
                     assert np.array_equal(x, y), f"{name}/{sub}/{key}"
 
 
-def test_generate_records_the_whole_run(reference: tuple[Path, Any]) -> None:
-    path, _ = reference
+def test_generate_records_the_whole_run(reference: tuple[Path, Any], policy_mean: Any) -> None:
+    path, config = reference
     assert not parts_dir(path).exists()
     hf = HistoryFile(path)
     assert hf.tasks == ["task_000", "task_001", "task_002"]
@@ -70,6 +70,18 @@ def test_generate_records_the_whole_run(reference: tuple[Path, Any]) -> None:
         same = h.episode[1:] == h.episode[:-1]
         assert np.array_equal(h.next_obs[:-1][same], h.obs[1:][same])
         assert np.all(np.abs(h.action) <= 1.0)
+        # the policy's deterministic action beside the executed one: in the box; in warm-up the
+        # untrained policy's; afterwards the (trained) policy's mean, which the samples scatter
+        # around
+        assert h.mean_action.shape == h.action.shape and np.all(np.abs(h.mean_action) <= 1.0)
+        index = meta["task_index"]
+        want = policy_mean(config, index, h.obs[h.warmup])
+        np.testing.assert_allclose(h.mean_action[h.warmup], want, atol=1e-5, rtol=0)
+        learning = ~h.warmup
+        noise = ((h.action - h.mean_action)[learning] ** 2).sum(1)
+        differs = np.any(h.action[learning] != h.mean_action[learning], axis=1)
+        assert noise.mean() > 1e-3 and differs.mean() > 0.9  # (tanh saturates to +-1 at times)
+        assert np.isclose(hf.exploration_noise(name), noise.mean(dtype=np.float64), rtol=1e-5)
         returns, _ = hf.episode_returns(name)
         assert np.isclose(returns[0], h.reward[:50].sum(dtype=np.float64), atol=1e-4)
         assert np.isclose(returns[2], h.reward[50:].sum(dtype=np.float64), atol=1e-4)
@@ -150,6 +162,9 @@ def test_ppo_and_droq_record_every_step(make_config: Any, algorithm: dict[str, A
     assert len(record.transitions["reward"]) == finished  # k = 1 keeps every episode
     warm = record.transitions["warmup"].sum()
     assert warm == (40 if algorithm["kind"] == "droq" else 0)
+    act, mean = record.transitions["action"], record.transitions["mean_action"]
+    assert mean.shape == act.shape and mean.dtype == np.float32 and np.all(np.abs(mean) <= 1.0)
+    assert ((act - mean) ** 2).sum(1).mean() > 1e-3
     assert record.attrs["hyperparameters"]["kind"] == algorithm["kind"]
 
 

@@ -30,7 +30,8 @@ def _drive(
                 done[i] = True
         act = obs[:, :2] * 0.5
         rew = np.full(n, 1.0) + np.arange(n)
-        recorder.record_step(obs, act, rew, nxt, np.zeros(n, bool), done)
+        mean = np.tanh(act) - 0.25  # stands for the policy's deterministic action
+        recorder.record_step(obs, act, rew, nxt, np.zeros(n, bool), done, mean_action=mean)
         for i in range(n):
             t[i] += 1
             if done[i]:
@@ -51,6 +52,9 @@ def test_episodes_are_ordered_by_finishing_step_then_env_index() -> None:
     assert np.all(trans["obs"][:, 0] == np.repeat(eps["env_index"], eps["length"]))
     assert np.array_equal(trans["step"], np.concatenate([np.arange(n) for n in eps["length"]]))
     assert np.array_equal(eps["first_row"], np.concatenate([[0], np.cumsum(eps["length"])[:-1]]))
+    # the deterministic action travels with its transition
+    assert trans["mean_action"].dtype == np.float32 and trans["mean_action"].shape == (23, 2)
+    np.testing.assert_allclose(trans["mean_action"], np.tanh(trans["action"]) - 0.25, rtol=1e-6)
     # within an episode, next_obs[t] is the observation of step t + 1
     same = trans["episode"][1:] == trans["episode"][:-1]
     assert np.array_equal(trans["next_obs"][:-1][same], trans["obs"][1:][same])
@@ -93,6 +97,13 @@ def test_unfinished_transitions_are_counted_and_dropped() -> None:
     trans, _ = rec.result()
     assert rec.unfinished_transitions() == 2
     assert len(trans["reward"]) == 3 + 3 + 4
+
+
+def test_mean_action_is_required() -> None:
+    rec = HistoryRecorder(n_envs=1, k=1, obs_dim=1, act_dim=1)
+    with pytest.raises(TypeError, match="mean_action"):
+        rec.record_step(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)),
+                        np.zeros(1, bool), np.zeros(1, bool))  # fmt: skip
 
 
 def test_bad_k_is_refused() -> None:

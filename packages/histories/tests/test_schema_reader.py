@@ -32,6 +32,7 @@ def _record(seed: int = 0, k: int = 2) -> TaskRecord:
             rng.normal(size=(2, 4)),
             np.zeros(2, bool),
             done,
+            mean_action=rng.uniform(-0.5, 0.5, size=(2, 2)),
         )
         left = np.where(done, rng.integers(3, 9, size=2), left - 1)
     trans, eps = rec.result()
@@ -77,6 +78,8 @@ def test_layout_is_plain_hdf5(hfile: tuple[Path, TaskRecord]) -> None:
         n = len(record.transitions["reward"])
         assert t["obs"].shape == (n, 4) and t["obs"].dtype == np.float32
         assert t["action"].shape == (n, 2)
+        assert t["mean_action"].shape == (n, 2) and t["mean_action"].dtype == np.float32
+        assert g.attrs["schema_version"] == 2
         assert t["terminated"].dtype == np.bool_ and t["episode"].dtype == np.int64
         for name in ("obs", "reward", "episode"):
             assert t[name].compression == "gzip" and t[name].chunks is not None
@@ -206,3 +209,88 @@ def test_incomplete_and_unknown_tasks(hfile: tuple[Path, TaskRecord]) -> None:
         f["task_000"].attrs["complete"] = False
     with pytest.raises(HistoryFileError, match="not complete"):
         HistoryFile(path).history("task_000")
+
+
+def _downgrade_to_schema_1(path: Path) -> None:
+    """What a file written before schema 2 looks like: no transitions/mean_action, version 1."""
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = 1
+        for name in f:
+            del f[name]["transitions/mean_action"]
+            f[name].attrs["schema_version"] = 1
+
+
+def test_schema_1_files_still_read_with_mean_action_none(
+    hfile: tuple[Path, TaskRecord], tmp_path: Path
+) -> None:
+    path, record = hfile
+    hf = HistoryFile(path)
+    assert hf.has_mean_action("task_000")
+    assert np.array_equal(hf.history("task_000").mean_action, record.transitions["mean_action"])
+    learning = ~record.transitions["warmup"]
+    diff = record.transitions["action"][learning] - record.transitions["mean_action"][learning]
+    noise = hf.exploration_noise("task_000")
+    assert noise is not None and np.isclose(noise, (diff.astype(np.float64) ** 2).sum(1).mean())
+    hf.close()
+
+    old = tmp_path / "v1.h5"
+    shutil.copy(path, old)
+    _downgrade_to_schema_1(old)
+    hf = HistoryFile(old)
+    assert hf.attrs["schema_version"] == 1 and hf.meta("task_000")["schema_version"] == 1
+    assert not hf.has_mean_action("task_000") and hf.exploration_noise("task_000") is None
+    h = hf.history("task_000")
+    assert h.mean_action is None
+    for name, value in record.transitions.items():
+        if name != "mean_action":
+            assert np.array_equal(getattr(h, name), value), name
+    w = hf.window("task_000", 3, 10)
+    assert w.mean_action is None and np.array_equal(w.action, h.action[3:13])
+
+
+def test_schema_2_requires_a_well_formed_mean_action(
+    hfile: tuple[Path, TaskRecord], tmp_path: Path
+) -> None:
+    path, record = hfile
+    n = len(record.transitions["reward"])
+    bad = {
+        "missing": None,
+        "float64": np.zeros((n, 2), np.float64),
+        "width": np.zeros((n, 3), np.float32),
+        "flat": np.zeros(n, np.float32),
+        "short": np.zeros((n - 1, 2), np.float32),
+    }
+    want = {
+        "missing": r"missing dataset 'transitions/mean_action'",
+        "float64": r"transitions/mean_action' is float64 \(\d+, 2\); the schema wants float32",
+        "width": r"mean_action' is float32 \(\d+, 3\); the schema wants float32 \(T, 2\)",
+        "flat": r"transitions/mean_action' is float32 \(\d+,\)",
+        "short": r"different lengths",
+    }
+    for case, data in bad.items():
+        other = tmp_path / f"{case}.h5"
+        shutil.copy(path, other)
+        with h5py.File(other, "a") as f:
+            del f["task_000/transitions/mean_action"]
+            if data is not None:
+                f["task_000/transitions"].create_dataset("mean_action", data=data)
+        with pytest.raises(
+            HistoryFileError, match=rf"{case}\.h5 \(task 'task_000'\).*{want[case]}"
+        ):
+            HistoryFile(other).history("task_000")
+        if data is not None:  # a malformed mean_action is refused in a schema-1 file too
+            with h5py.File(other, "a") as f:
+                f.attrs["schema_version"] = f["task_000"].attrs["schema_version"] = 1
+            with pytest.raises(HistoryFileError, match=want[case]):
+                HistoryFile(other).history("task_000")
+
+
+def test_a_committed_part_of_schema_1_is_redone(tmp_path: Path, make_config: Any) -> None:
+    from icrl.histories._generate import _valid_part
+
+    part = tmp_path / "task_000.h5"
+    write_task_file(part, make_config(), 0, _record())
+    assert _valid_part(part, "task_000")
+    _downgrade_to_schema_1(part)
+    assert HistoryFile(part).history("task_000").mean_action is None  # readable, but
+    assert not _valid_part(part, "task_000")  # not merged into a schema-2 file

@@ -112,15 +112,22 @@ def _info(path: str) -> None:
     print(
         f"{path}: family {attrs['family']}, env {attrs['env_id']}, schema {attrs['schema_version']}"
     )
-    print(f"{'task':<10} {'algo':<5} {'k':>3} {'episodes':>8} {'kept rows':>9}  last return  task")
+    print(
+        f"{'task':<10} {'algo':<5} {'k':>3} {'episodes':>8} {'kept rows':>9}  last return  "
+        "|a-mu|^2  task"
+    )
     for name in hf.tasks:
         meta = hf.meta(name)
         returns, _ = hf.episode_returns(name)
         last = f"{returns[-1]:11.2f}" if len(returns) else "        n/a"
+        noise = hf.exploration_noise(name)
+        floor = f"{noise:8.4f}" if noise is not None else "     n/a"
         print(
             f"{name:<10} {meta['algorithm']:<5} {meta['k']:>3} {meta['n_episodes']:>8} "
-            f"{hf.n_transitions(name):>9}  {last}  {json.dumps(meta['task'])}"
+            f"{hf.n_transitions(name):>9}  {last}  {floor}  {json.dumps(meta['task'])}"
         )
+    print("|a-mu|^2: mean squared distance of the executed action from the policy's deterministic")
+    print("one over kept non-warm-up rows (the exploration-noise floor; n/a before schema 2)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,15 +135,29 @@ def _off_policy_loop(
     obs = pool.reset().copy()
     for v in range(spec.steps // n):
         warm = v < warm_v
+        obs_d = _to(device, obs, t, n, o)
         if warm:
+            # the untrained policy's deterministic action, recorded beside the random one
+            mean = model.act(obs_d, deterministic=True).view(t * n, a).cpu().numpy()
             sh = pool.step(None)
             env_act = sh.act.copy()
             pol_act = pool.from_env(env_act)
         else:
-            pol_act = model.act(_to(device, obs, t, n, o)).view(t * n, a).cpu().numpy()
+            sample, mean_d = model.act_and_mean(obs_d)
+            both = torch.stack([sample, mean_d]).view(2, t * n, a).cpu().numpy()
+            pol_act, mean = both[0], both[1]
             env_act = pool.to_env(pol_act)
             sh = pool.step(env_act)
-        rec.record(obs, env_act, sh.rew, sh.next_obs, sh.terminated, sh.truncated, warm)
+        rec.record(
+            obs,
+            env_act,
+            sh.rew,
+            sh.next_obs,
+            sh.terminated,
+            sh.truncated,
+            warm,
+            mean_action=pool.to_env(mean),
+        )
         rows = replay.pack(obs, pol_act, sh.rew, sh.next_obs, sh.terminated)
         replay.add(_to(device, rows, t, n, -1))
         obs = sh.obs.copy()
@@ -175,10 +189,21 @@ def _ppo_loop(
     obs = pool.reset().copy()
     for _ in range(spec.steps // (n * length)):
         for i in range(length):
-            raw = model.act(_to(device, obs, t, n, o)).view(t * n, a).cpu().numpy()
+            sample, mean_d = model.act_and_mean(_to(device, obs, t, n, o))
+            both = torch.stack([sample, mean_d]).view(2, t * n, a).cpu().numpy()
+            raw, mean = both[0], both[1]
             env_act = pool.to_env(np.clip(raw, -1.0, 1.0))  # action_bound_method="clip"
             sh = pool.step(env_act)
-            rec.record(obs, env_act, sh.rew, sh.next_obs, sh.terminated, sh.truncated, False)
+            rec.record(
+                obs,
+                env_act,
+                sh.rew,
+                sh.next_obs,
+                sh.terminated,
+                sh.truncated,
+                False,
+                mean_action=pool.to_env(np.clip(mean, -1.0, 1.0)),
+            )
             done = sh.terminated | sh.truncated
             rows = np.concatenate(
                 [TaskReplay.pack(obs, raw, sh.rew, sh.next_obs, sh.terminated), done[:, None]],

@@ -144,9 +144,25 @@ class StackedActor(nn.Module):
 
         `noise` (T, B, A) replaces the standard-normal draw of the reparameterised sample.
         """
+        mu, log_sigma = self._heads(obs)
+        return self._squashed(mu, log_sigma, noise, deterministic)
+
+    def sample_and_mean(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the action `forward(obs)` samples, the deterministic action tanh(mu)), one pass."""
+        mu, log_sigma = self._heads(obs)
+        return self._squashed(mu, log_sigma, None, False)[0], torch.tanh(mu)
+
+    def _heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
-        mu = self.mu(h)
-        log_sigma = torch.clamp(self.sigma(h), SIGMA_MIN, SIGMA_MAX)
+        return self.mu(h), torch.clamp(self.sigma(h), SIGMA_MIN, SIGMA_MAX)
+
+    def _squashed(
+        self,
+        mu: torch.Tensor,
+        log_sigma: torch.Tensor,
+        noise: torch.Tensor | None,
+        deterministic: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if deterministic:
             u = mu
             eps = torch.zeros_like(mu)

@@ -88,8 +88,13 @@ class BatchedPPO(torch.nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """A sample of the (unbounded) policy for obs (T, N, O)."""
+        return self.act_and_mean(obs)[0]
+
+    @torch.no_grad()
+    def act_and_mean(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a sample of the unbounded policy, its mean) for obs (T, N, O), from one actor pass."""
         mu, log_std = self.dist(obs)
-        return mu + torch.randn_like(mu) * log_std.exp()
+        return mu + torch.randn_like(mu) * log_std.exp(), mu
 
     @torch.no_grad()
     def advantages(

@@ -24,6 +24,7 @@ class StreamRecorder:
         self.obs = np.zeros((*shape, obs_dim), np.float32)
         self.next_obs = np.zeros((*shape, obs_dim), np.float32)
         self.action = np.zeros((*shape, act_dim), np.float32)
+        self.mean_action = np.zeros((*shape, act_dim), np.float32)
         self.reward = np.zeros(shape, np.float64)
         self.terminated = np.zeros(shape, np.bool_)
         self.truncated = np.zeros(shape, np.bool_)
@@ -40,12 +41,18 @@ class StreamRecorder:
         terminated: np.ndarray,
         truncated: np.ndarray,
         warmup: bool,
+        *,
+        mean_action: np.ndarray,
     ) -> None:
-        """One vector step of every task; rows ordered (task, env), T * N of them."""
+        """One vector step of every task; rows ordered (task, env), T * N of them.
+
+        `mean_action` is the policy's deterministic action, in the units of `action`.
+        """
         v, t, n = self.vsteps, self.n_tasks, self.n_envs
         self.obs[:, v] = obs.reshape(t, n, self.obs_dim)
         self.next_obs[:, v] = next_obs.reshape(t, n, self.obs_dim)
         self.action[:, v] = action.reshape(t, n, self.act_dim)
+        self.mean_action[:, v] = mean_action.reshape(t, n, self.act_dim)
         self.reward[:, v] = reward.reshape(t, n)
         self.terminated[:, v] = terminated.reshape(t, n)
         self.truncated[:, v] = truncated.reshape(t, n)
@@ -90,6 +97,7 @@ class StreamRecorder:
             if keep:
                 kept["obs"].append(self.obs[task, span, e])
                 kept["action"].append(self.action[task, span, e])
+                kept["mean_action"].append(self.mean_action[task, span, e])
                 kept["reward"].append(rewards.astype(np.float32))
                 kept["next_obs"].append(self.next_obs[task, span, e])
                 kept["terminated"].append(self.terminated[task, span, e])

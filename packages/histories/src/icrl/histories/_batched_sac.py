@@ -90,6 +90,12 @@ class BatchedSAC(torch.nn.Module):
         """Squashed actions in [-1, 1] for obs (T, N, O)."""
         return self.actor(obs, deterministic=deterministic)[0]
 
+    @torch.no_grad()
+    def act_and_mean(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a sampled action, the deterministic action tanh(mu)), both in [-1, 1], for obs
+        (T, N, O), from one actor pass; the sample is `act(obs)`'s (same random draw)."""
+        return self.actor.sample_and_mean(obs)
+
     def _noise(self, noise_fn: NoiseFn | None, shape: tuple[int, ...]) -> torch.Tensor | None:
         return None if noise_fn is None else noise_fn(shape)
 

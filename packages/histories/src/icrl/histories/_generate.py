@@ -33,6 +33,7 @@ from icrl.histories._config import GenerateConfig, config_differences
 from icrl.histories._learners import BACKENDS, TaskSpec
 from icrl.histories._recorder import HistoryRecorder
 from icrl.histories._schema import (
+    SCHEMA_VERSION,
     HistoryFileError,
     TaskRecord,
     check_root,
@@ -297,12 +298,16 @@ def _finished_file(path: Path, config: GenerateConfig, names: list[str]) -> bool
 
 
 def _valid_part(path: Path, name: str) -> bool:
+    """A committed task file this run can merge (readable, complete, of the current schema: a part
+    left by an older version lacks newer fields, and is redone rather than merged)."""
     try:
         with h5py.File(path, "r") as f:
             check_root(f, path)
             if name not in f:
                 return False
             check_task(f[name], path, name)
+            if int(f[name].attrs["schema_version"]) != SCHEMA_VERSION:
+                return False
             return bool(f.attrs.get("complete", False))
     except (OSError, HistoryFileError):
         return False
@@ -396,7 +401,8 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
         if part.exists():
             # Only renamed-into-place files live here, so this one was damaged after its commit.
             warnings.warn(
-                f"{part} is unreadable or incomplete; task {names[i]} will be generated again",
+                f"{part} is unreadable or incomplete (or of an older schema version); task "
+                f"{names[i]} will be generated again",
                 stacklevel=2,
             )
             part.unlink()

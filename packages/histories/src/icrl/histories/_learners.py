@@ -39,8 +39,10 @@ class Learner(ABC):
     """A backend that runs a source algorithm on one task and feeds every vector step to a recorder.
 
     Every backend must call `recorder.record_step` once per vector-env step (warm-up included, with
-    `recorder.warmup` set during it) and must be deterministic given `spec.task_seed`, so files
-    from different backends have the same meaning; `name` is recorded in the file.
+    `recorder.warmup` set during it), passing the executed action and the policy's deterministic
+    action (`mean_action`, in env units; in warm-up the current policy's), and must be
+    deterministic given `spec.task_seed`, so files from different backends have the same meaning;
+    `name` is recorded in the file.
     """
 
     name: str
@@ -122,10 +124,14 @@ class TianshouLearner(Learner):
             obs_space = venv.observation_space[0]
             act_space = venv.action_space[0]
             algo, params = _build(spec, obs_space, act_space)
+            mean_action = DeterministicAction(
+                algo.policy, squash=not isinstance(spec.algorithm, PPOConfig)
+            )
 
             def hook(action_batch: Any, rollout_batch: Any) -> None:
                 if recorder is not None:
-                    recorder.tianshou_hook(action_batch, rollout_batch)
+                    mu = mean_action(action_batch, rollout_batch)
+                    recorder.tianshou_hook(action_batch, rollout_batch, mu)
                 if progress is not None:
                     progress(len(rollout_batch.rew))
 
@@ -151,6 +157,33 @@ class TianshouLearner(Learner):
             trainer.run(reset_collectors=False)
         finally:
             venv.close()
+
+
+class DeterministicAction:
+    """The deterministic action of a Tianshou policy at each collector step, in env units.
+
+    The collector hands the step hook the policy's output distribution (`action_batch.dist`, a
+    Normal of the actor's loc and scale, computed in the same forward pass as the executed
+    action). The deterministic action is its loc, squashed by tanh for SAC/DroQ (`squash`: their
+    raw action is the tanh of a sample), then mapped to the env's action box by the policy's own
+    `map_action` (SAC: scaling; PPO: clipping to [-1, 1], then scaling), exactly as the executed
+    action is. Random warm-up steps do not run the policy; there the actor is run on the step's
+    observations (loc only: no sampling, so the random streams stay those of the run without it).
+    """
+
+    def __init__(self, policy: Any, squash: bool) -> None:
+        self.policy, self.squash = policy, squash
+
+    def __call__(self, action_batch: Any, rollout_batch: Any) -> np.ndarray:
+        dist = action_batch.get("dist", None)
+        with torch.no_grad():
+            if dist is None:
+                (loc, _), _ = self.policy.actor(rollout_batch.obs)
+            else:
+                loc = dist.mean
+            if self.squash:
+                loc = torch.tanh(loc)
+        return np.asarray(self.policy.map_action(loc.detach().cpu().numpy()), dtype=np.float32)
 
 
 class _EnvFn:

@@ -13,6 +13,7 @@ import numpy as np
 from icrl.histories._schema import (
     EPISODES,
     TRANSITION_FIELDS,
+    TRANSITION_FIELDS_SINCE,
     TRANSITIONS,
     HistoryFileError,
     check_root,
@@ -25,7 +26,10 @@ from icrl.histories._schema import (
 class History:
     """One task's kept (k-downsampled) transitions, in the order of the learning run.
 
-    `action` is the action sent to the environment. `episode` is the index of the transition's
+    `action` is the action sent to the environment; `mean_action` the action the source's policy
+    would have taken deterministically at `obs`, in the same units (E||action - mean_action||^2
+    is its exploration noise). `mean_action` is None for files of schema version 1, which
+    predate it. `episode` is the index of the transition's
     episode in the full, un-downsampled stream (so consecutive kept episodes differ by k);
     `step` is the step inside that episode; `warmup` flags the source algorithm's random
     warm-up steps. A window cut from a history is again a History.
@@ -40,6 +44,8 @@ class History:
     episode: np.ndarray
     step: np.ndarray
     warmup: np.ndarray
+    mean_action: np.ndarray | None = None
+    """(T, act_dim) float32; None when the file predates schema version 2."""
     task: Any = None
     family: str = ""
     name: str = ""
@@ -158,6 +164,27 @@ class HistoryFile:
         meta = self.meta(name)
         return _task_value(meta["family"], meta["task"])
 
+    def has_mean_action(self, name: str) -> bool:
+        """Whether a task records the policy's deterministic action (files of schema >= 2)."""
+        return f"{TRANSITIONS}/mean_action" in self._group(name)
+
+    def exploration_noise(self, name: str) -> float | None:
+        """Mean of ||action - mean_action||^2 over the task's kept non-warm-up transitions: the
+        source's exploration-noise floor (None for schema-1 files or when no such row is kept)."""
+        if not self.has_mean_action(name):
+            return None
+        group = self._group(name)
+        try:
+            learning = ~group[f"{TRANSITIONS}/warmup"][()]
+            act = group[f"{TRANSITIONS}/action"][()][learning]
+            mean = group[f"{TRANSITIONS}/mean_action"][()][learning]
+        except (OSError, KeyError) as exc:
+            raise HistoryFileError(self.path, f"unreadable transitions ({exc})", task=name) from exc
+        if not len(act):
+            return None
+        diff = act.astype(np.float64) - mean.astype(np.float64)
+        return float((diff**2).sum(axis=1).mean())
+
     def n_transitions(self, name: str) -> int:
         """Number of kept transitions of a task."""
         return int(self._group(name)[f"{TRANSITIONS}/reward"].shape[0])
@@ -236,7 +263,10 @@ class HistoryFile:
         arrays: dict[str, np.ndarray] = {}
         try:
             for key, (dtype, _) in TRANSITION_FIELDS.items():
-                arrays[key] = np.asarray(group[f"{TRANSITIONS}/{key}"][rows], dtype=dtype)
+                path = f"{TRANSITIONS}/{key}"
+                if key in TRANSITION_FIELDS_SINCE and path not in group:
+                    continue  # an older schema's file (check_task allowed it): the field is None
+                arrays[key] = np.asarray(group[path][rows], dtype=dtype)
         except (OSError, KeyError) as exc:
             raise HistoryFileError(self.path, f"unreadable transitions ({exc})", task=name) from exc
         return History(

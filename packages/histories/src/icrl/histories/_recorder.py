@@ -13,7 +13,9 @@ class HistoryRecorder:
     """Turns the vector-env step stream of a learning run into an ordered, k-downsampled history.
 
     Call `record_step` once per vector-env step with one row per stepped env (any backend can
-    feed it); `tianshou_hook` adapts it to Tianshou's `Collector(on_step_hook=...)`. Episodes are
+    feed it), with the executed action and the policy's deterministic action (`mean_action`, in
+    the same env units); `tianshou_hook` adapts it to Tianshou's `Collector(on_step_hook=...)`.
+    Episodes are
     numbered in the order in which they finish (vector step, then env index); episode e keeps its
     transitions iff e % k == 0, while return and length are kept for every episode.
     """
@@ -45,12 +47,19 @@ class HistoryRecorder:
         terminated: np.ndarray,
         truncated: np.ndarray,
         env_index: np.ndarray | None = None,
+        *,
+        mean_action: np.ndarray,
     ) -> None:
-        """Record one vector step: row i is a transition of env `env_index[i]` (default: i)."""
+        """Record one vector step: row i is a transition of env `env_index[i]` (default: i).
+
+        `action` is the action sent to the env, `mean_action` the action the policy would take
+        deterministically at `obs` (same units: after the same squashing, clipping and scaling).
+        """
         envs = np.arange(len(reward)) if env_index is None else np.asarray(env_index)
         obs = np.asarray(obs, dtype=np.float32).reshape(len(envs), self.obs_dim)
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(len(envs), self.obs_dim)
         action = np.asarray(action, dtype=np.float32).reshape(len(envs), self.act_dim)
+        mean = np.asarray(mean_action, dtype=np.float32).reshape(len(envs), self.act_dim)
         reward = np.asarray(reward, dtype=np.float64).reshape(len(envs))
         terminated = np.asarray(terminated, dtype=bool).reshape(len(envs))
         truncated = np.asarray(truncated, dtype=bool).reshape(len(envs))
@@ -58,7 +67,16 @@ class HistoryRecorder:
         warm = bool(self.warmup)
         for i, env in enumerate(envs.tolist()):
             self._open[env].append(
-                (obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i], warm)
+                (
+                    obs[i],
+                    action[i],
+                    reward[i],
+                    next_obs[i],
+                    terminated[i],
+                    truncated[i],
+                    warm,
+                    mean[i],
+                )
             )
             if terminated[i] or truncated[i]:
                 done_envs.append(env)
@@ -89,6 +107,7 @@ class HistoryRecorder:
                 {
                     "obs": np.stack([r[0] for r in rows]),
                     "action": np.stack([r[1] for r in rows]),
+                    "mean_action": np.stack([r[7] for r in rows]),
                     "reward": rewards.astype(np.float32),
                     "next_obs": np.stack([r[3] for r in rows]),
                     "terminated": np.array([r[4] for r in rows], dtype=bool),
@@ -100,8 +119,12 @@ class HistoryRecorder:
             )
             self._rows += n
 
-    def tianshou_hook(self, action_batch: Any, rollout_batch: Any) -> None:
-        """`Collector(on_step_hook=...)` adapter; records the action actually sent to the env."""
+    def tianshou_hook(self, action_batch: Any, rollout_batch: Any, mean_action: np.ndarray) -> None:
+        """`Collector(on_step_hook=...)` adapter; records the action actually sent to the env.
+
+        `mean_action` is the policy's deterministic action in env units; the collector's batches
+        do not hold it in that form (the learner derives it from `action_batch.dist`).
+        """
         info = rollout_batch.info
         env_index = info.get("env_id", None)
         self.record_step(
@@ -112,6 +135,7 @@ class HistoryRecorder:
             rollout_batch.terminated,
             rollout_batch.truncated,
             env_index,
+            mean_action=mean_action,
         )
 
     def unfinished_transitions(self) -> int:

@@ -1,6 +1,6 @@
 """The HDF5 layout of a learning-history file: the one place that knows dataset and attribute names.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     /                                   attrs: format, schema_version, family, env_id,
                                                episode_order, generate_config (JSON), complete
@@ -10,12 +10,21 @@ Layout (schema version 1)::
                schema_version, episode_order, n_episodes, n_transitions_total,
                n_transitions_kept, n_unfinished_transitions, complete (written last)
         transitions/                    the kept (k-downsampled) episodes, one row per transition
-            obs (T, obs_dim) f32, action (T, act_dim) f32, reward (T,) f32,
-            next_obs (T, obs_dim) f32, terminated (T,) bool, truncated (T,) bool,
-            episode (T,) i64, step (T,) i32, warmup (T,) bool
+            obs (T, obs_dim) f32, action (T, act_dim) f32, mean_action (T, act_dim) f32,
+            reward (T,) f32, next_obs (T, obs_dim) f32, terminated (T,) bool,
+            truncated (T,) bool, episode (T,) i64, step (T,) i32, warmup (T,) bool
         episodes/                       every finished episode of the run, in finishing order
             return (E,) f64, length (E,) i32, env_index (E,) i16, end_vstep (E,) i64,
             warmup_steps (E,) i32, kept (E,) bool, first_row (E,) i64
+
+`action` is the action sent to the env; `mean_action` (since schema 2) is the action the source's
+policy would have taken deterministically at `obs`, in the same (env) units: SAC/DroQ tanh(loc),
+PPO the Gaussian mean clipped to [-1, 1], then scaled to the action box exactly as `action` was
+(during random warm-up, the current untrained policy's). E||action - mean_action||^2 is the
+source's exploration noise.
+
+Schema history: 1, the first; 2 adds transitions/mean_action. Files of schema 1 still read
+(`mean_action` is then absent and the reader gives None); files are written as schema 2.
 
 Everything is a plain dataset or a scalar/string attribute, gzip-compressed with the shuffle filter,
 so h5ls, h5dump or bare h5py read it without this package.
@@ -32,8 +41,8 @@ import h5py
 import numpy as np
 
 FORMAT = "icrl-histories"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 
 EPISODE_ORDER = (
     "Episodes are numbered 0, 1, 2, ... in the order in which they finish: by the global "
@@ -50,6 +59,7 @@ EPISODES = "episodes"
 TRANSITION_FIELDS: dict[str, tuple[np.dtype, str | None]] = {
     "obs": (np.dtype(np.float32), "obs"),
     "action": (np.dtype(np.float32), "act"),
+    "mean_action": (np.dtype(np.float32), "act"),
     "reward": (np.dtype(np.float32), None),
     "next_obs": (np.dtype(np.float32), "obs"),
     "terminated": (np.dtype(np.bool_), None),
@@ -58,6 +68,9 @@ TRANSITION_FIELDS: dict[str, tuple[np.dtype, str | None]] = {
     "step": (np.dtype(np.int32), None),
     "warmup": (np.dtype(np.bool_), None),
 }
+# Transition fields added after schema 1: name -> the first schema version that has it (older
+# files lack the dataset; the reader gives None for it).
+TRANSITION_FIELDS_SINCE: dict[str, int] = {"mean_action": 2}
 EPISODE_FIELDS: dict[str, np.dtype] = {
     "return": np.dtype(np.float64),
     "length": np.dtype(np.int32),
@@ -210,19 +223,25 @@ def check_task(group: h5py.Group, path: str | Path, name: str) -> None:
             f"unknown schema version {version}; supported: {SUPPORTED_SCHEMA_VERSIONS}",
             task=name,
         )
+    # fields of a later schema are checked like the others when present
+    present = [f for f in TRANSITION_FIELDS if f"{TRANSITIONS}/{f}" in group]
+    trans_fields = sorted(
+        {*transition_fields(version), *present}, key=list(TRANSITION_FIELDS).index
+    )
     lengths: dict[str, int] = {}
-    for sub, fields in ((TRANSITIONS, TRANSITION_FIELDS), (EPISODES, EPISODE_FIELDS)):
+    for sub, fields in ((TRANSITIONS, trans_fields), (EPISODES, list(EPISODE_FIELDS))):
         for field in fields:
             key = f"{sub}/{field}"
             if key not in group or not isinstance(group[key], h5py.Dataset):
                 raise HistoryFileError(path, f"missing dataset {key!r}", task=name)
             lengths[key] = group[key].shape[0]
-    for sub, fields in ((TRANSITIONS, TRANSITION_FIELDS), (EPISODES, EPISODE_FIELDS)):
+    for sub, fields in ((TRANSITIONS, trans_fields), (EPISODES, list(EPISODE_FIELDS))):
         sizes = {lengths[f"{sub}/{f}"] for f in fields}
         if len(sizes) != 1:
             raise HistoryFileError(
                 path, f"datasets under {sub!r} have different lengths {sorted(sizes)}", task=name
             )
+    _check_transition_shapes(group, path, name, trans_fields)
     if lengths[f"{EPISODES}/return"] != int(attrs["n_episodes"]):
         raise HistoryFileError(
             path,
@@ -230,3 +249,35 @@ def check_task(group: h5py.Group, path: str | Path, name: str) -> None:
             f"{int(attrs['n_episodes'])}",
             task=name,
         )
+
+
+def transition_fields(version: int) -> list[str]:
+    """The transition datasets that a task of schema `version` must have."""
+    return [f for f in TRANSITION_FIELDS if TRANSITION_FIELDS_SINCE.get(f, 1) <= version]
+
+
+def _check_transition_shapes(
+    group: h5py.Group, path: str | Path, name: str, fields: list[str]
+) -> None:
+    """dtype and row shape of every transition dataset: (T,) or (T, obs_dim) / (T, act_dim)."""
+    widths: dict[str, int | None] = {}
+    for key, field, attr in (("obs", "obs", "obs_dim"), ("act", "action", "act_dim")):
+        if attr in group.attrs:  # written by every generator (not by hand-made records)
+            widths[key] = int(group.attrs[attr])
+        else:
+            shape = group[f"{TRANSITIONS}/{field}"].shape
+            widths[key] = shape[1] if len(shape) == 2 else None
+    for field in fields:
+        dtype, dim = TRANSITION_FIELDS[field]
+        ds = group[f"{TRANSITIONS}/{field}"]
+        want = "(T,)" if dim is None else f"(T, {widths[dim]})"
+        ok = ds.dtype == dtype and (
+            ds.ndim == 1 if dim is None else ds.ndim == 2 and ds.shape[1] == widths[dim]
+        )
+        if not ok:
+            raise HistoryFileError(
+                path,
+                f"dataset '{TRANSITIONS}/{field}' is {ds.dtype} {ds.shape}; the schema wants "
+                f"{dtype} {want}",
+                task=name,
+            )
