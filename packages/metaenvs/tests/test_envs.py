@@ -36,9 +36,15 @@ from icrl.metaenvs.testing import (
     rollout,
 )
 
-OBS_DIM = {"ReacherGoal": 8, "PusherGoal": 17, "HalfCheetahVel": 17, "AntDir": 27}
-ACT_DIM = {"ReacherGoal": 2, "PusherGoal": 7, "HalfCheetahVel": 6, "AntDir": 8}
-TASK_FEATURES = {"ReacherGoal": 2, "PusherGoal": 4, "HalfCheetahVel": 1, "AntDir": 2}
+OBS_DIM = {"ReacherGoal": 8, "PusherGoal": 17, "HalfCheetahVel": 17, "AntDir": 27, "PointGoal": 4}
+ACT_DIM = {"ReacherGoal": 2, "PusherGoal": 7, "HalfCheetahVel": 6, "AntDir": 8, "PointGoal": 2}
+TASK_FEATURES = {
+    "ReacherGoal": 2,
+    "PusherGoal": 4,
+    "HalfCheetahVel": 1,
+    "AntDir": 2,
+    "PointGoal": 2,
+}
 
 
 def random_actions(env: gymnasium.Env, n: int, seed: int) -> np.ndarray:

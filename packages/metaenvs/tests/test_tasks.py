@@ -42,7 +42,13 @@ def test_canonical_splits(family: str) -> None:
     assert (
         len(train)
         == train_count(family)
-        == {"ReacherGoal": 70, "PusherGoal": 35, "HalfCheetahVel": 15, "AntDir": 30}[family]
+        == {
+            "ReacherGoal": 70,
+            "PusherGoal": 35,
+            "HalfCheetahVel": 15,
+            "AntDir": 30,
+            "PointGoal": 40,
+        }[family]
     )
     assert train_tasks(family) == train  # fixed
     assert train_tasks(family, 3) == train[:3]
@@ -63,7 +69,7 @@ def test_tasks_round_trip_through_json(family: str) -> None:
 
 
 def test_episode_lengths() -> None:
-    assert [episode_length(f) for f in FAMILIES] == [50, 100, 200, 200]
+    assert [episode_length(f) for f in FAMILIES] == [50, 100, 200, 200, 20]
 
 
 # --- empirical ranges of the samplers match their distributions --------------------------------

@@ -1,8 +1,10 @@
 """Meta-task MuJoCo environments whose task is hidden from the observation.
 
-Four families on Gymnasium's v5 MuJoCo classes: ReacherGoal, PusherGoal, HalfCheetahVel and AntDir
-(ids ``icrl/<Family>-v0``). A task is a frozen, JSON-serialisable dataclass; it is set once and
-persists across ``reset()``; only the reward depends on it.
+The paper's four families on Gymnasium's v5 MuJoCo classes: ReacherGoal, PusherGoal,
+HalfCheetahVel and AntDir (ids ``icrl/<Family>-v0``); and PointGoal, a point mass that must find a
+hidden goal, the sanity family that shows in-context RL on a CPU in minutes. A task is a frozen,
+JSON-serialisable dataclass; it is set once and persists across ``reset()``; only the reward
+depends on it.
 
     >>> from icrl.metaenvs import make_env, train_tasks
     >>> env = make_env("AntDir", train_tasks("AntDir")[0])
@@ -12,7 +14,13 @@ Importing this package registers the ids with Gymnasium. See the package README 
 definitions, the task API and the conformance helper :mod:`icrl.metaenvs.testing`.
 """
 
-from icrl.metaenvs._envs import AntDirEnv, HalfCheetahVelEnv, PusherGoalEnv, ReacherGoalEnv
+from icrl.metaenvs._envs import (
+    AntDirEnv,
+    HalfCheetahVelEnv,
+    PointGoalEnv,
+    PusherGoalEnv,
+    ReacherGoalEnv,
+)
 from icrl.metaenvs._reference import reference_returns
 from icrl.metaenvs._registry import (
     env_id,
@@ -24,8 +32,11 @@ from icrl.metaenvs._registry import (
 from icrl.metaenvs._tasks import (
     DEFINITION_VERSION,
     FAMILIES,
+    PAPER_FAMILIES,
+    SANITY_FAMILIES,
     AntDirTask,
     HalfCheetahVelTask,
+    PointGoalTask,
     PusherGoalTask,
     ReacherGoalTask,
     Task,
@@ -42,10 +53,14 @@ from icrl.metaenvs._tasks import (
 __all__ = [
     "DEFINITION_VERSION",
     "FAMILIES",
+    "PAPER_FAMILIES",
+    "SANITY_FAMILIES",
     "AntDirEnv",
     "AntDirTask",
     "HalfCheetahVelEnv",
     "HalfCheetahVelTask",
+    "PointGoalEnv",
+    "PointGoalTask",
     "PusherGoalEnv",
     "PusherGoalTask",
     "ReacherGoalEnv",

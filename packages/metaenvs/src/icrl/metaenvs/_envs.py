@@ -8,12 +8,14 @@ is in the observation unless ``include_task_in_obs=True`` (for oracles and debug
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.envs.mujoco.pusher_v5 import PusherEnv
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
 from gymnasium.spaces import Box
@@ -21,6 +23,7 @@ from gymnasium.spaces import Box
 from icrl.metaenvs._tasks import (
     AntDirTask,
     HalfCheetahVelTask,
+    PointGoalTask,
     PusherGoalTask,
     ReacherGoalTask,
     Task,
@@ -376,6 +379,70 @@ class AntDirEnv(_MetaTaskMixin, AntEnv):
         return observation, reward, terminated, False, info
 
 
+class PointGoalEnv(_MetaTaskMixin, MujocoEnv, utils.EzPickle):
+    """The sanity family: a damped point mass on a plane must find a hidden goal.
+
+    The continuous-control counterpart of AD's Dark Room, small enough to show in-context RL on a
+    CPU in minutes. Two motors push the point (mass 0.2 kg, damping 2 N·s/m per axis, so full
+    thrust gives 0.5 m/s after ~0.1 s); one step is 0.1 s (10 MuJoCo steps of 0.01 s); an episode
+    is 20 steps. The goal lies 0.6 m from the start at a hidden angle. Reward
+    −‖p − goal‖ − 0.05·‖a‖². Observation (4-d): position (x, y) and velocity (vx, vy).
+    Reset: the point at the origin ± 0.01 m, at rest ± 0.01 m/s.
+    """
+
+    family = "PointGoal"
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]
+    }
+
+    def __init__(
+        self,
+        task: PointGoalTask | Mapping[str, Any] | None = None,
+        *,
+        include_task_in_obs: bool = False,
+        ctrl_cost_weight: float = 0.05,
+        **kwargs: Any,
+    ):
+        utils.EzPickle.__init__(
+            self,
+            task=task,
+            include_task_in_obs=include_task_in_obs,
+            ctrl_cost_weight=ctrl_cost_weight,
+            **kwargs,
+        )
+        self._ctrl_cost_weight = ctrl_cost_weight
+        obs_space = Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
+        xml = Path(__file__).with_name("assets") / "point_goal.xml"
+        MujocoEnv.__init__(self, str(xml), 10, observation_space=obs_space, **kwargs)
+        self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
+        self._init_task(task, include_task_in_obs)
+
+    def reset_model(self) -> np.ndarray:
+        qpos = self.init_qpos + self.np_random.uniform(-0.01, 0.01, size=self.model.nq)
+        qvel = self.init_qvel + self.np_random.uniform(-0.01, 0.01, size=self.model.nv)
+        assert isinstance(self._episode_task, PointGoalTask)
+        self.data.mocap_pos[0, :2] = self._episode_task.goal_xy()
+        self.set_state(qpos, qvel)
+        return self._get_obs()
+
+    def _hidden_obs(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2]]).astype(np.float64)
+
+    def step(self, action):
+        """One control step; ``info`` holds ``reward_dist`` and ``reward_ctrl`` (they sum)."""
+        task = self._episode_task
+        assert isinstance(task, PointGoalTask), "call reset() before step()"
+        self.do_simulation(action, self.frame_skip)
+        observation = self._get_obs()
+        reward_dist = -float(np.linalg.norm(self.data.qpos[:2] - task.goal_xy()))
+        reward_ctrl = -self._ctrl_cost_weight * _sq_norm(action)
+        info = {"reward_dist": reward_dist, "reward_ctrl": reward_ctrl}
+        if self.render_mode == "human":
+            self.render()
+        return observation, reward_dist + reward_ctrl, False, False, info
+
+
 ENV_CLASSES: dict[str, type[_MetaTaskMixin]] = {
-    cls.family: cls for cls in (ReacherGoalEnv, PusherGoalEnv, HalfCheetahVelEnv, AntDirEnv)
+    cls.family: cls
+    for cls in (ReacherGoalEnv, PusherGoalEnv, HalfCheetahVelEnv, AntDirEnv, PointGoalEnv)
 }

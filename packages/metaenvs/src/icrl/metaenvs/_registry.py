@@ -27,6 +27,7 @@ _ENTRY_POINTS = {
     "PusherGoal": "icrl.metaenvs._envs:PusherGoalEnv",
     "HalfCheetahVel": "icrl.metaenvs._envs:HalfCheetahVelEnv",
     "AntDir": "icrl.metaenvs._envs:AntDirEnv",
+    "PointGoal": "icrl.metaenvs._envs:PointGoalEnv",
 }
 
 

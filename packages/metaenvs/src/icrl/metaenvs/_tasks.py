@@ -14,15 +14,31 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-FAMILIES: tuple[str, ...] = ("ReacherGoal", "PusherGoal", "HalfCheetahVel", "AntDir")
+PAPER_FAMILIES: tuple[str, ...] = ("ReacherGoal", "PusherGoal", "HalfCheetahVel", "AntDir")
+"""The paper's four families."""
+SANITY_FAMILIES: tuple[str, ...] = ("PointGoal",)
+"""Small families that show in-context RL on a CPU in minutes (not in the paper)."""
+FAMILIES: tuple[str, ...] = PAPER_FAMILIES + SANITY_FAMILIES
 
 # Bumped whenever a family's dynamics, reward, observation or task distribution changes, so that a
 # dataset recorded under one definition is never silently mixed with another.
 DEFINITION_VERSION = "0"
 
-_EPISODE_LENGTH = {"ReacherGoal": 50, "PusherGoal": 100, "HalfCheetahVel": 200, "AntDir": 200}
-# Paper, Table 4 (number of training tasks per family).
-_TRAIN_COUNT = {"ReacherGoal": 70, "PusherGoal": 35, "HalfCheetahVel": 15, "AntDir": 30}
+_EPISODE_LENGTH = {
+    "ReacherGoal": 50,
+    "PusherGoal": 100,
+    "HalfCheetahVel": 200,
+    "AntDir": 200,
+    "PointGoal": 20,
+}
+# Paper, Table 4 (number of training tasks per family); PointGoal: ours.
+_TRAIN_COUNT = {
+    "ReacherGoal": 70,
+    "PusherGoal": 35,
+    "HalfCheetahVel": 15,
+    "AntDir": 30,
+    "PointGoal": 40,
+}
 _TEST_COUNT = 10
 # Canonical split seeds: (train, test). Distinct streams; disjointness is also checked on use.
 _SPLIT_SEEDS = {
@@ -30,6 +46,7 @@ _SPLIT_SEEDS = {
     "PusherGoal": (102, 202),
     "HalfCheetahVel": (103, 203),
     "AntDir": (104, 204),
+    "PointGoal": (105, 205),
 }
 
 REACHER_GOAL_RADIUS = 0.2
@@ -38,6 +55,8 @@ PUSHER_GOAL_RANGE = ((-0.2, 0.0), (-0.1, 0.3))  # (dy, dx) slide-joint offsets
 PUSHER_MIN_SEPARATION = 0.17  # pairs with ‖object − goal‖ ≤ this are rejected (as Pusher-v5 does)
 CHEETAH_VELOCITY_RANGE = (0.0, 3.0)
 ANT_DIRECTION_RANGE = (0.0, 2.0 * math.pi)
+POINT_GOAL_RADIUS = 0.6  # m; the point reaches it in ~13 of its 20 steps at full thrust
+POINT_ANGLE_RANGE = (0.0, 2.0 * math.pi)
 
 
 def check_family(family: str) -> str:
@@ -211,9 +230,32 @@ class AntDirTask(_TaskBase):
         return self.unit_vector()
 
 
-Task = ReacherGoalTask | PusherGoalTask | HalfCheetahVelTask | AntDirTask
+@dataclass(frozen=True)
+class PointGoalTask(_TaskBase):
+    """PointGoal task: the goal's angle θ on the circle of radius 0.6 m around the start."""
+
+    family: ClassVar[str] = "PointGoal"
+    angle: float
+    """Angle θ of the goal in radians from the +x axis, counter-clockwise, in [0, 2π)."""
+
+    def __post_init__(self) -> None:
+        theta = _as_scalar("PointGoalTask", "angle", self.angle)
+        _check_interval("PointGoalTask", "angle", theta, *POINT_ANGLE_RANGE, hi_open=True)
+        object.__setattr__(self, "angle", theta)
+
+    def goal_xy(self) -> np.ndarray:
+        """The goal (x, y) in metres: 0.6 · (cos θ, sin θ)."""
+        return POINT_GOAL_RADIUS * np.array([math.cos(self.angle), math.sin(self.angle)])
+
+    def obs_features(self) -> np.ndarray:
+        """The goal (x, y): continuous across the 2π wrap, unlike θ itself."""
+        return self.goal_xy()
+
+
+Task = ReacherGoalTask | PusherGoalTask | HalfCheetahVelTask | AntDirTask | PointGoalTask
 TASK_TYPES: dict[str, type[_TaskBase]] = {
-    cls.family: cls for cls in (ReacherGoalTask, PusherGoalTask, HalfCheetahVelTask, AntDirTask)
+    cls.family: cls
+    for cls in (ReacherGoalTask, PusherGoalTask, HalfCheetahVelTask, AntDirTask, PointGoalTask)
 }
 
 
@@ -271,6 +313,8 @@ def _sample_one(family: str, rng: np.random.Generator) -> Task:
     if family == "HalfCheetahVel":
         return HalfCheetahVelTask(velocity=rng.uniform(*CHEETAH_VELOCITY_RANGE))
     # rng.uniform's upper bound is exclusive, matching [0, 2π).
+    if family == "PointGoal":
+        return PointGoalTask(angle=rng.uniform(*POINT_ANGLE_RANGE))
     return AntDirTask(direction=rng.uniform(*ANT_DIRECTION_RANGE))
 
 
@@ -298,12 +342,12 @@ def sample_tasks(family: str, n: int, seed: int) -> list[Task]:
 
 
 def episode_length(family: str) -> int:
-    """Steps per episode: 50 / 100 / 200 / 200 (AntDir may terminate earlier)."""
+    """Steps per episode: 50 / 100 / 200 / 200 (AntDir may terminate earlier); PointGoal 20."""
     return _EPISODE_LENGTH[check_family(family)]
 
 
 def train_count(family: str) -> int:
-    """The paper's number of training tasks (Table 4): 70 / 35 / 15 / 30."""
+    """The paper's number of training tasks (Table 4): 70 / 35 / 15 / 30; PointGoal 40."""
     return _TRAIN_COUNT[check_family(family)]
 
 
@@ -350,6 +394,7 @@ def task_support(family: str) -> str:
         ),
         "HalfCheetahVel": "velocity v* ~ U[0, 3] m/s",
         "AntDir": "direction θ ~ U[0, 2π) rad",
+        "PointGoal": "goal 0.6 m from the start at angle θ ~ U[0, 2π) rad",
     }[check_family(family)]
 
 
