@@ -19,6 +19,7 @@ tasks step together), so one Adam over the stacked tensors is each task's own Ad
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,9 @@ class BatchedSAC(torch.nn.Module):
         self.target = [p.detach().clone() for p in self.critics.parameters()]
         target = -float(act_dim) if config.target_entropy is None else config.target_entropy
         self.target_entropy = target
-        self.log_alpha = torch.nn.Parameter(torch.zeros(self.n_tasks))
+        self.log_alpha = torch.nn.Parameter(
+            torch.full((self.n_tasks,), math.log(config.init_alpha))
+        )
         self.to(device)
         self.target = [p.to(device) for p in self.target]
         fused = torch.device(device).type == "cuda"

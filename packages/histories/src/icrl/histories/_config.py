@@ -30,6 +30,10 @@ class _OffPolicyConfig(BaseModel):
     """Hidden layers of actor and critics (not in the paper; SB3's / the DroQ paper's default)."""
     target_entropy: float | None = None
     """Entropy target of the automatic temperature; None means -action_dim."""
+    init_alpha: float = Field(1.0, gt=0)
+    """Initial entropy temperature α (Tianshou's default log α = 0, i.e. 1; not in the paper).
+    With rewards of order 1 per step, α = 1 keeps the policy near-uniform for thousands of
+    updates; a smaller start lets the source improve sooner."""
 
 
 class SACConfig(_OffPolicyConfig):
@@ -110,6 +114,21 @@ PRESETS: dict[str, Preset] = {
     "PusherGoal": Preset(algorithm=PPOConfig(), steps_per_task=500_000, k=10),
     "HalfCheetahVel": Preset(algorithm=SACConfig(), steps_per_task=400_000, k=8),
     "AntDir": Preset(algorithm=DroQConfig(), steps_per_task=500_000, k=10),
+    # The sanity family (not in the paper): small nets, a faster learning rate, 2 updates per
+    # vector step and a low initial temperature, so that the source goes from the zero-action
+    # level (-12) to about -6 within its 150 episodes.
+    "PointGoal": Preset(
+        algorithm=SACConfig(
+            lr=1e-3,
+            batch_size=128,
+            hidden_sizes=(64, 64),
+            warmup_steps=200,
+            gradient_steps=2,
+            init_alpha=0.05,
+        ),
+        steps_per_task=3_000,
+        k=1,
+    ),
 }
 
 # Fields that do not change what is written (a rerun may differ in them).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from abc import ABC, abstractmethod
@@ -234,7 +235,11 @@ def _auto_alpha(algo: SACConfig | DroQConfig, act_dim: int, device: str) -> Any:
     from tianshou.algorithm.optim import AdamOptimizerFactory
 
     target = -float(act_dim) if algo.target_entropy is None else algo.target_entropy
-    alpha = AutoAlpha(target_entropy=target, log_alpha=0.0, optim=AdamOptimizerFactory(lr=algo.lr))
+    alpha = AutoAlpha(
+        target_entropy=target,
+        log_alpha=math.log(algo.init_alpha),
+        optim=AdamOptimizerFactory(lr=algo.lr),
+    )
     return alpha.to(device)  # in place: the optimizer keeps the same parameter
 
 
