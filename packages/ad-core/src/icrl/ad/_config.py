@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ._tokens import RewardAblation
+
 __all__ = [
     "ADConfig",
     "ConfigError",
@@ -54,6 +56,12 @@ class ADConfig(_Frozen):
     """Transformer position-embedding length; None sizes it from the training data at start."""
     kernel_backend: str = "auto"
     """Backbone kernel choice passed to icrl.seqmodels ("auto" picks CUDA kernels when present)."""
+    action_head: Literal["mse", "gaussian"] = "mse"
+    """"mse": the paper's deterministic head, trained by MSE on the recorded action (Eq. 6).
+    "gaussian": a diagonal Gaussian (mean and log-std per action dimension) trained by the
+    negative log-likelihood of the recorded action and sampled during in-context evaluation, as
+    AD samples its categorical head (Laskin et al. 2022). Not the paper's recipe: an MSE head
+    regresses to the mean of the source's exploration noise and so cannot explore in context."""
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ADConfig:
@@ -81,6 +89,10 @@ class DataConfig(_Frozen):
     """Transitions per context when context == "window"."""
     num_workers: int = Field(0, ge=0)
     """DataLoader worker processes (each opens the HDF5 files lazily)."""
+    reward_ablation: RewardAblation = "none"
+    """"zero" trains a blinded model: every reward in its context reads 0, so it can learn how
+    the source's actions change over a history but not which of them paid (a control for
+    in-context RL; evaluate it with EvalConfig.reward_ablation="zero" too)."""
 
     @model_validator(mode="after")
     def _mode_fields(self) -> DataConfig:
@@ -177,6 +189,11 @@ class EvalConfig(_Frozen):
     """"auto", "cpu", "cuda" or "cuda:N"."""
     bf16: bool = False
     """bf16 autocast on CUDA during evaluation (off: fp32 matches training predictions exactly)."""
+    reward_ablation: RewardAblation = "none"
+    """"zero": the model sees a reward of 0 at every step of its context (blinded control)."""
+    sample: bool | None = None
+    """Sample the action from a Gaussian head's distribution (None: sample iff the model has a
+    Gaussian head; False: act with its mean). An MSE head has nothing to sample."""
     cuda_graph: bool = True
     """On CUDA, replay the backbone's one-token step as a CUDA graph (single-token steps are bound
     by kernel launches); ignored on CPU. Off: plain eager `step`."""

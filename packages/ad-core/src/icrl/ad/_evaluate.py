@@ -6,6 +6,7 @@ Every test task runs in its own sub-env of one vector env; each env step is one 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from tqdm.auto import tqdm
 
 from icrl.metaenvs import episode_length, make_vector_env, reference_returns, test_tasks
 
-from ._checkpoint import CheckpointError, load_model
+from ._checkpoint import CheckpointError, atomic_write_bytes, load_model
 from ._config import EvalConfig
 from ._model import ADModel
-from ._results import plot_curves, write_results
-from ._tokens import TokenBuilder
+from ._results import method_summary, plot_curves, reference_summary, write_results
+from ._tokens import RewardAblation, TokenBuilder
 from ._train import resolve_device
 
 __all__ = ["EvalResult", "evaluate", "rollout", "source_curve"]
@@ -70,11 +71,15 @@ def rollout(
     on_token: Callable[[np.ndarray], None] | None = None,
     cuda_graph: bool = False,
     max_tokens: int | None = None,
+    sample: bool = False,
+    reward_ablation: RewardAblation = "none",
 ) -> np.ndarray:
     """Run `episodes` episodes in every sub-env of `envs` (autoreset disabled); returns (n, E).
 
     The model receives one token per env step through `TokenBuilder` and acts with `step`;
-    `policy` replaces the model (reference policies). `on_token` sees every token (tests).
+    `sample` draws the action from a Gaussian head (generator seeded by `seed`) instead of taking
+    its mean; `reward_ablation="zero"` hides every reward from the model's context; `policy`
+    replaces the model (reference policies). `on_token` sees every token.
     `cuda_graph` (CUDA only) replays the backbone's step as one CUDA graph; `max_tokens` bounds
     the env steps per sub-env (episodes x episode length; sizes the transformer's KV cache).
     """
@@ -83,8 +88,10 @@ def rollout(
     n = envs.num_envs
     space = envs.single_action_space
     obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
-    builder = TokenBuilder(n, obs_dim, act_dim)
-    act = None if model is None else _model_actor(model, n, device, bf16, cuda_graph, max_tokens)
+    builder = TokenBuilder(n, obs_dim, act_dim, reward_ablation)
+    act = None
+    if model is not None:
+        act = _model_actor(model, n, device, bf16, cuda_graph, max_tokens, sample, seed)
     returns = np.zeros((n, episodes))
     ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
     obs, _ = envs.reset(seed=seed)
@@ -125,9 +132,21 @@ def _model_actor(
     bf16: bool,
     cuda_graph: bool,
     max_tokens: int | None,
+    sample: bool = False,
+    seed: int = 0,
 ) -> Policy:
     """The model as a policy over token batches, eager or with a CUDA-graph backbone step."""
     use_bf16 = bf16 and device.type == "cuda"
+    if sample and not model.gaussian:
+        raise ValueError("sample=True needs a model with a Gaussian action head")
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def action(out: torch.Tensor) -> np.ndarray:
+        mean, log_std = model.split(out.float())
+        if sample and log_std is not None:
+            noise = torch.randn(mean.shape, generator=gen, device=mean.device)
+            mean = mean + noise * log_std.exp()
+        return mean.cpu().numpy()
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
@@ -145,15 +164,16 @@ def _model_actor(
                 )
             steps += 1
             with autocast():
-                return graph_step(torch.from_numpy(feats).to(device)).float().cpu().numpy()
+                out = graph_step(torch.from_numpy(feats).to(device))
+            return action(out)
 
         return act
     state = model.init_state(n, device=device)
 
     def act(feats: np.ndarray) -> np.ndarray:
         with autocast():
-            pred, _ = model.step(torch.from_numpy(feats).to(device), state)
-        return pred.float().cpu().numpy()
+            out, _ = model.step(torch.from_numpy(feats).to(device), state)
+        return action(out)
 
     return act
 
@@ -189,6 +209,14 @@ def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
     total = np.nansum(table, axis=0)
     curve = np.divide(total, count, out=np.full(episodes, np.nan), where=count > 0)
     return curve, algo
+
+
+def _kept_episodes(path: Path) -> int:
+    """The most kept episodes of any task in a histories file (the source curve's full length)."""
+    from icrl.histories import HistoryFile
+
+    hf = HistoryFile(path)
+    return max(len(np.unique(np.asarray(hf.history(n).episode))) for n in hf.tasks)
 
 
 def _method_name(cfg: EvalConfig, meta: dict[str, Any]) -> str:
@@ -233,6 +261,8 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
                 model, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
                 progress=config.progress, cuda_graph=config.cuda_graph,
                 max_tokens=episodes * episode_length(family),
+                sample=model.gaussian if config.sample is None else config.sample,
+                reward_ablation=config.reward_ablation,
             )  # fmt: skip
     finally:
         envs.close()
@@ -245,13 +275,23 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
             )
             references[policy] = float(r.mean())
     source_path = config.histories or Path(metas[0]["config"]["data"]["paths"][0])
-    source, algo = (None, "source")
+    source, whole, algo = None, None, "source"
     if source_path.is_file():
         source, algo = source_curve(source_path, episodes)
+        whole, _ = source_curve(source_path, _kept_episodes(source_path))
 
     method = _method_name(config, metas[0])
     task_dicts = [t.to_dict() for t in tasks]
     files = write_results(out_dir, method, seeds, task_dicts, returns)
+    summary = {
+        method: method_summary(returns),
+        "references": reference_summary(whole, references),
+        "source_curve": f"{algo}, stochastic returns of the training tasks' histories "
+        f"({source_path.name}), k-downsampled axis",
+    }
+    files["summary"] = out_dir / "summary.json"
+    text = json.dumps(summary, indent=2).encode()
+    atomic_write_bytes(files["summary"], lambda f: f.write(text))
     files["png"] = plot_curves(
         {method: returns},
         out_dir / "curves.png",

@@ -18,6 +18,9 @@ from ._tokens import HistoryLike, TokenLayout
 __all__ = ["ADModel", "NormStats", "backbone_config", "compute_norm_stats"]
 
 _STD_FLOOR = 1e-3  # constant features (e.g. a fixed joint) would otherwise blow up
+# A Gaussian head's log-std lives in [LOG_STD_MIN, LOG_STD_MAX] (actions are in [-1, 1]): a soft
+# bound keeps the likelihood finite on near-deterministic targets without killing gradients.
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ class ADModel(nn.Module):
         self.proj = nn.Linear(len(self._slices) * cfg.embed_dim, cfg.d_model)
         self.backbone = build_backbone(backbone_config(cfg, max_len))
         self.norm_out = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, act_dim)
+        self.gaussian = cfg.action_head == "gaussian"
+        self.head = nn.Linear(cfg.d_model, act_dim * (2 if self.gaussian else 1))
         self._set_norm(norm)
 
     def _set_norm(self, norm: NormStats) -> None:
@@ -158,8 +162,17 @@ class ADModel(nn.Module):
         parts = [self.embed[name](x[..., s]) for name, s in self._slices.items()]
         return self.proj(torch.cat(parts, dim=-1))
 
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's output (…, act_dim or 2·act_dim) as (action mean, log-std or None)."""
+        if not self.gaussian:
+            return out, None
+        mean, raw = out.split(self.act_dim, dim=-1)
+        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * torch.sigmoid(raw.float())
+        return mean, log_std
+
     def forward(self, feats: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted actions (B, L, act_dim) for tokens (B, L, F)."""
+        """The head's output for tokens (B, L, F): predicted actions (B, L, act_dim), or with a
+        Gaussian head their mean and raw log-std (B, L, 2·act_dim); `split` separates them."""
         y = self.backbone(self.embed_tokens(feats, noise))
         return self.head(self.norm_out(y))
 
@@ -168,7 +181,7 @@ class ADModel(nn.Module):
         return self.backbone.init_state(batch, device=device)
 
     def step(self, feats_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """One token per rollout (B, F) -> predicted actions (B, act_dim) and the new state."""
+        """One token per rollout (B, F) -> the head's output (as `forward`) and the new state."""
         y, state = self.backbone.step(self.embed_tokens(feats_t), state)
         return self.head(self.norm_out(y)), state
 

@@ -17,7 +17,15 @@ import numpy as np
 
 from ._checkpoint import atomic_write_bytes
 
-__all__ = ["CSV_COLUMNS", "mean_ci", "plot_curves", "read_results", "write_results"]
+__all__ = [
+    "CSV_COLUMNS",
+    "mean_ci",
+    "method_summary",
+    "plot_curves",
+    "read_results",
+    "reference_summary",
+    "write_results",
+]
 
 CSV_COLUMNS = ("method", "seed", "task", "episode", "return")
 _Z95 = 1.959963984540054  # normal 97.5% quantile: the CI is mean ± z·sem over tasks × seeds
@@ -100,6 +108,46 @@ def mean_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = np.nanmean(flat, axis=0)
     std = np.nanstd(flat, axis=0, ddof=1) if flat.shape[0] > 1 else np.zeros_like(mean)
     return mean, _Z95 * std / np.sqrt(np.maximum(n, 1))
+
+
+def _mean_ci(values: np.ndarray) -> tuple[float, float]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    half = _Z95 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(half)
+
+
+def method_summary(returns: np.ndarray, last: int = 10) -> dict[str, float]:
+    """`first_mean`/`first_ci95` (the first in-context episode) and `last10_mean`/`last10_ci95`
+    (each rollout's mean over its last `last` episodes), mean ± 95% CI over tasks × seeds."""
+    r = np.asarray(returns, dtype=np.float64)
+    first_mean, first_ci = _mean_ci(r[..., 0])
+    last_mean, last_ci = _mean_ci(r[..., -last:].mean(axis=-1))
+    return {
+        "first_mean": first_mean,
+        "first_ci95": first_ci,
+        "last10_mean": last_mean,
+        "last10_ci95": last_ci,
+        "episodes": int(r.shape[-1]),
+        "rollouts": int(np.prod(r.shape[:-1])),
+    }
+
+
+def reference_summary(
+    source_curve: np.ndarray | None, references: Mapping[str, float], last: int = 10
+) -> dict[str, float | None]:
+    """`source_first`/`source_final`: the mean of the source curve's first / last `last` kept
+    episodes (its whole history); `random` and `zero`: the reference policies' mean returns."""
+    out: dict[str, float | None] = {"source_first": None, "source_final": None}
+    if source_curve is not None:
+        c = np.asarray(source_curve, dtype=np.float64)
+        c = c[np.isfinite(c)]
+        if len(c):
+            out["source_first"] = float(c[:last].mean())
+            out["source_final"] = float(c[-last:].mean())
+    out["random"] = references.get("random")
+    out["zero"] = references.get("zero")
+    return out
 
 
 def plot_curves(

@@ -18,11 +18,15 @@ step at a time, by the evaluator (`TokenBuilder`); a test proves they agree exac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
-__all__ = ["HistoryLike", "TokenBuilder", "TokenLayout", "history_tokens"]
+__all__ = ["HistoryLike", "RewardAblation", "TokenBuilder", "TokenLayout", "history_tokens"]
+
+RewardAblation = Literal["none", "zero"]
+"""What the model sees of rewards in its context: "none" the rewards, "zero" a reward of 0 at
+every step (a *blinded* model: it cannot tell a good episode from a bad one)."""
 
 
 class HistoryLike(Protocol):
@@ -106,8 +110,11 @@ class TokenBuilder:
     step, `record(action, reward, next_obs)` stores the transition that the next token will carry.
     """
 
-    def __init__(self, batch: int, obs_dim: int, act_dim: int) -> None:
+    def __init__(
+        self, batch: int, obs_dim: int, act_dim: int, reward_ablation: RewardAblation = "none"
+    ) -> None:
         self.layout = TokenLayout(obs_dim, act_dim)
+        self.blind = reward_ablation == "zero"
         self._prev = np.zeros((batch, self.layout.width), dtype=np.float32)
         self._has_prev = np.zeros(batch, dtype=bool)
         self._pending_obs: np.ndarray | None = None
@@ -130,7 +137,8 @@ class TokenBuilder:
         sl = self.layout.slices
         self._prev[:, sl["prev_obs"]] = self._pending_obs
         self._prev[:, sl["prev_action"]] = action
-        self._prev[:, sl["prev_reward"]] = np.asarray(reward, dtype=np.float32)[:, None]
+        reward = np.asarray(reward, dtype=np.float32)
+        self._prev[:, sl["prev_reward"]] = 0.0 if self.blind else reward[:, None]
         self._prev[:, sl["prev_next_obs"]] = next_obs
         self._has_prev[:] = True
         self._pending_obs = None

@@ -173,9 +173,24 @@ def _noise(
     return out * std
 
 
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    err = ((pred.float() - target) ** 2).mean(-1)
-    return (err * mask).sum() / mask.sum().clamp_min(1)
+def _masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (per_token * mask).sum() / mask.sum().clamp_min(1)
+
+
+def action_losses(
+    mean: torch.Tensor, log_std: torch.Tensor | None, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training loss, MSE of the mean) over the masked tokens.
+
+    The loss is the MSE itself for an MSE head, and the Gaussian negative log-likelihood per
+    action dimension (without the constant log √(2π)) for a Gaussian head.
+    """
+    sq = (mean.float() - target) ** 2
+    mse = _masked_mean(sq.mean(-1), mask)
+    if log_std is None:
+        return mse, mse
+    nll = 0.5 * sq * torch.exp(-2.0 * log_std) + log_std
+    return _masked_mean(nll.mean(-1), mask), mse
 
 
 class _Metrics:
@@ -338,22 +353,24 @@ def train(
     try:
         for step, batch in zip(range(start, stop), loader, strict=True):
             feats = batch["features"].to(device, non_blocking=True)
+            if d.reward_ablation == "zero":
+                feats[..., model.layout.slices["prev_reward"]] = 0.0
             targets = batch["targets"].to(device, non_blocking=True)
             mask = batch["mask"].to(device, non_blocking=True)
             offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
             noise = _noise(feats.shape, config.token_noise_std, config.seed, step, offset, device)
             with autocast:
-                pred = net(feats, noise)
-            loss = _masked_mse(pred, targets, mask)
+                out = net(feats, noise)
+            loss, mse = action_losses(*model.split(out), targets, mask)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             clip = config.optim.grad_clip or float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            check = torch.stack([loss.detach(), grad_norm.detach().float()])
+            check = torch.stack([loss.detach(), grad_norm.detach().float(), mse.detach()])
             if ddp.world > 1:
                 dist.all_reduce(check)
                 check /= ddp.world
-            loss_value, gn = check.tolist()
+            loss_value, gn, mse_value = check.tolist()
             if not (math.isfinite(loss_value) and math.isfinite(gn)):
                 where = ", ".join(
                     f"{t}@{s}" for t, s in zip(batch["task"], batch["start"], strict=True)
@@ -376,6 +393,7 @@ def train(
                         "step": done,
                         "epoch": round(done / per_epoch, 4),
                         "loss": loss_value,
+                        "mse": mse_value,
                         "grad_norm": gn,
                         "lr": sched.get_last_lr()[0],
                         "tokens_per_s": tokens / max(elapsed, 1e-9),

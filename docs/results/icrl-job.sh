@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One family's in-context RL experiment on one GPU machine, end to end, detached-safe:
+# histories (batched backend, strengthened SAC source) -> AD-Mamba with a Gaussian head (ours) and
+# with the paper's MSE head, trained side by side on the same GPU -> in-context evaluation on the
+# 10 canonical test tasks (Gaussian head sampled, Gaussian head mean, MSE head) -> summary.json.
+# Usage (repo root of a copy under /tmp, carrying .whl and .device/scripts):
+#   bash docs/results/icrl-job.sh FAMILY OUT [STEPS]     e.g. ReacherGoal /tmp/out 1200
+set -u
+FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}
+W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
+START=$SECONDS
+t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt"
+lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
+git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true
+. .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+t "installed"
+if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
+  (bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1) & build=$!
+fi
+# The source: the paper's SAC (Table 2) with one update per transition (5 per vector step of 5
+# envs, Tianshou's own ratio) and an initial temperature of 0.1 instead of 1.
+SRC=(--set gradient_steps=5 --set init_alpha=0.1)
+if [ ! -f "$W/h.h5" ]; then
+  python3 -m icrl.histories generate --family "$FAMILY" --out "$W/h.h5" --backend batched \
+    --device cuda --workers 8 --no-progress "${SRC[@]}" > "$OUT/histories.log" 2>&1
+fi
+t "histories rc=$? $(tail -1 "$OUT/histories.log")"
+python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
+[ -n "${build:-}" ] && wait "$build"
+t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
+common=(--preset "$FAMILY/mamba/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
+        --set progress=false --set tensorboard=false)
+python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
+  > "$OUT/train-gauss.log" 2>&1 & g=$!
+python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
+wait $g; t "train gaussian rc=$?"; wait $m; t "train mse rc=$?"
+cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
+ev() {  # name run-dir extra --set ...
+  local name=$1 run=$2; shift 2
+  python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
+    --set progress=false "$@" > "$OUT/eval-$name.log" 2>&1
+}
+ev gauss-sampled "$W/gauss" --set 'method="AD-Mamba (Gaussian head, sampled)"' & a=$!
+ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian head, mean)"' & b=$!
+ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & c=$!
+wait $a; t "eval gauss-sampled rc=$?"; wait $b; t "eval gauss-mean rc=$?"; wait $c; t "eval mse rc=$?"
+t "done"
