@@ -10,7 +10,10 @@ unseen test tasks of icrl.metaenvs with no gradient step, one batched model `ste
     result = train(cfg, "runs/reacher-s0")
     evaluate(EvalConfig(n_tasks=10), [result.checkpoint], "runs/reacher-eval")
 
-Command line: ``python -m icrl.ad train|evaluate|preset --help``.
+`diagnose` probes why a trained model does or does not learn in context (teacher-forced error vs
+the source's noise floor, reward ablations, prompted rollouts, train vs test tasks, sampling).
+
+Command line: ``python -m icrl.ad train|evaluate|diagnose|preset --help``.
 """
 
 from icrl.ad._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_model
@@ -25,6 +28,7 @@ from icrl.ad._config import (
     load_config_file,
 )
 from icrl.ad._data import ContextDataset, DataInfo, StepBatchSampler, collate_contexts
+from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, diagnose
 from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
 from icrl.ad._model import ADModel, NormStats, compute_norm_stats
 from icrl.ad._presets import PAPER_TABLE, SIZES, preset, preset_dict
@@ -34,6 +38,7 @@ from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, resolve
 
 __all__ = [
     "CSV_COLUMNS",
+    "DIAGNOSE_PARTS",
     "PAPER_TABLE",
     "SIZES",
     "ADConfig",
@@ -43,6 +48,8 @@ __all__ = [
     "ContextDataset",
     "DataConfig",
     "DataInfo",
+    "DiagnoseConfig",
+    "DiagnoseResult",
     "EvalConfig",
     "EvalResult",
     "NonFiniteLossError",
@@ -57,6 +64,7 @@ __all__ = [
     "apply_overrides",
     "collate_contexts",
     "compute_norm_stats",
+    "diagnose",
     "evaluate",
     "history_tokens",
     "latest_checkpoint",
