@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from icrl.histories import ConfigMismatchError, HistoryFile, generate, run_task
+from icrl.histories import ConfigMismatchError, GenerateConfig, HistoryFile, generate, run_task
 from icrl.histories._generate import parts_dir
 
 
@@ -242,3 +242,20 @@ def test_a_damaged_committed_task_is_reported_and_redone(
     ):
         generate(config, out)
     assert not (parts / "task_000.h5").exists() and not (parts / "task_001.h5.tmp").exists()
+
+
+def test_test_split_learns_on_the_canonical_test_tasks(tmp_path) -> None:
+    from icrl.metaenvs import test_tasks
+
+    cfg = GenerateConfig(
+        family="PointGoal",
+        tasks=2,
+        split="test",
+        steps_per_task=300,
+        workers=0,
+        backend="batched",
+        progress=False,
+    )
+    hf = HistoryFile(generate(cfg, tmp_path / "held_out.h5"))
+    got = [hf.meta(name)["task"] for name in hf.tasks]
+    assert got == [t.to_dict() for t in test_tasks("PointGoal", 2)]

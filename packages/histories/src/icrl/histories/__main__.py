@@ -49,6 +49,7 @@ _FLAGS = {
     "n_envs": "--n-envs",
     "seed": "--seed",
     "tasks": "--tasks",
+    "split": "--split",
     "workers": "--workers",
     "device": "--device",
     "backend": "--backend",
@@ -161,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--k", type=int, help="keep one episode of every k")
     gen.add_argument("--n-envs", type=int, help="parallel envs per task (default 5)")
     gen.add_argument("--seed", type=int, help="run seed (default 0)")
-    gen.add_argument("--tasks", type=int, help="first N train tasks (default: the whole split)")
+    gen.add_argument("--tasks", type=int, help="first N tasks of the split (default: all of it)")
+    gen.add_argument(
+        "--split",
+        choices=["train", "test"],
+        help="canonical task split (default train); test: held-out histories for `icrl.ad "
+        "diagnose`, never for training",
+    )
     gen.add_argument("--workers", type=int, help="worker processes (default 1; 0 = in-process)")
     gen.add_argument("--device", help="torch device of the learners (default cpu)")
     gen.add_argument(

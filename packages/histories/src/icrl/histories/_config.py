@@ -153,7 +153,10 @@ class GenerateConfig(BaseModel):
     seed: int = 0
     """Run seed; task i is trained with a seed derived from (seed, i)."""
     tasks: int | None = Field(None, ge=1)
-    """Number of tasks: the first n of the family's canonical train split; None: all of it."""
+    """Number of tasks: the first n of the split; None: all of it (the test split has 10)."""
+    split: Literal["train", "test"] = "train"
+    """Which canonical task split to learn on: "train" (what AD is trained on) or "test" (held-out
+    histories for `icrl.ad diagnose`; never train on them)."""
     workers: int = Field(1, ge=0)
     """Parallel worker processes (0: run in this process, for debugging and tests)."""
     backend: Literal["tianshou", "batched"] = "tianshou"

@@ -18,7 +18,16 @@ def env_id(family: str) -> str:
 
 def train_tasks(family: str, n: int | None) -> list[Any]:
     """The first n tasks of the family's canonical train split (all when n is None)."""
-    return list(_metaenvs().train_tasks(family, n))
+    return split_tasks(family, n, "train")
+
+
+def split_tasks(family: str, n: int | None, split: str = "train") -> list[Any]:
+    """The first n tasks of the family's canonical train or test split (n None: the whole train
+    split, or the 10 test tasks)."""
+    me = _metaenvs()
+    if split == "test":
+        return list(me.test_tasks(family) if n is None else me.test_tasks(family, n))
+    return list(me.train_tasks(family, n))
 
 
 def task_to_dict(task: Any) -> dict[str, Any]:

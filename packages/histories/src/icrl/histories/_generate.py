@@ -383,7 +383,7 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
     file is complete). A rerun with other settings raises ConfigMismatchError saying what differs.
     """
     path = Path(path)
-    tasks = _envs.train_tasks(config.family, config.tasks)
+    tasks = _envs.split_tasks(config.family, config.tasks, config.split)
     names = [task_name(i) for i in range(len(tasks))]
     parts = parts_dir(path)
     if _finished_file(path, config, names):
