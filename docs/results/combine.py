@@ -50,12 +50,16 @@ def main() -> None:
         lines_at["source final (last 10 kept episodes)"] = refs["source_final"]
     plot_curves(curves, args.out / "fig1.png", references=lines_at, title=args.title)
     if refs and refs.get("source_final") is not None:
-        print(f"source first/final (stochastic, train tasks): {refs['source_first']:.2f} / "
-              f"{refs['source_final']:.2f}")
+        print(
+            f"source first/final (stochastic, train tasks): {refs['source_first']:.2f} / "
+            f"{refs['source_final']:.2f}"
+        )
     for name, s in summary.items():
         if name != "references":
-            print(f"{name}: first {s['first_mean']:.2f} ± {s['first_ci95']:.2f}, "
-                  f"last-10 {s['last10_mean']:.2f} ± {s['last10_ci95']:.2f}")
+            print(
+                f"{name}: first {s['first_mean']:.2f} ± {s['first_ci95']:.2f}, "
+                f"last-10 {s['last10_mean']:.2f} ± {s['last10_ci95']:.2f}"
+            )
 
 
 if __name__ == "__main__":
