@@ -1,11 +1,13 @@
-"""Kill -9 at random points, rerun, and compare with an uninterrupted run (issue 12).
+"""Kill -9 at progress points, rerun, and compare with an uninterrupted run (issue 12).
 
 Each job (history generation, AD training, `apps/reproduce.py`) is started as a subprocess and
-killed with SIGKILL (its whole process group) after a delay drawn from a seeded RNG; it is then
-started again, killed again, ... until `KILLS` kills have landed, and finally run to completion.
-Its outputs must equal, byte for byte or array for array, those of one uninterrupted run with
-the same seeds; after every kill, whatever the run left that a reader would take as finished
-must be whole.
+killed with SIGKILL (its whole process group) as soon as its committed on-disk progress (task
+parts, checkpoints, stage records) reaches the next of `KILLS` seeded, strictly increasing
+targets; it is then started again, and so on, and finally run to completion. The targets all lie
+well before the end of the job, so every kill lands however fast or slow the machine is: no kill
+waits on the clock. The final outputs must equal, byte for byte or array for array, those of one
+uninterrupted run with the same seeds; after every kill, whatever the run left that a reader
+would take as finished must be whole, and no committed progress may be lost by a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -30,12 +33,17 @@ from icrl.histories import GenerateConfig, HistoryFile
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 10
+POLL_S = 0.02  # how often the on-disk progress of a running child is read
 # One intra-op thread in every child: 2 shared cores, and bitwise-equal float reductions.
+# Numba off: Tianshou's replay buffer JIT-compiles its index helpers (~15 s) in every process
+# that builds one, i.e. on every restart of a history generation; pure Python gives the same
+# histories at this size in a fraction of the time.
 ENV = {
     **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "TQDM_DISABLE": "1",
+    "NUMBA_DISABLE_JIT": "1",
 }
 
 TINY_HISTORIES = {
@@ -44,7 +52,7 @@ TINY_HISTORIES = {
     "steps_per_task": 240,
     "n_envs": 2,
     "k": 2,
-    "tasks": 5,
+    "tasks": 12,  # 12 commits (one per task) to kill at, the last one left alone
     "workers": 0,
     "progress": False,
 }
@@ -55,24 +63,54 @@ def _run(cmd: list[str], timeout: float = 600) -> None:
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stderr[-3000:]}"
 
 
+def seeded_targets(candidates: Sequence[int], seed: int, kills: int = KILLS) -> list[int]:
+    """`kills` distinct progress values drawn (seeded) from `candidates`, in increasing order."""
+    rng = np.random.default_rng(seed)
+    return sorted(int(t) for t in rng.choice(list(candidates), size=kills, replace=False))
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One landed kill: the progress it waited for, the progress the dead job left on disk,
+    and how long after its start the job was killed."""
+
+    target: int
+    left: int
+    after_s: float
+
+
 def kill_chain(
     cmd: list[str],
-    delays: tuple[float, float],
-    seed: int,
+    progress: Callable[[], int],
+    targets: Sequence[int],
+    limit: int,
     after_kill: Callable[[], None],
-    kills: int = KILLS,
-) -> list[float]:
-    """Start `cmd`, SIGKILL it after a seeded random delay, repeat `kills` times, then finish it.
+    jitter: float = 0.0,
+    seed: int = 0,
+    timeout: float = 300,
+) -> list[Kill]:
+    """Start `cmd`, SIGKILL it once `progress()` reaches the next target, check, restart, ...
 
-    A start that finishes before its kill does not count as a kill point. Returns the delays
-    at which kills landed.
+    `progress()` counts what the job has committed on disk; it must never go down, not even
+    across a kill and restart (committed work is kept). Each start is killed (its whole process
+    group) as soon as progress >= its target, plus up to `jitter` seconds (seeded) that end
+    early once progress moves past the target, so a kill never needs the job to be slow. A
+    start that would begin at or past its target (the previous kill overshot) aims one step
+    past where it begins instead; no aim may exceed `limit`, the last progress point that
+    leaves the job real work to do. A job that finishes before its target fails the test:
+    the targets are badly chosen. After the last kill the job runs to completion.
     """
+    assert list(targets) == sorted(set(targets)) and targets[-1] <= limit, targets
     rng = np.random.default_rng(seed)
-    landed: list[float] = []
-    for _ in range(5 * kills):
-        if len(landed) == kills:
-            break
-        delay = float(rng.uniform(*delays))
+    kills: list[Kill] = []
+    last = progress()
+    for target in targets:
+        aim = max(target, last + 1)
+        assert aim <= limit, (
+            f"the next kill would wait for progress {aim}, past the last safe point {limit}: "
+            f"earlier kills overshot their targets {list(targets)} ({kills})"
+        )
+        delay = float(rng.uniform(0.0, jitter))
         proc = subprocess.Popen(
             cmd,
             env=ENV,
@@ -80,18 +118,52 @@ def kill_chain(
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        start, reached = time.monotonic(), None
         try:
-            proc.wait(delay)
-        except subprocess.TimeoutExpired:
+            while True:
+                now = progress()
+                assert now >= last, f"progress went back from {last} to {now}: work was lost"
+                last = now
+                clock = time.monotonic()
+                if reached is None and now >= aim:
+                    reached = clock
+                if reached is not None and (clock - reached >= delay or now > aim):
+                    break
+                if proc.poll() is not None:
+                    pytest.fail(
+                        f"{cmd} exited (code {proc.returncode}) at progress {now} before reaching "
+                        f"the kill target {aim}: the targets {list(targets)} are badly chosen"
+                    )
+                if clock - start > timeout:
+                    pytest.fail(f"{cmd} made no progress to {aim} in {timeout} s (at {now})")
+                time.sleep(POLL_S)
             os.killpg(proc.pid, signal.SIGKILL)  # the job and any worker processes
+            after = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            landed.append(delay)
-            after_kill()
-        else:
-            assert proc.returncode == 0, f"{cmd} failed on its own (exit {proc.returncode})"
-            break  # finished before the kill: more kills could not land anywhere
+        assert proc.returncode == -signal.SIGKILL, (
+            f"{cmd} exited on its own (code {proc.returncode}) before the kill at progress {aim}"
+        )
+        left = progress()
+        assert left >= last, f"progress went back from {last} to {left}: work was lost"
+        last = left
+        kills.append(Kill(aim, left, after))
+        after_kill()
     _run(cmd)
-    return landed
+    assert progress() >= last
+    return kills
+
+
+def report(job: str, kills: list[Kill], end: int, took: float) -> None:
+    """Print how many kills landed and where (shown by `pytest -s` or `-rA`)."""
+    left = [k.left for k in kills]
+    after = ", ".join(f"{k.after_s:.1f}" for k in kills)
+    print(
+        f"\n{job}: {len(kills)} kills landed, at progress {left} of {end} "
+        f"(targets {[k.target for k in kills]}; killed {after} s after start); {took:.0f} s"
+    )
 
 
 # --- history generation ---------------------------------------------------------------------
@@ -99,7 +171,7 @@ def kill_chain(
 
 @pytest.fixture(scope="module")
 def histories_ref(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(config JSON, uninterrupted output) of a tiny 5-task SAC generation."""
+    """(config JSON, uninterrupted output) of a tiny 12-task SAC generation."""
     d = tmp_path_factory.mktemp("hist_ref")
     cfg = d / "cfg.json"
     cfg.write_text(GenerateConfig.model_validate(TINY_HISTORIES).model_dump_json())
@@ -150,15 +222,30 @@ def test_history_generation_killed_ten_times_equals_uninterrupted(
         for part in parts.glob("task_*.h5"):
             HistoryFile(part).history(part.stem)
 
+    tasks = TINY_HISTORIES["tasks"]
+
+    def progress() -> int:
+        # Committed tasks (a part is renamed into place whole); tasks + 1 once merged.
+        return tasks + 1 if out.exists() else len(list(parts.glob("task_*.h5")))
+
+    # Kill points: just after the k-th task part is committed, for 10 of k = 1..tasks-1 (each
+    # leaves at least one whole task and the merge to do).
+    targets = seeded_targets(range(1, tasks), seed=12)
     cmd = [sys.executable, "-m", "icrl.histories", "generate", "--config", str(cfg),
            "--out", str(out), "--no-progress"]  # fmt: skip
-    landed = kill_chain(cmd, (1.0, 7.0), seed=12, after_kill=after_kill)
-    assert len(landed) >= KILLS, f"only {len(landed)} kills landed before the run finished"
+    start = time.monotonic()
+    kills = kill_chain(cmd, progress, targets, limit=tasks - 1, after_kill=after_kill)
+    report("history generation", kills, tasks + 1, time.monotonic() - start)
+    assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
+    assert progress() == tasks + 1
     assert not parts.exists() and not list(tmp_path.glob("*.tmp"))
     _assert_same_h5(ref, out)
 
 
 # --- AD training ------------------------------------------------------------------------------
+
+
+AD_STEPS, AD_CHECKPOINT_EVERY = 400, 10
 
 
 def _ad_config(histories: Path, path: Path) -> Path:
@@ -167,8 +254,8 @@ def _ad_config(histories: Path, path: Path) -> Path:
         "data": {"paths": [str(histories)], "context": "window", "window": 40},
         "optim": {"lr": 3e-3, "warmup_steps": 5, "weight_decay": 1e-4},
         "batch_size": 2,
-        "max_steps": 1000,
-        "checkpoint_every": 10,
+        "max_steps": AD_STEPS,
+        "checkpoint_every": AD_CHECKPOINT_EVERY,
         "log_every": 1,
         "tensorboard": False,
         "progress": False,
@@ -176,6 +263,10 @@ def _ad_config(histories: Path, path: Path) -> Path:
     }
     path.write_text(json.dumps(cfg))
     return path
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.stem.removeprefix("step_"))
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -196,10 +287,25 @@ def test_ad_training_killed_ten_times_equals_uninterrupted(
             load_checkpoint(newest)
 
     cmd = [sys.executable, "-m", "icrl.ad", "train", "--config", str(cfg), "--run-dir", str(run)]
-    landed = kill_chain(cmd, (1.5, 5.0), seed=7, after_kill=after_kill)
-    assert len(landed) >= KILLS, f"only {len(landed)} kills landed before the run finished"
+
+    def progress() -> int:
+        # Checkpoints committed: the newest one's step / checkpoint_every (older ones are pruned).
+        newest = latest_checkpoint(run)
+        return 0 if newest is None else _checkpoint_step(newest) // AD_CHECKPOINT_EVERY
+
+    # Kill points: 10 of the even checkpoint counts 2..30 of 40 (two checkpoints apart, so a
+    # kill whose jitter runs into the next checkpoint cannot reach the next target), each plus
+    # up to 0.2 s (seeded, cut short by the next checkpoint): mid-step as well as mid-save.
+    end = AD_STEPS // AD_CHECKPOINT_EVERY
+    targets = [2 * t for t in seeded_targets(range(1, 16), seed=7)]
+    start = time.monotonic()
+    kills = kill_chain(
+        cmd, progress, targets, limit=end - 5, after_kill=after_kill, jitter=0.2, seed=7
+    )
+    report("AD training", kills, end, time.monotonic() - start)
+    assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
     a, b = load_checkpoint(ref), load_checkpoint(run)
-    assert a["step"] == b["step"] == 1000
+    assert a["step"] == b["step"] == AD_STEPS
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert _losses(ref) == _losses(run)
@@ -207,15 +313,17 @@ def test_ad_training_killed_ten_times_equals_uninterrupted(
 
 # --- apps/reproduce.py ----------------------------------------------------------------------
 
+MICRO_TASKS, MICRO_STEPS, MICRO_CHECKPOINT_EVERY = 2, 100, 10
 MICRO = [
     "--no-progress",
-    "--histories.tasks", "2",
+    "--histories.tasks", str(MICRO_TASKS),
     "--histories.steps_per_task", "240",
     "--histories.n_envs", "2",
     "--histories.hidden_sizes", "[16]",
     "--histories.batch_size", "16",
     "--histories.workers", "0",
-    "--ad.max_steps", "60",
+    "--ad.max_steps", str(MICRO_STEPS),
+    "--ad.overrides", f'["checkpoint_every={MICRO_CHECKPOINT_EVERY}"]',
     "--ad.d_model", "16",
     "--ad.n_layers", "1",
     "--seeds", "[0]",
@@ -242,9 +350,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None:
     script = [sys.executable, str(ROOT / "apps/reproduce.py"), *MICRO]
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    start = time.monotonic()
     _run([*script, "--out", str(ref)])
-    took = time.monotonic() - start
 
     def after_kill() -> None:
         # A stage counts as finished once its stage.json exists; each such record is whole, and
@@ -254,9 +360,45 @@ def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None
             for path in record.parent.glob("eval/returns.csv"):
                 rows = _csv_rows(path)
                 assert rows and all(None not in row.values() for row in rows), path
+        # Kills now also land mid-histories and mid-training: every committed task part is a
+        # finished task, and the newest training checkpoint loads.
+        for part in (out / "stages").glob("histories-*/histories.h5.parts/task_*.h5"):
+            HistoryFile(part).history(part.stem)
+        for run in (out / "stages").glob("train-*/run"):
+            if (newest := latest_checkpoint(run)) is not None:
+                load_checkpoint(newest)
 
-    landed = kill_chain([*script, "--out", str(out)], (1.5, max(4.0, took / 2)), seed=3,
-                        after_kill=after_kill)  # fmt: skip
-    assert len(landed) >= KILLS, f"only {len(landed)} kills landed before the run finished"
+    def progress() -> int:
+        # Everything committed, over all stages: task parts (all of them once merged into the
+        # stage's histories.h5), training checkpoints (the newest one's step / checkpoint_every),
+        # and stage records.
+        done = 0
+        for stage in (out / "stages").glob("*"):
+            done += (stage / "stage.json").exists()
+            if (stage / "histories.h5").exists():
+                done += MICRO_TASKS
+            else:
+                done += len(list(stage.glob("histories.h5.parts/task_*.h5")))
+            if (newest := latest_checkpoint(stage / "run")) is not None:
+                done += _checkpoint_step(newest) // MICRO_CHECKPOINT_EVERY
+        return done
+
+    # A whole run's progress: the task parts (1, 2), the histories stage (3), the checkpoints
+    # (4..13), the training stage (14), the evaluation stage (15). Kill points: 10 of those
+    # that real work follows: not 2 (the merge and the histories stage record follow within
+    # milliseconds) nor 13 (the training stage record follows likewise). So kills land
+    # mid-histories, at the start of and during training, and at the start of the evaluation
+    # (14 leaves the evaluation and the report to do).
+    ckpts = MICRO_STEPS // MICRO_CHECKPOINT_EVERY
+    end = MICRO_TASKS + 1 + ckpts + 2
+    points = [*range(1, MICRO_TASKS), MICRO_TASKS + 1, *range(MICRO_TASKS + 2, end - 2), end - 1]
+    targets = seeded_targets(points, seed=3)
+    start = time.monotonic()
+    kills = kill_chain(
+        [*script, "--out", str(out)], progress, targets, limit=end - 1, after_kill=after_kill
+    )
+    report("apps/reproduce.py", kills, end, time.monotonic() - start)
+    assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
+    assert progress() == end
     assert _episode_rows(ref) == _episode_rows(out)
     assert (out / "report.md").is_file()
