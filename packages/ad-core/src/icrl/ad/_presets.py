@@ -60,7 +60,7 @@ def _sanity(backbone: str) -> dict[str, Any]:
         "data": {"context": "full"},
         "optim": {"lr": 1e-3, "weight_decay": 1e-4, "warmup_steps": 20},
         "batch_size": 4,
-        "max_steps": 300,
+        "max_steps": 200,
         "token_noise_std": 0.01,
         "checkpoint_every": 100,
         "tensorboard": False,
