@@ -19,6 +19,7 @@ def test_help_lists_stages_and_presets(capsys: pytest.CaptureFixture[str]) -> No
     [
         (["--preset", "huge"], ["--preset", "huge", "tiny"]),
         (["--families", '["Foo"]'], ["--families", "Foo", "ReacherGoal"]),
+        (["--families", '["PointGoal"]'], ["--families", "PointGoal", "icrl.ad"]),
         (["--contexts", '["episodes:x"]'], ["--contexts", "episodes:N"]),
         (["--ad.max_steps", "-3"], ["--ad.max_steps", "-3"]),
     ],
