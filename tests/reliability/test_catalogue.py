@@ -288,12 +288,13 @@ def make_inputs(d: Path) -> None:
             bad = action[()]
             bad[3, 0] = np.nan
             action[...] = bad
-    with h5py.File(d / "dims.h5", "a") as f:
+    with h5py.File(d / "dims.h5", "a") as f:  # a whole file, as if from another env
         for task in ("task_000", "task_001"):
             for key in ("obs", "next_obs"):
                 x = f[f"{task}/transitions/{key}"][()][:, :5]
                 del f[f"{task}/transitions/{key}"]
                 f[f"{task}/transitions/{key}"] = x
+            f[task].attrs["obs_dim"] = 5
     model = {"backbone": "mamba", "d_model": 16, "n_layers": 1, "embed_dim": 8, "d_ff": 32}
     cfg = {"model": model, "data": {"paths": [str(good)], "context": "full"}, "batch_size": 2,
            "max_steps": 2, "checkpoint_every": 1, "tensorboard": False, "progress": False,
