@@ -50,8 +50,8 @@ def _paper_model(family: str, backbone: str) -> dict[str, Any]:
 def _sanity(backbone: str) -> dict[str, Any]:
     """The PointGoal testbed: one size, small enough to learn in context on 2 CPU cores in minutes.
 
-    Not the paper's recipe: the action head is Gaussian and sampled during evaluation (an MSE
-    head measured flat on this family, see the ad-core README).
+    Not the paper's recipe: the action head is Gaussian and sampled during evaluation (at this
+    size the transformer's MSE head measured flat on this family, see the ad-core README).
     """
     model = {"mamba": {}, "transformer": {"n_heads": 4, "d_ff": 128}}[backbone]
     return {

@@ -1,0 +1,62 @@
+"""The PointGoal testbed with any backbone, head and device: histories, AD, in-context evaluation.
+
+    python docs/results/PointGoal/testbed_run.py OUT [--backbone mamba] [--device cuda]
+
+Trains three models on one PointGoal histories file (the presets): Gaussian head, MSE head
+(the paper's), and a blinded Gaussian head (rewards zeroed in training and evaluation); prints
+and writes each one's summary.json. The CPU test (ad-core tests/test_icrl_testbed.py) runs the
+transformer; this script exists to run the same check with Mamba on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from icrl.ad import EvalConfig, evaluate, preset, train
+from icrl.histories import GenerateConfig, generate
+
+VARIANTS = {
+    "gaussian": ['model.action_head="gaussian"'],
+    "mse": ['model.action_head="mse"'],
+    "blind": ['model.action_head="gaussian"', 'data.reward_ablation="zero"'],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--backbone", default="mamba", choices=["mamba", "transformer"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, help="training steps (default: the preset's)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--set", dest="extra", action="append", default=[],
+                        help='a further TrainConfig override, e.g. model.d_model=128')  # fmt: skip
+    args = parser.parse_args()
+    t0 = time.time()
+    gen = GenerateConfig(family="PointGoal", tasks=args.tasks, backend="batched",
+                         device=args.device, workers=0, progress=False)  # fmt: skip
+    h = generate(gen, args.out / "histories.h5")
+    print(f"histories {time.time() - t0:.0f} s", flush=True)
+    for name in args.variants:
+        extra = VARIANTS[name]
+        t1 = time.time()
+        overrides = [f'device="{args.device}"', "progress=false", *extra, *args.extra]
+        if args.max_steps:
+            overrides.append(f"max_steps={args.max_steps}")
+        res = train(preset("PointGoal", args.backbone, histories=h, overrides=overrides),
+                    args.out / name / "run")  # fmt: skip
+        blind = "reward_ablation" in " ".join(extra)
+        ec = EvalConfig(device=args.device, progress=False, asynchronous=False,
+                        reward_ablation="zero" if blind else "none",
+                        method=f"AD-{args.backbone} ({name})")  # fmt: skip
+        evaluate(ec, [res.checkpoint], args.out / name / "eval")
+        s = json.loads((args.out / name / "eval" / "summary.json").read_text())
+        print(f"{name} {time.time() - t1:.0f} s {json.dumps(s)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
