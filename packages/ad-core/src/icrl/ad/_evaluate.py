@@ -178,23 +178,28 @@ def _model_actor(
     return act
 
 
-def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
+def source_curve(path: Path, episodes: int | None = None) -> tuple[np.ndarray, str]:
     """The source algorithm's learning curve on the in-context episode axis, and its name.
 
     In-context episode j is matched with the j-th *kept* episode of each training history: the
     model saw that episode at position j of its context. Its value is the mean return of the block
     of source episodes that the kept one stands for (from it to the next kept one, i.e. k episodes
-    under k-downsampling), averaged over the file's training tasks.
+    under k-downsampling), averaged over the file's training tasks. `episodes=None`: the whole
+    curve, as many episodes as the longest history keeps.
     """
     from icrl.histories import HistoryFile
 
     hf = HistoryFile(path)
-    rows, algo = [], "source"
+    algo, histories = "source", []
     for name in hf.tasks:
         meta = hf.meta(name)
         algo = str(meta.get("algorithm", meta.get("algo", algo)))
         rets, _ = hf.episode_returns(name)
-        kept = np.unique(np.asarray(hf.history(name).episode))
+        histories.append((rets, np.unique(np.asarray(hf.history(name).episode))))
+    if episodes is None:
+        episodes = max((len(kept) for _, kept in histories), default=0)
+    rows = []
+    for rets, kept in histories:
         bounds = np.append(kept, kept[-1] + (np.diff(kept).max() if len(kept) > 1 else 1))
         row = np.full(episodes, np.nan)
         for j in range(min(episodes, len(kept))):
@@ -209,14 +214,6 @@ def source_curve(path: Path, episodes: int) -> tuple[np.ndarray, str]:
     total = np.nansum(table, axis=0)
     curve = np.divide(total, count, out=np.full(episodes, np.nan), where=count > 0)
     return curve, algo
-
-
-def _kept_episodes(path: Path) -> int:
-    """The most kept episodes of any task in a histories file (the source curve's full length)."""
-    from icrl.histories import HistoryFile
-
-    hf = HistoryFile(path)
-    return max(len(np.unique(np.asarray(hf.history(n).episode))) for n in hf.tasks)
 
 
 def _method_name(cfg: EvalConfig, meta: dict[str, Any]) -> str:
@@ -277,8 +274,11 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
     source_path = config.histories or Path(metas[0]["config"]["data"]["paths"][0])
     source, whole, algo = None, None, "source"
     if source_path.is_file():
-        source, algo = source_curve(source_path, episodes)
-        whole, _ = source_curve(source_path, _kept_episodes(source_path))
+        # One read of the histories: the whole curve for the references, its first `episodes`
+        # (NaN past the longest history) for the plot.
+        whole, algo = source_curve(source_path)
+        source = np.full(episodes, np.nan)
+        source[: min(episodes, len(whole))] = whole[:episodes]
 
     method = _method_name(config, metas[0])
     task_dicts = [t.to_dict() for t in tasks]
