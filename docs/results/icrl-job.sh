@@ -6,9 +6,12 @@
 # Usage (repo root of a copy under /tmp, carrying .whl and .device/scripts):
 #   bash docs/results/icrl-job.sh FAMILY OUT [STEPS]     e.g. ReacherGoal /tmp/out 1200
 # Environment: GRAD_STEPS (SAC updates per vector step, default 5), MSE=0 skips the MSE-head twin
-# (HalfCheetahVel: generation ~10 min and a 12M model's 844 steps ~11 min leave no room for it).
+# (HalfCheetahVel: generation ~10 min and a 12M model's 844 steps ~11 min leave no room for it),
+# DIAG=1 runs `icrl.ad diagnose` on the Gaussian-head model last (on 3 *training* tasks of the
+# histories file: test-task histories would cost another generation run).
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
+DIAG=${DIAG:-0}
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -54,4 +57,10 @@ ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian he
 [ "$MSE" = 1 ] && { ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & c=$!; }
 wait $a; t "eval gauss-sampled rc=$?"; wait $b; t "eval gauss-mean rc=$?"
 [ "$MSE" = 1 ] && { wait $c; t "eval mse rc=$?"; }
+if [ "$DIAG" = 1 ]; then
+  python3 -m icrl.ad diagnose --checkpoint "$W/gauss" --histories "$W/h.h5" \
+    --out-dir "$OUT/diagnose-gauss-train-tasks" --set n_tasks=3 --set split_tasks=3 \
+    > "$OUT/diagnose.log" 2>&1
+  t "diagnose rc=$?"
+fi
 t "done"
