@@ -32,3 +32,10 @@ def test_bad_options_are_refused_with_the_flag_named(
     for word in words:
         assert word in err
     assert not (tmp_path / "run").exists()
+
+
+def test_report_command_line_has_no_trailing_space() -> None:
+    from icrl.apps._cli import _command
+
+    assert _command([]) == "uv run apps/reproduce.py"
+    assert _command(["--out", "a b"]) == "uv run apps/reproduce.py --out 'a b'"

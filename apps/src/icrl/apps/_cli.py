@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp, SettingsError
 
 from ._config import ReproduceConfig
-from ._stages import write_json_atomic
+from ._stages import RunLock, RunLockedError, write_json_atomic
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -59,27 +60,48 @@ def parse(argv: list[str]) -> ReproduceConfig:
     return ReproduceConfig.model_validate(_merge(data, _set_fields(cli)))
 
 
+def _check_out(out: Path) -> None:
+    """--out must be a directory we can create and write in; say so before any work."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            f"--out {out} is a file; give a directory (new or a run to resume)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out} is not writable; give a directory you can write in")
+
+
 def run(cfg: ReproduceConfig, command: str) -> Path:
     """Run every family's stages, then the report; return the report's path."""
     import torch
 
     from ._pipeline import Progress, StageCache, count_stages, run_family
+    from ._presets import validate
     from ._report import write_report
 
     if not torch.cuda.is_available():
         # The CPU presets use small tensors, for which extra intra-op threads only contend with
         # the history workers (measured: a tiny Mamba step 150x slower with 2 threads under load).
         torch.set_num_threads(1)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg.out / "config.json", cfg.model_dump(mode="json"))
-    cache, progress = StageCache(cfg.out), Progress(count_stages(cfg))
-    results = [run_family(f, cfg, cache, progress) for f in cfg.families]
-    return write_report(results, cfg.out, cfg.preset, command)
+    validate(cfg)  # every stage's config, before config.json is written or anything runs
+    _check_out(cfg.out)
+    with RunLock(cfg.out):
+        write_json_atomic(cfg.out / "config.json", cfg.model_dump(mode="json"))
+        cache, progress = StageCache(cfg.out), Progress(count_stages(cfg))
+        results = [run_family(f, cfg, cache, progress) for f in cfg.families]
+        return write_report(results, cfg.out, cfg.preset, command)
+
+
+def _command(argv: list[str]) -> str:
+    return " ".join(["uv run apps/reproduce.py", *([shlex.join(argv)] if argv else [])])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of apps/reproduce.py."""
+    """Entry point of apps/reproduce.py: one line per error, never a traceback for bad input,
+    OS errors (full disk, permissions) or Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The only flag with a dash in its name: accept the spelling people type.
+    argv = ["--show_preset" if a == "--show-preset" else a for a in argv]
     try:
         cfg = parse(argv)
     except ValidationError as err:
@@ -88,8 +110,45 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as err:
         print(f"error: {err}\nsee: reproduce.py --help", file=sys.stderr)
         return 2
+    from ._presets import StageConfigError, show_preset  # heavy imports: not for --help
+
+    if cfg.show_preset is not None:
+        try:
+            print(show_preset(cfg.model_copy(update={"preset": cfg.show_preset})))
+        except StageConfigError as err:
+            print(f"error: invalid stage config: {err}", file=sys.stderr)
+            return 2
+        return 0
     start = time.perf_counter()
-    report = run(cfg, "uv run apps/reproduce.py " + shlex.join(argv))
+    try:
+        report = run(cfg, _command(argv))
+    except StageConfigError as err:
+        print(f"error: invalid stage config: {err}\nsee: reproduce.py --help", file=sys.stderr)
+        return 2
+    except RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; finished stages are kept in {cfg.out}: rerun the same command to "
+            "resume where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+    except OSError as err:
+        print(f"error: {_os_error(err)}; nothing finished was lost: fix it and rerun the same "
+              "command to resume", file=sys.stderr)  # fmt: skip
+        return 1
+    except ValueError as err:  # a package refused its input (a history file, a run directory)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - start
     print(f"\nfinished in {wall:.0f} s; report: {report}\nfigures: {report.parent / 'figures'}")
     return 0
+
+
+def _os_error(err: OSError) -> str:
+    if err.filename is None:
+        return str(err)
+    what = err.strerror or str(err)
+    return f"{err.filename}: {what}" if err.strerror else what

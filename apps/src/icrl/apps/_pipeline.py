@@ -8,6 +8,7 @@ baseline seeds).
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ class FamilyResults:
     histories: Path
     curves: dict[str, Path] = field(default_factory=dict)  # method -> returns.csv
     contexts: dict[str, Path] = field(default_factory=dict)  # AD-Mamba context -> returns.csv
-    references: dict[str, float] = field(default_factory=dict)
-    source: list[float] = field(default_factory=list)
+    summary_refs: dict[str, float | None] = field(default_factory=dict)
+    """source_first / source_final / random / zero, as in the evaluation's summary.json."""
     params: dict[str, int] = field(default_factory=dict)
     wall: dict[str, float] = field(default_factory=dict)
 
@@ -142,13 +143,14 @@ def _ad_runs(fam: _Family, backbone: str, ctx: str, episodes: int | None) -> tup
     out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
     out.params[_method(backbone)] = int(fam.cache.summary(runs[0])["params"])
     ec = P.eval_config(h5, episodes, cfg)
-    ckpts = [Path(fam.cache.summary(r)["checkpoint"]) for r in runs]
+    # (older runs recorded absolute checkpoint paths; joining keeps those as they were)
+    ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
     key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories"})
     res = fam.stage("eval", f"{backbone}-{_slug(ctx)}", key_cfg, _eval_fn(ec, ckpts), runs)
     out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
     summary = fam.cache.summary(res)
-    out.references = summary["references"]
-    out.source = summary["source"]
+    evaluation = json.loads((res.path / "eval" / "summary.json").read_text())
+    out.summary_refs = evaluation["references"]
     return res.path / "eval" / "returns.csv", int(summary["episodes"])
 
 
@@ -157,7 +159,9 @@ def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
         result = train(tc, d / "run")
         model, _ = load_model(result.checkpoint, "cpu")
         params = sum(p.numel() for p in model.parameters())
-        return {"checkpoint": str(result.checkpoint), "loss": result.loss, "params": params}
+        # Relative to the stage directory, so a run directory can move (another machine).
+        checkpoint = str(Path(result.checkpoint).resolve().relative_to(d.resolve()))
+        return {"checkpoint": checkpoint, "loss": result.loss, "params": params}
 
     return fn
 
@@ -165,8 +169,7 @@ def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
 def _eval_fn(ec: Any, ckpts: list[Path]) -> Callable[[Path], dict[str, Any]]:
     def fn(d: Path) -> dict[str, Any]:
         res = evaluate(ec, ckpts, _fresh(d / "eval"))
-        source = [] if res.source is None else [float(x) for x in res.source]
-        return {"references": res.references, "source": source, "episodes": res.returns.shape[2]}
+        return {"references": res.references, "episodes": res.returns.shape[2]}
 
     return fn
 

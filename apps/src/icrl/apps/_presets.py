@@ -6,6 +6,7 @@ own config object: the preset's values first, then every field the user set.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ def contexts(cfg: ReproduceConfig) -> list[str]:
     return cfg.contexts or ["full", "episodes:2" if cfg.preset == "tiny" else "episodes:4"]
 
 
+# small: the source of the ICRL results (docs/results/ReacherGoal): one SAC update per transition
+# (5 per vector step of 5 envs) and an initial temperature of 0.1, instead of the paper's 0.2 and 1.
+_STRONG_SAC = {"gradient_steps": 5, "init_alpha": 0.1}
+
+
 def _algorithm(family: str, cfg: ReproduceConfig) -> dict[str, Any]:
     algo = SOURCE_PRESETS[family].algorithm.model_dump()
     if cfg.preset == "tiny":
@@ -48,25 +54,55 @@ def _algorithm(family: str, cfg: ReproduceConfig) -> dict[str, Any]:
             algo["steps_per_env"] = 100
         else:
             algo.update(batch_size=64, warmup_steps=100)
+    elif cfg.preset == "small" and algo["kind"] == "sac":
+        algo.update(_STRONG_SAC)
     opts = cfg.histories
-    if opts.hidden_sizes is not None:
-        algo["hidden_sizes"] = opts.hidden_sizes
-    if opts.batch_size is not None:
-        algo["batch_size"] = opts.batch_size
+    for name in ("hidden_sizes", "batch_size", "gradient_steps", "init_alpha"):
+        value = getattr(opts, name)
+        if value is None:
+            continue
+        if name not in algo:
+            raise ValueError(
+                f"--histories.{name}: {family}'s source algorithm ({algo['kind']}) has no field "
+                f"{name!r}; drop the flag or run without {family}"
+            )
+        algo[name] = value
     return algo
+
+
+def histories_backend(cfg: ReproduceConfig) -> tuple[str, str]:
+    """The (backend, device) of the histories stage: batched on the GPU where there is one."""
+    backend = cfg.histories.backend
+    if backend == "auto":
+        backend = "batched" if _cuda() else "tianshou"
+    device = cfg.histories.device or ("cuda" if backend == "batched" and _cuda() else "cpu")
+    return backend, device
+
+
+def _workers(backend: str) -> int:
+    cores = os.cpu_count() or 1
+    # batched: env workers, plus the driver process that runs every learner on the device.
+    return max(cores - 1, 1) if backend == "batched" else cores
 
 
 def histories_config(family: str, cfg: ReproduceConfig) -> GenerateConfig:
     """The source-RL generation config of one family."""
-    data: dict[str, Any] = {"family": family, "algorithm": _algorithm(family, cfg), "seed": 0}
+    backend, device = histories_backend(cfg)
+    data: dict[str, Any] = {
+        "family": family,
+        "algorithm": _algorithm(family, cfg),
+        "seed": 0,
+        "backend": backend,
+        "device": device,
+        "workers": _workers(backend),
+    }
     if cfg.preset == "tiny":
         data.update(tasks=4, steps_per_task=_TINY_STEPS[family], k=4, workers=2)
     elif cfg.preset == "small":
         data.update(tasks=_SMALL_TASKS[family], steps_per_task=_SMALL_STEPS[family])
-        data["workers"] = os.cpu_count() or 1
-    else:
-        data["workers"] = os.cpu_count() or 1
-    opts = cfg.histories.model_dump(exclude={"hidden_sizes", "batch_size"}, exclude_none=True)
+    opts = cfg.histories.model_dump(
+        include={"tasks", "steps_per_task", "k", "n_envs", "workers"}, exclude_none=True
+    )
     data.update(opts)
     data["progress"] = cfg.progress
     return GenerateConfig.model_validate(data)
@@ -158,9 +194,86 @@ def mql_config(family: str, episodes: int, cfg: ReproduceConfig) -> MQLConfig:
     return mql_preset(family, cfg.preset, **over)
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _device(device: str | None) -> str:
     if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if _cuda() else "cpu"
     return device
+
+
+def show_preset(cfg: ReproduceConfig) -> str:
+    """Every stage's resolved config of every family of `cfg`, as indented JSON text."""
+    validate(cfg)
+    placeholder = Path("<histories of this run>.h5")
+    plan: dict[str, Any] = {"preset": cfg.preset, "seeds": seeds(cfg), "contexts": contexts(cfg)}
+    for family in cfg.families:
+        fam: dict[str, Any] = {"histories": histories_config(family, cfg).model_dump(mode="json")}
+        for backbone in cfg.backbones:
+            tc = ad_config(family, backbone, contexts(cfg)[0], seeds(cfg)[0], placeholder, cfg)
+            fam[f"train {backbone} (first context, first seed)"] = tc.model_dump(mode="json")
+        fam["evaluate"] = eval_config(placeholder, None, cfg).model_dump(mode="json")
+        if cfg.macaw.enabled:
+            train, ev = macaw_configs(family, placeholder, Path("<stage dir>"), 1, cfg)
+            fam["macaw"] = {
+                "train": train.model_dump(mode="json"),
+                "eval": ev.model_dump(mode="json"),
+            }
+        if cfg.mql.enabled:
+            fam["mql"] = mql_config(family, 1, cfg).model_dump(mode="json")
+        plan[family] = fam
+    note = (
+        "# episodes = 1 below stands for 'as many as the first AD context covers' (known once"
+        " trained)\n"
+    )
+    return note + json.dumps(plan, indent=2, default=str)
+
+
+class StageConfigError(ValueError):
+    """A stage's resolved config is invalid (found before any stage runs)."""
+
+
+def validate(cfg: ReproduceConfig) -> None:
+    """Resolve every stage's config of every family now, so a bad setting stops the run before
+    its first expensive step instead of when its stage starts, hours later."""
+    placeholder = Path("histories.h5")  # the real path exists only once the stage has run
+    for family in cfg.families:
+        checks: list[tuple[str, Any]] = [("histories", lambda f=family: histories_config(f, cfg))]
+        for backbone in cfg.backbones:
+            ctxs = contexts(cfg) if backbone == "mamba" else contexts(cfg)[:1]
+            checks += [
+                (f"train {backbone} {c} seed {s}",
+                 lambda f=family, b=backbone, c=c, s=s: ad_config(f, b, c, s, placeholder, cfg))
+                for c in ctxs for s in seeds(cfg)
+            ]  # fmt: skip
+        checks.append(("evaluate", lambda: eval_config(placeholder, None, cfg)))
+        if cfg.macaw.enabled:
+            checks.append(
+                ("macaw", lambda f=family: macaw_configs(f, placeholder, Path("."), 1, cfg))
+            )
+        if cfg.mql.enabled:
+            checks.append(("mql", lambda f=family: mql_config(f, 1, cfg)))
+        for stage, build in checks:
+            try:
+                build()
+            except ValueError as err:  # pydantic's ValidationError is a ValueError
+                raise StageConfigError(f"{family}, stage {stage}: {_one_line(err)}") from None
+
+
+def _one_line(err: ValueError) -> str:
+    errors = getattr(err, "errors", None)
+    if callable(errors):  # a pydantic ValidationError: field path and message of each error
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {_short(e.get('input'))})"
+            for e in errors()
+        )
+    return " ".join(str(err).split())
+
+
+def _short(value: Any, width: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

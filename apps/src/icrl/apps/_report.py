@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icrl.ad import mean_ci, read_results
+from icrl.ad import mean_ci, method_summary, read_results
 
 from ._pipeline import FamilyResults
 from ._stages import write_json_atomic
@@ -37,6 +37,29 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def context_label(spec: str) -> str:
+    """A training-context spec in plain words ("episodes:4" -> "last 4 episodes")."""
+    kind, _, n = spec.partition(":")
+    if kind == "episodes":
+        return f"last {n} episode{'s' if n != '1' else ''}"
+    if kind == "window":
+        return f"last {n} transitions"
+    return "full history"
+
+
+def _reference_lines(refs: dict[str, float | None]) -> list[tuple[str, float, str]]:
+    lines = [
+        ("source RL, final (mean of its last 10 kept episodes)", refs.get("source_final"), "--"),
+        ("random-action policy", refs.get("random"), "-."),
+        ("zero-action policy", refs.get("zero"), ":"),
+    ]
+    return [(name, float(v), ls) for name, v, ls in lines if v is not None and np.isfinite(v)]
+
+
 def figure(
     curves: dict[str, np.ndarray],
     res: FamilyResults,
@@ -44,62 +67,97 @@ def figure(
     title: str,
     asymptote: bool = True,
 ) -> Path:
-    """Mean ± 95% CI of each curve vs in-context episode, with source and reference lines."""
+    """Mean ± 95% CI of each curve vs in-context episode, with source and reference lines.
+
+    Lines differ in style and marker as well as colour (Fig. 2's curves often overlap); the
+    legend sits outside the axes, and the y range leaves room for every reference line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name, arr in curves.items():
+    fig, ax = plt.subplots(figsize=(9.5, 4.4), dpi=120)
+    lows, highs = [], []
+    for i, (name, arr) in enumerate(curves.items()):
         mean, ci = mean_ci(arr)
         x = np.arange(len(mean))
-        ax.plot(x, mean, lw=2, label=name)
-        ax.fill_between(x, mean - ci, mean + ci, alpha=0.2)
-    source = np.asarray(res.source, dtype=float)
-    if asymptote and source.size and np.isfinite(source).any():
-        final = float(source[np.isfinite(source)][-1])
-        ax.axhline(final, color="k", ls="--", lw=1.3, label="source RL (final return)")
-    for name, value in res.references.items():
-        ax.axhline(value, color="grey", ls={"zero": ":", "random": "-."}.get(name, ":"),
-                   lw=1.1, label=f"{name}-action policy")  # fmt: skip
-    ax.set(xlabel="in-context episode", ylabel="return", title=title)
+        ax.plot(x, mean, lw=1.8, ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6],
+                markevery=max(len(x) // 10, 1), ms=4, label=name, zorder=3 + i)  # fmt: skip
+        ax.fill_between(x, mean - ci, mean + ci, alpha=0.15, zorder=2)
+        lows.append(np.nanmin(mean - ci))
+        highs.append(np.nanmax(mean + ci))
+    refs = _reference_lines(res.summary_refs) if asymptote else []
+    for name, value, ls in refs:
+        ax.axhline(value, color="k" if name.startswith("source") else "grey", ls=ls, lw=1.2,
+                   label=name, zorder=1)  # fmt: skip
+        lows.append(value)
+        highs.append(value)
+    if lows:
+        lo, hi = float(np.nanmin(lows)), float(np.nanmax(highs))
+        pad = 0.06 * (hi - lo or 1.0)  # keep every line off the frame
+        ax.set_ylim(lo - pad, hi + pad)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(color="grey", alpha=0.3))
+    labels.append("shaded: 95% CI over test tasks × seeds")
+    ax.set(xlabel="in-context episode (no gradient step)", ylabel="return", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)  # fmt: skip
     fig.tight_layout()
     out = _save(fig, path)
     plt.close(fig)
     return out
 
 
-def _final(arr: np.ndarray) -> tuple[float, float]:
-    mean, ci = mean_ci(arr)
-    return float(mean[-1]), float(ci[-1])
+def _pm(mean: float, ci: float) -> str:
+    return f"{mean:.1f} ± {ci:.1f}"
 
 
 def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> list[str]:
-    curves = _curves(res.curves)
     lines = [f"## {res.family}", "", f"![Fig. 1]({fig1.relative_to(root)})", ""]
     lines += [
-        "| method | params | first episode | final episode (mean ± 95% CI) |",
+        "In-context return on unseen test tasks, mean ± 95% CI over test tasks × seeds:",
+        "",
+        "| method | params | first in-context episode | mean of the last 10 episodes |",
         "|---|---|---|---|",
     ]
-    for name, arr in curves.items():
-        m0, c0 = mean_ci(arr)
-        mf, cf = _final(arr)
+    for name, arr in _curves(res.curves).items():
+        s = method_summary(arr)
         params = f"{res.params[name]:,}" if name in res.params else "—"
-        lines.append(f"| {name} | {params} | {m0[0]:.1f} ± {c0[0]:.1f} | {mf:.1f} ± {cf:.1f} |")
-    source = [x for x in res.source if np.isfinite(x)]
-    if source:
-        lines.append(f"| source RL (final kept block) | — | {source[0]:.1f} | {source[-1]:.1f} |")
-    for name, value in res.references.items():
-        lines.append(f"| {name}-action policy | — | {value:.1f} | {value:.1f} |")
+        lines.append(
+            f"| {name} | {params} | {_pm(s['first_mean'], s['first_ci95'])} "
+            f"| {_pm(s['last10_mean'], s['last10_ci95'])} |"
+        )
+    lines += ["", "References (single numbers, not learning curves):", ""]
+    lines += ["| reference | return |", "|---|---|"]
+    names = {
+        "source_first": "source RL, its first 10 kept episodes (train tasks, stochastic)",
+        "source_final": "source RL, its last 10 kept episodes (train tasks, stochastic)",
+        "random": "random-action policy (test tasks)",
+        "zero": "zero-action policy (test tasks)",
+    }
+    for key, label in names.items():
+        value = res.summary_refs.get(key)
+        if value is not None:
+            lines.append(f"| {label} | {value:.1f} |")
     lines += ["", f"![Fig. 2]({fig2.relative_to(root)})", ""]
     lines += ["| stage | wall-clock (s) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.wall.items()]
     return [*lines, ""]
+
+
+def family_summary(res: FamilyResults) -> dict[str, object]:
+    """One family's entry of summary.json: per method first/last-10 mean ± 95% CI, references."""
+    out: dict[str, object] = {}
+    for name, arr in _curves(res.curves).items():
+        out[name] = method_summary(arr)
+    out["references"] = {
+        k: res.summary_refs.get(k) for k in ("source_first", "source_final", "random", "zero")
+    }
+    return out
 
 
 def _versions() -> list[str]:
@@ -135,14 +193,13 @@ def write_report(results: Sequence[FamilyResults], root: Path, preset: str, comm
         curves = _curves(res.curves)
         fig1 = figure(curves, res, figs / f"fig1_{res.family}.png",
                       f"{res.family}: in-context return on unseen test tasks")  # fmt: skip
-        ctx = {f"AD-Mamba, context {k}": v for k, v in _curves(res.contexts).items()}
+        ctx = {
+            f"AD-Mamba trained on {context_label(k)}": v for k, v in _curves(res.contexts).items()
+        }
         fig2 = figure(ctx, res, figs / f"fig2_{res.family}.png",
                       f"{res.family}: AD-Mamba by training context")  # fmt: skip
         lines += _family_section(res, fig1, fig2, root)
-        summary[res.family] = {}
-        for name, arr in curves.items():
-            mean, ci = _final(arr)
-            summary[res.family][name] = {"final_mean": mean, "final_ci95": ci}
+        summary[res.family] = family_summary(res)
     lines += ["## Machine and versions", "", f"- machine: {_machine()}"]
     lines += [f"- {v}" for v in _versions()]
     report = root / "report.md"

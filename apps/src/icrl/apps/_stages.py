@@ -10,6 +10,7 @@ new key, so only the stages that depend on the change run again.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -96,3 +97,40 @@ class StageCache:
     def summary(self, result: StageResult) -> Any:
         """The summary a finished stage's function returned."""
         return json.loads((result.path / RECORD).read_text()).get("summary")
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``<run>/.lock``), held while a run writes into it.
+
+    It is an advisory ``flock``: the kernel drops it when the holder exits or is killed, so a
+    crashed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.path.parent} is in use by another reproduce.py (pid {holder}); wait for it "
+                "to finish, or give another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None

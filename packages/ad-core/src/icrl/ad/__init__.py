@@ -32,7 +32,15 @@ from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, di
 from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
 from icrl.ad._model import ADModel, NormStats, compute_norm_stats
 from icrl.ad._presets import PAPER_TABLE, SIZES, preset, preset_dict
-from icrl.ad._results import CSV_COLUMNS, mean_ci, plot_curves, read_results, write_results
+from icrl.ad._results import (
+    CSV_COLUMNS,
+    mean_ci,
+    method_summary,
+    plot_curves,
+    read_results,
+    reference_summary,
+    write_results,
+)
 from icrl.ad._tokens import TokenBuilder, TokenLayout, history_tokens
 from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, resolve_device, train
 
@@ -72,10 +80,12 @@ __all__ = [
     "load_config_file",
     "load_model",
     "mean_ci",
+    "method_summary",
     "plot_curves",
     "preset",
     "preset_dict",
     "read_results",
+    "reference_summary",
     "resolve_device",
     "rollout",
     "source_curve",
