@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ from ._model import ADModel, NormStats
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
+    "check_belongs",
+    "config_diff",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_model",
+    "load_weights",
     "save_checkpoint",
 ]
 
@@ -72,26 +77,93 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    """A plain account of why torch cannot read `path`: truncated, or not a checkpoint at all.
+
+    torch writes a zip archive whose directory sits at the end of the file, so a file cut short
+    (by a copy or a full disk) has no end record; torch's own error then varies ("[Errno 22]
+    Invalid argument", "failed finding central directory", "Ran out of input").
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(2)
+    whole = zipfile.is_zipfile(path)
+    if not size:
+        what = "it is empty (0 bytes)"
+    elif head == b"PK" and not whole:
+        what = f"it is truncated ({size} bytes, the end of its zip archive is missing)"
+    elif not whole:
+        what = f"it is not a torch checkpoint ({size} bytes, no zip archive; torch says: {err})"
+    else:
+        what = f"it is corrupt ({size} bytes; torch says: {err})"
+    return CheckpointError(
+        f"checkpoint {path} cannot be read: {what}; restore it, or use an older checkpoint "
+        f"of its run ({path.parent})"
+    )
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file, or the newest checkpoint of a run directory."""
+    """Read a checkpoint file, or the newest checkpoint of a run directory.
+
+    A run directory's checkpoint must have been written by the run of its config.json.
+    """
     path = Path(path)
+    run_dir = None
     if path.is_dir():
         newest = latest_checkpoint(path)
         if newest is None:
             raise CheckpointError(f"run directory {path} holds no checkpoints/step_*.pt")
-        path = newest
+        path, run_dir = newest, path
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+        raise _unreadable(path, err) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not an icrl.ad checkpoint (expected format {CHECKPOINT_FORMAT!r})"
         )
     ckpt["path"] = str(path)
+    if run_dir is not None:
+        check_belongs(ckpt, run_dir)
     return ckpt
+
+
+def config_diff(a: Any, b: Any, prefix: str = "") -> set[str]:
+    """Dotted names of the fields where two nested config dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            out |= config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
+
+
+def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a checkpoint that another run wrote (e.g. a transformer's copied into a Mamba run):
+    resuming or evaluating it under this run's name would silently mix two runs."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); restore it") from err
+    diff = sorted(config_diff(saved, ckpt.get("config")))
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {ckpt['path']} was written by another run than {path} (fields {diff} "
+            f"differ, e.g. model.backbone {_at(ckpt.get('config'), 'model.backbone')!r} vs "
+            f"{_at(saved, 'model.backbone')!r}); move it out of {run_dir}, or evaluate the "
+            "file itself"
+        )
+
+
+def _at(d: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[ADModel, dict[str, Any]]:
@@ -100,12 +172,35 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[ADModel,
     Returns the model and the checkpoint's metadata (config, data info, step, path).
     """
     ckpt = load_checkpoint(path)
-    cfg = ADConfig.model_validate(ckpt["config"]["model"])
-    info = ckpt["data"]
-    model = ADModel(
-        cfg, info["obs_dim"], info["act_dim"], NormStats.from_dict(ckpt["norm"]), ckpt["max_len"]
-    )
-    model.load_state_dict(ckpt["model"])
+    try:
+        cfg = ADConfig.model_validate(ckpt["config"]["model"])
+        info = ckpt["data"]
+        norm = NormStats.from_dict(ckpt["norm"])
+        model = ADModel(cfg, info["obs_dim"], info["act_dim"], norm, ckpt["max_len"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {ckpt['path']} lacks or has an invalid entry ({type(err).__name__}: "
+            f"{err}); it was written by another version or edited; retrain it"
+        ) from err
+    load_weights(model, ckpt)
     model.to(device).eval()
     meta = {k: ckpt[k] for k in ("config", "data", "norm", "step", "max_len", "path")}
     return model, meta
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any]) -> None:
+    """`model.load_state_dict(ckpt["model"])`, refusing weights that do not fit the model that
+    the checkpoint's own config builds (an edited config, or weights of another model)."""
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        model_cfg = ckpt.get("config", {}).get("model", {})
+        raise CheckpointError(
+            f"checkpoint {ckpt.get('path')}: its weights do not fit the model its config "
+            f"describes (backbone={model_cfg.get('backbone')!r}, d_model="
+            f"{model_cfg.get('d_model')}, n_layers={model_cfg.get('n_layers')}): {detail}; the "
+            "file was edited or mixes two runs; retrain, or use another checkpoint"
+        ) from err

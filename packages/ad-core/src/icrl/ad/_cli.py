@@ -4,6 +4,7 @@ train`)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -188,12 +189,18 @@ def _diagnose(args: argparse.Namespace, data: dict) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; bad input and file-system errors print one clear line and exit 2.
+# Errors of a full or unwritable output location: the message says to free space or move.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
-    Bad input is a ConfigError, CheckpointError, RunDirError, a histories file error or any
-    ValueError (they name the file, field or value); an absent CUDA kernel is an ImportError;
-    a full or read-only output directory is an OSError naming the path.
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: the one error boundary of `python -m icrl.ad`.
+
+    Bad input prints one line and exits 2: a ConfigError, CheckpointError, RunDirError,
+    DirectoryInUseError (another process holds the run directory), a histories file error or any
+    ValueError (they name the file, field or value); an absent CUDA kernel is an ImportError; a
+    full or read-only output directory is an OSError naming the path. A non-finite loss exits 1;
+    Ctrl-C exits 130 and says how to resume.
     """
     args = _parser().parse_args(argv)
     try:
@@ -201,17 +208,43 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, RunDirError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a full or read-only disk; torch.save's errors name no file
-        where = err.filename or getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
-        print(
-            f"error: {err.strerror or err} while writing {where}; free space or choose "
-            "another directory (finished checkpoints are kept; rerun to resume)",
-            file=sys.stderr,
-        )
+    except OSError as err:
+        print(f"error: {_os_error(err, args)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_resume_hint(args)}", file=sys.stderr)
+        return 130
+
+
+def _os_error(err: OSError, args: argparse.Namespace) -> str:
+    """One line for an OSError: a failed write says where and to free space; others name the
+    file (torch.save's errors name none, hence the run or output directory)."""
+    if err.errno is None:  # raised by our code with its own message
+        return str(err)
+    where = err.filename or getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
+    if err.errno in _WRITE_ERRNOS:
+        return (
+            f"{err.strerror or err} while writing {where}; free space or choose another "
+            "directory (finished checkpoints are kept; rerun to resume)"
+        )
+    return f"{err.strerror or err}: {where}"
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if args.command == "train":
+        return (
+            f"checkpoints finished so far are kept in {args.run_dir}/checkpoints; rerun the "
+            "same command to resume from the newest"
+        )
+    if args.command == "evaluate":
+        return (
+            f"the evaluation into {args.out_dir} did not finish; rerun the same command "
+            "(remove any partial results there first)"
+        )
+    return "nothing was lost; rerun the same command"
 
 
 if __name__ == "__main__":

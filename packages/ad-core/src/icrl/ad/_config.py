@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._tokens import RewardAblation
 
@@ -19,8 +19,40 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "apply_overrides",
+    "device_type_error",
     "load_config_file",
 ]
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def device_type_error(spec: str) -> str | None:
+    """Why `spec` is not a device icrl.ad can run on ("auto", "cpu", "cuda[:N]", "mps"), or None.
+
+    Checked when a config is read, so that `device="tpu"` fails at once with this message rather
+    than deep inside torch after the data was loaded.
+    """
+    if spec == "auto":
+        return None
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in _DEVICE_TYPES:
+        return (
+            f"device={spec!r} is not a device icrl.ad runs on; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'"
+        )
+    return None
+
+
+def _check_device(spec: str) -> str:
+    problem = device_type_error(spec)
+    if problem:
+        raise ValueError(problem)
+    return spec
 
 
 class ConfigError(ValueError):
@@ -164,6 +196,8 @@ class TrainConfig(_Frozen):
     progress: bool = True
     """Show a progress bar (rank 0 only; TQDM_DISABLE=1 hides it)."""
 
+    _device = field_validator("device")(_check_device)
+
     @model_validator(mode="after")
     def _length(self) -> TrainConfig:
         if (self.epochs is None) == (self.max_steps is None):
@@ -205,6 +239,8 @@ class EvalConfig(_Frozen):
     """Histories file for the source algorithm's curve; None takes the checkpoint's first file."""
     progress: bool = True
     """Show a progress bar."""
+
+    _device = field_validator("device")(_check_device)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -70,6 +70,36 @@ def _check_env_dims(family: str, obs_dim: int, act_dim: int, paths: list[str]) -
         )
 
 
+_FINITE_FIELDS = ("obs", "action", "reward", "next_obs", "mean_action")
+
+
+def _check_finite(
+    found: Sequence[tuple[Path | None, str]], histories: Sequence[HistoryLike]
+) -> None:
+    """Refuse a NaN or inf in any float column the model reads, naming file, task, field and row.
+
+    Caught here, on read, it names the culprit; in training it would surface only as a
+    non-finite loss at some later step, naming a batch. icrl.histories' reader checks the rows
+    it returns too (HistoryFile.history); this check also covers in-memory histories.
+    """
+    for (path, name), h in zip(found, histories, strict=True):
+        for field in _FINITE_FIELDS:
+            values = getattr(h, field, None)
+            if values is None:
+                continue
+            values = np.asarray(values)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                at = f"row {first[0]}" + (f", column {first[1]}" if len(first) > 1 else "")
+                where = f"{path} (task {name!r})" if path is not None else f"history {name!r}"
+                raise ValueError(
+                    f"{where}: field {field!r} holds {int(bad.sum())} non-finite value(s), the "
+                    f"first {values[first]} at {at}; regenerate the file with icrl.histories, "
+                    "or leave this task out with data.tasks"
+                )
+
+
 def _open_history(path: Path, name: str) -> HistoryLike:
     from icrl.histories import HistoryFile
 
@@ -163,6 +193,7 @@ class ContextDataset(Dataset):
                 f"histories mix families {sorted(families)} / (obs_dim, act_dim) {sorted(dims)}; "
                 "train on one family at a time"
             )
+        _check_finite(found, histories)
         entries = []
         ep_len = 0
         for (path, name), h in zip(found, histories, strict=True):

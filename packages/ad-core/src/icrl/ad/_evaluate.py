@@ -22,8 +22,15 @@ from icrl.metaenvs import episode_length, make_vector_env, reference_returns, te
 
 from ._checkpoint import CheckpointError, atomic_write_bytes, load_model
 from ._config import EvalConfig
+from ._lock import DirLock
 from ._model import ADModel
-from ._results import method_summary, plot_curves, reference_summary, write_results
+from ._results import (
+    check_out_dir,
+    method_summary,
+    plot_curves,
+    reference_summary,
+    write_results,
+)
 from ._tokens import RewardAblation, TokenBuilder
 from ._train import resolve_device
 
@@ -216,12 +223,56 @@ def source_curve(path: Path, episodes: int | None = None) -> tuple[np.ndarray, s
     return curve, algo
 
 
-def _method_name(cfg: EvalConfig, meta: dict[str, Any]) -> str:
+_METHODS = {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}
+
+
+def _method_name(cfg: EvalConfig, metas: Sequence[dict[str, Any]]) -> str:
+    """The results' method label: EvalConfig.method, else the checkpoints' common backbone.
+
+    Checkpoints of different backbones are refused rather than labelled all alike: their
+    returns would be pooled into one curve (and one mean) under one wrong name.
+    """
     if cfg.method:
         return cfg.method
-    return {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}[
-        meta["config"]["model"]["backbone"]
-    ]
+    backbones = {m["path"]: m["config"]["model"]["backbone"] for m in metas}
+    if len(set(backbones.values())) > 1:
+        listed = ", ".join(f"{path}: {bb}" for path, bb in backbones.items())
+        raise ValueError(
+            f"the checkpoints are of different backbones ({listed}); evaluate each backbone "
+            "into its own --out-dir, or set method=NAME to pool them under one label on purpose"
+        )
+    return _METHODS[next(iter(backbones.values()))]
+
+
+def _source(
+    config: EvalConfig, meta: dict[str, Any], family: str
+) -> tuple[Path, np.ndarray | None, str]:
+    """The source algorithm's whole curve and name, read before any rollout.
+
+    An explicit `histories` must exist and be of the checkpoints' family; the checkpoint's own
+    training file is optional (the curve is left out when it is not on this machine). A
+    truncated or corrupt file is refused either way: found after the rollouts, it would discard
+    them.
+    """
+    from icrl.histories import HistoryFile
+
+    path = config.histories or Path(meta["config"]["data"]["paths"][0])
+    if not path.is_file():
+        if config.histories is None:
+            return path, None, "source"
+        raise ValueError(
+            f"histories={path} (the source curve's file) does not exist; give the checkpoints' "
+            "training histories, or leave histories unset"
+        )
+    with HistoryFile(path) as hf:
+        found = hf.attrs.get("family")
+    if found is not None and found != family:
+        raise ValueError(
+            f"histories {path} are of family {found}, but the checkpoints were trained on "
+            f"{family}; give {family}'s training histories for the source curve"
+        )
+    whole, algo = source_curve(path)
+    return path, whole, algo
 
 
 def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Path) -> EvalResult:
@@ -234,6 +285,9 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
     if not paths:
         raise ValueError("evaluate needs at least one checkpoint (one per training seed)")
     out_dir = Path(out_dir)
+    # Everything the results need is checked before the rollouts (hours at paper scale): the
+    # output directory, the device, the checkpoints and the source curve's histories.
+    check_out_dir(out_dir)
     device = resolve_device(config.device)
     loaded = [load_model(p, device) for p in paths]
     metas = [m for _, m in loaded]
@@ -244,15 +298,57 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
     episodes = config.episodes or max(int(m["data"]["context_episodes"]) for m in metas)
     for m in metas:
         _check_fits(m, family, episodes)
+    method = _method_name(config, metas)
+    source_path, whole, algo = _source(config, metas[0], family)
 
+    with DirLock(out_dir, "evaluating"):
+        check_out_dir(out_dir)  # again, under the lock: another evaluation may have finished
+        returns, tasks, references = _rollouts(config, loaded, family, episodes, device)
+        source = None
+        if whole is not None:
+            # The whole curve for the references, its first `episodes` (NaN past the longest
+            # history) for the plot.
+            source = np.full(episodes, np.nan)
+            source[: min(episodes, len(whole))] = whole[:episodes]
+        task_dicts = [t.to_dict() for t in tasks]
+        files = write_results(out_dir, method, seeds, task_dicts, returns)
+        summary = {
+            method: method_summary(returns),
+            "references": reference_summary(whole, references),
+            "source_curve": f"{algo}, stochastic returns of the training tasks' histories "
+            f"({source_path.name}), k-downsampled axis",
+        }
+        files["summary"] = out_dir / "summary.json"
+        text = json.dumps(summary, indent=2).encode()
+        atomic_write_bytes(files["summary"], lambda f: f.write(text))
+        curve = {f"source ({algo}, k-downsampled axis)": source} if source is not None else None
+        files["png"] = plot_curves(
+            {method: returns},
+            out_dir / "curves.png",
+            source=curve,
+            references=references,
+            title=f"{family}: in-context returns on {len(tasks)} test tasks × {len(seeds)} seeds",
+        )
+    return EvalResult(method, seeds, task_dicts, returns, references, source, files)
+
+
+def _rollouts(
+    config: EvalConfig,
+    loaded: Sequence[tuple[ADModel, dict[str, Any]]],
+    family: str,
+    episodes: int,
+    device: torch.device,
+) -> tuple[np.ndarray, list[Any], dict[str, float]]:
+    """Every checkpoint's in-context returns (tasks × seeds × episodes) on the family's test
+    tasks, the tasks, and the reference policies' mean returns."""
     tasks = test_tasks(family, config.n_tasks)
     envs = make_vector_env(
         family, tasks, asynchronous=config.asynchronous, autoreset_mode=AutoresetMode.DISABLED
     )
     try:
-        for m in metas:
+        for _, m in loaded:
             _check_dims(envs, m, family)
-        returns = np.zeros((len(tasks), len(seeds), episodes))
+        returns = np.zeros((len(tasks), len(loaded), episodes))
         for s, (model, _) in enumerate(loaded):
             returns[:, s] = rollout(
                 model, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
@@ -263,7 +359,6 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
             )  # fmt: skip
     finally:
         envs.close()
-
     references = {}
     if config.reference_episodes:
         for policy in ("zero", "random"):
@@ -271,35 +366,7 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
                 family, tasks, policy, episodes=config.reference_episodes, seed=config.seed
             )
             references[policy] = float(r.mean())
-    source_path = config.histories or Path(metas[0]["config"]["data"]["paths"][0])
-    source, whole, algo = None, None, "source"
-    if source_path.is_file():
-        # One read of the histories: the whole curve for the references, its first `episodes`
-        # (NaN past the longest history) for the plot.
-        whole, algo = source_curve(source_path)
-        source = np.full(episodes, np.nan)
-        source[: min(episodes, len(whole))] = whole[:episodes]
-
-    method = _method_name(config, metas[0])
-    task_dicts = [t.to_dict() for t in tasks]
-    files = write_results(out_dir, method, seeds, task_dicts, returns)
-    summary = {
-        method: method_summary(returns),
-        "references": reference_summary(whole, references),
-        "source_curve": f"{algo}, stochastic returns of the training tasks' histories "
-        f"({source_path.name}), k-downsampled axis",
-    }
-    files["summary"] = out_dir / "summary.json"
-    text = json.dumps(summary, indent=2).encode()
-    atomic_write_bytes(files["summary"], lambda f: f.write(text))
-    files["png"] = plot_curves(
-        {method: returns},
-        out_dir / "curves.png",
-        source={f"source ({algo}, k-downsampled axis)": source} if source is not None else None,
-        references=references,
-        title=f"{family}: in-context returns on {len(tasks)} test tasks × {len(seeds)} seeds",
-    )
-    return EvalResult(method, seeds, task_dicts, returns, references, source, files)
+    return returns, list(tasks), references
 
 
 def _check_fits(meta: dict[str, Any], family: str, episodes: int) -> None:

@@ -119,6 +119,24 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
     }
 
 
+def _check_family(name: str, family: str, paths: Sequence[Path | str]) -> None:
+    """Refuse histories of another family than the preset's: its weight decay, model size and
+    schedule are the other family's, and training would run without a word."""
+    from icrl.histories import HistoryFile
+
+    for p in map(Path, paths):
+        if not p.is_file():
+            continue  # the data loader names a missing file
+        with HistoryFile(p) as hf:
+            found = hf.attrs.get("family")
+        if found is not None and found != family:
+            _, backbone, size = name.split("/")
+            raise ConfigError(
+                f"preset {name} is for {family}, but histories {p} are of family {found}; use "
+                f"--preset {found}/{backbone}/{size}, or histories generated for {family}"
+            )
+
+
 def preset(
     family: str,
     backbone: str = "mamba",
@@ -133,6 +151,7 @@ def preset(
     """
     base = preset_dict(family, backbone, size)
     paths = [histories] if isinstance(histories, str | Path) else list(histories)
+    _check_family(f"{family}/{backbone}/{size}", family, paths)
     base["data"]["paths"] = [str(p) for p in paths]
     keys = {o.partition("=")[0] for o in overrides}
     # A length given on the command line replaces the preset's other length field.

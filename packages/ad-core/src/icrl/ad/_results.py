@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from ._checkpoint import atomic_write_bytes
 
 __all__ = [
     "CSV_COLUMNS",
+    "RESULT_FILES",
+    "check_out_dir",
     "mean_ci",
     "method_summary",
     "plot_curves",
@@ -29,6 +32,41 @@ __all__ = [
 
 CSV_COLUMNS = ("method", "seed", "task", "episode", "return")
 _Z95 = 1.959963984540054  # normal 97.5% quantile: the CI is mean ± z·sem over tasks × seeds
+
+
+# What `evaluate` writes into its output directory.
+RESULT_FILES = ("returns.csv", "returns.npz", "summary.json", "curves.png")
+
+
+def check_out_dir(out_dir: Path, names: Sequence[str] = RESULT_FILES) -> None:
+    """Refuse an output directory that cannot take the results, before any work is done.
+
+    It must not be a file (nor lie under one), must not already hold any of `names`, and its
+    nearest existing folder must be writable (probed with a temporary file, which also catches a
+    read-only mount that a permission check would not). Raises FileExistsError for results that
+    are already there, ValueError otherwise, naming the path.
+    """
+    out_dir = Path(out_dir)
+    existing = [str(out_dir / n) for n in names if (out_dir / n).exists()]
+    if existing:
+        raise FileExistsError(
+            f"{out_dir} already holds results {existing}; refusing to overwrite them; choose a "
+            "new output directory or remove them"
+        )
+    base = out_dir
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        what = "is a file" if base == out_dir else f"lies under {base}, which is a file"
+        raise ValueError(f"output directory {out_dir} {what}; choose a directory path")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"output directory {out_dir} cannot be written ({err.strerror or err} in {base}); "
+            "choose another directory"
+        ) from None
 
 
 def _refuse_existing(*paths: Path) -> None:

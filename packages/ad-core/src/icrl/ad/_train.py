@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -20,14 +21,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ._checkpoint import (
+    CheckpointError,
     atomic_write_bytes,
     checkpoint_path,
+    config_diff,
     list_checkpoints,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
 )
-from ._config import TrainConfig
+from ._config import TrainConfig, device_type_error
 from ._data import ContextDataset, StepBatchSampler, collate_contexts
+from ._lock import LOCK_NAME, DirLock
 from ._model import ADModel
 
 __all__ = ["NonFiniteLossError", "RunDirError", "TrainResult", "train"]
@@ -74,14 +79,28 @@ def _init_distributed(device_spec: str) -> _Dist:
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """ "auto" -> CUDA (the local rank's GPU) when available, else CPU."""
+    """ "auto" -> CUDA (the local rank's GPU) when available, else CPU.
+
+    Raises ValueError for a device that is not "auto", "cpu", "cuda[:N]" or "mps", or that this
+    machine does not have (rather than failing later inside torch).
+    """
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda":
         spec = f"cuda:{local_rank}"
+    problem = device_type_error(spec)
+    if problem:
+        raise ValueError(problem)
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={spec!r} but CUDA is not available; use device='cpu' or 'auto'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={spec!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={spec!r} but MPS is not available; use device='cpu' or 'auto'")
     return device
 
 
@@ -92,13 +111,13 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != resolved:
-            diff = sorted(_diff_keys(saved, resolved))
+            diff = sorted(config_diff(saved, resolved))
             raise RunDirError(
                 f"{run_dir} holds a run with a different config (fields {diff}); "
                 "use a new run directory, or the same config to resume"
             )
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(
             f"{run_dir} is not empty and has no config.json; refusing to write a run into it"
         )
@@ -106,13 +125,42 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     atomic_write_bytes(path, lambda f: f.write(text))
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: set[str] = set()
-        for k in set(a) | set(b):
-            out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return set() if a == b else {prefix.rstrip(".")}
+def _resume_checkpoint(
+    run_dir: Path, config: TrainConfig, device: torch.device, main: bool
+) -> dict[str, Any] | None:
+    """The newest readable checkpoint of this run, or None for a fresh run.
+
+    An unreadable newer checkpoint (truncated by a copy or a full disk) is skipped with a warning
+    naming it, so that it does not block resuming from an older good one; it is overwritten when
+    training reaches its step again. A checkpoint written by another config is refused: it is not
+    damaged but misplaced, and resuming from it would mix two runs.
+    """
+    found = list_checkpoints(run_dir)
+    resolved = config.model_dump(mode="json")
+    skipped: list[str] = []
+    for _, path in reversed(found):
+        try:
+            ckpt = load_checkpoint(path, map_location=device)
+        except CheckpointError as err:
+            skipped.append(str(err))
+            if main:
+                print(f"warning: {err}; skipping it", file=sys.stderr)
+            continue
+        diff = sorted(config_diff(resolved, ckpt.get("config")))
+        if diff:
+            raise RunDirError(
+                f"checkpoint {path} was written by another run than {run_dir}/config.json (fields "
+                f"{diff} differ); move it out of {run_dir / 'checkpoints'} to resume this run"
+            )
+        if skipped and main:
+            print(f"warning: resuming from {path} (step {ckpt['step']})", file=sys.stderr)
+        return ckpt
+    if skipped:
+        raise RunDirError(
+            f"no checkpoint of {run_dir} can be read ({skipped[0]}); remove "
+            f"{run_dir / 'checkpoints'} to train from scratch"
+        )
+    return None
 
 
 def _lr_lambda(total: int, warmup: int, min_ratio: float):
@@ -281,132 +329,145 @@ def train(
         optim, _lr_lambda(total, config.optim.warmup_steps, config.optim.min_lr_ratio)
     )
 
-    # Only now, with the data read and the model built: a bad path or mismatched histories must
-    # not leave a run directory whose config.json would refuse the corrected rerun.
-    if ddp.main:
-        _prepare_run_dir(run_dir, config)
-    if ddp.world > 1:
-        dist.barrier()
-    start = 0
-    found = list_checkpoints(run_dir)
-    if found:
-        ckpt = load_checkpoint(found[-1][1], map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        start = ckpt["step"]
-    stop = total if stop_after is None else min(total, stop_after)
-
-    net = DistributedDataParallel(model) if ddp.world > 1 else model
-    sampler = StepBatchSampler(
-        dataset.items_per_epoch, config.batch_size, config.seed, start, stop, ddp.rank, ddp.world
-    )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_contexts,
-        num_workers=d.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.bf16 and device.type == "cuda"
-        else nullcontext()
-    )
-    meta = {
-        "config": config.model_dump(mode="json"),
-        "data": asdict(info),
-        "norm": norm.to_dict(),
-        "max_len": max_len,
-        "sources": [str(p) for p in d.paths],
-    }
-
-    def save(step: int) -> Path:
-        path = checkpoint_path(run_dir, step)
+    # One writer per run directory: a second process training into it is refused (the lock
+    # is released on exit, also on a kill). Rank 0 is the only writer under DDP.
+    with DirLock(run_dir, "training") if ddp.main else nullcontext():
+        # Only now, with the data read and the model built: a bad path or mismatched histories must
+        # not leave a run directory whose config.json would refuse the corrected rerun.
         if ddp.main:
-            payload = {
-                **meta,
-                "step": step,
-                "epoch": step / per_epoch,
-                "model": model.state_dict(),
-                "optimizer": optim.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": _rng_state(),
-            }
-            save_checkpoint(path, payload)
-            for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
-                old.unlink()
+            _prepare_run_dir(run_dir, config)
         if ddp.world > 1:
             dist.barrier()
-        return path
+        start, last_path = 0, None
+        ckpt = _resume_checkpoint(run_dir, config, device, ddp.main)
+        if ckpt is not None:
+            load_weights(model, ckpt)
+            optim.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            _set_rng_state(ckpt["rng"])
+            start, last_path = ckpt["step"], Path(ckpt["path"])
+        stop = total if stop_after is None else min(total, stop_after)
 
-    metrics = _Metrics(run_dir, start, config.tensorboard) if ddp.main else None
-    bar = tqdm(
-        total=stop, initial=start, disable=not (ddp.main and config.progress), desc="train AD"
-    )
-    last_path = found[-1][1] if found else None
-    loss_value = float("nan")
-    net.train()
-    tic, tokens = time.perf_counter(), 0
-    try:
-        for step, batch in zip(range(start, stop), loader, strict=True):
-            feats = batch["features"].to(device, non_blocking=True)
-            if d.reward_ablation == "zero":
-                feats[..., model.layout.slices["prev_reward"]] = 0.0
-            targets = batch["targets"].to(device, non_blocking=True)
-            mask = batch["mask"].to(device, non_blocking=True)
-            offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
-            noise = _noise(feats.shape, config.token_noise_std, config.seed, step, offset, device)
-            with autocast:
-                out = net(feats, noise)
-            loss, mse = action_losses(*model.split(out), targets, mask)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            clip = config.optim.grad_clip or float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            check = torch.stack([loss.detach(), grad_norm.detach().float(), mse.detach()])
+        net = DistributedDataParallel(model) if ddp.world > 1 else model
+        sampler = StepBatchSampler(
+            dataset.items_per_epoch,
+            config.batch_size,
+            config.seed,
+            start,
+            stop,
+            ddp.rank,
+            ddp.world,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_contexts,
+            num_workers=d.num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if config.bf16 and device.type == "cuda"
+            else nullcontext()
+        )
+        meta = {
+            "config": config.model_dump(mode="json"),
+            "data": asdict(info),
+            "norm": norm.to_dict(),
+            "max_len": max_len,
+            "sources": [str(p) for p in d.paths],
+        }
+
+        def save(step: int) -> Path:
+            path = checkpoint_path(run_dir, step)
+            if ddp.main:
+                payload = {
+                    **meta,
+                    "step": step,
+                    "epoch": step / per_epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optim.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": _rng_state(),
+                }
+                save_checkpoint(path, payload)
+                # Prune among the steps up to this one: an unreadable newer checkpoint skipped on
+                # resume must not count as one of the kept ones (it is overwritten later).
+                done = [p for s, p in list_checkpoints(run_dir) if s <= step]
+                for old in done[: -config.keep_checkpoints]:
+                    old.unlink()
             if ddp.world > 1:
-                dist.all_reduce(check)
-                check /= ddp.world
-            loss_value, gn, mse_value = check.tolist()
-            if not (math.isfinite(loss_value) and math.isfinite(gn)):
-                where = ", ".join(
-                    f"{t}@{s}" for t, s in zip(batch["task"], batch["start"], strict=True)
+                dist.barrier()
+            return path
+
+        metrics = _Metrics(run_dir, start, config.tensorboard) if ddp.main else None
+        bar = tqdm(
+            total=stop, initial=start, disable=not (ddp.main and config.progress), desc="train AD"
+        )
+        loss_value = float("nan")
+        net.train()
+        tic, tokens = time.perf_counter(), 0
+        try:
+            for step, batch in zip(range(start, stop), loader, strict=True):
+                feats = batch["features"].to(device, non_blocking=True)
+                if d.reward_ablation == "zero":
+                    feats[..., model.layout.slices["prev_reward"]] = 0.0
+                targets = batch["targets"].to(device, non_blocking=True)
+                mask = batch["mask"].to(device, non_blocking=True)
+                offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
+                noise = _noise(
+                    feats.shape, config.token_noise_std, config.seed, step, offset, device
                 )
-                raise NonFiniteLossError(
-                    f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
-                    f"at step {step} (loss={loss_value}, grad_norm={gn}); batch on rank "
-                    f"{ddp.rank}: contexts [{where}] (task@start); the last good checkpoint is "
-                    f"{last_path or 'none (no checkpoint was written yet)'}"
-                )
-            optim.step()
-            sched.step()
-            done = step + 1
-            tokens += int(mask.sum()) * ddp.world
-            bar.update(1)
-            if metrics is not None and (done % config.log_every == 0 or done == stop):
-                elapsed = time.perf_counter() - tic
-                metrics.write(
-                    {
-                        "step": done,
-                        "epoch": round(done / per_epoch, 4),
-                        "loss": loss_value,
-                        "mse": mse_value,
-                        "grad_norm": gn,
-                        "lr": sched.get_last_lr()[0],
-                        "tokens_per_s": tokens / max(elapsed, 1e-9),
-                    }
-                )
-                tic, tokens = time.perf_counter(), 0
-                bar.set_postfix(loss=f"{loss_value:.4g}")
-            if done % config.checkpoint_every == 0 or done == stop:
-                last_path = save(done)
-    finally:
-        bar.close()
-        if metrics is not None:
-            metrics.close()
-    if last_path is None or start >= stop:
-        last_path = last_path or save(start)
-    return TrainResult(run_dir, max(start, stop), Path(last_path), loss_value)
+                with autocast:
+                    out = net(feats, noise)
+                loss, mse = action_losses(*model.split(out), targets, mask)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                clip = config.optim.grad_clip or float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                check = torch.stack([loss.detach(), grad_norm.detach().float(), mse.detach()])
+                if ddp.world > 1:
+                    dist.all_reduce(check)
+                    check /= ddp.world
+                loss_value, gn, mse_value = check.tolist()
+                if not (math.isfinite(loss_value) and math.isfinite(gn)):
+                    where = ", ".join(
+                        f"{t}@{s}" for t, s in zip(batch["task"], batch["start"], strict=True)
+                    )
+                    what = "loss" if not math.isfinite(loss_value) else "gradient norm"
+                    raise NonFiniteLossError(
+                        f"non-finite {what} "
+                        f"at step {step} (loss={loss_value}, grad_norm={gn}); batch on rank "
+                        f"{ddp.rank}: contexts [{where}] (task@start); the last good checkpoint is "
+                        f"{last_path or 'none (no checkpoint was written yet)'}"
+                    )
+                optim.step()
+                sched.step()
+                done = step + 1
+                tokens += int(mask.sum()) * ddp.world
+                bar.update(1)
+                if metrics is not None and (done % config.log_every == 0 or done == stop):
+                    elapsed = time.perf_counter() - tic
+                    metrics.write(
+                        {
+                            "step": done,
+                            "epoch": round(done / per_epoch, 4),
+                            "loss": loss_value,
+                            "mse": mse_value,
+                            "grad_norm": gn,
+                            "lr": sched.get_last_lr()[0],
+                            "tokens_per_s": tokens / max(elapsed, 1e-9),
+                        }
+                    )
+                    tic, tokens = time.perf_counter(), 0
+                    bar.set_postfix(loss=f"{loss_value:.4g}")
+                if done % config.checkpoint_every == 0 or done == stop:
+                    last_path = save(done)
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+        if last_path is None or start >= stop:
+            last_path = last_path or save(start)
+        return TrainResult(run_dir, max(start, stop), Path(last_path), loss_value)
