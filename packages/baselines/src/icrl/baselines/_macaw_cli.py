@@ -17,12 +17,16 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     """A JSON or TOML file of config fields (train fields at the top, eval fields in [eval])."""
     if path is None:
         return {}
-    text = Path(path).read_text()
-    if Path(path).suffix == ".toml":
-        return tomllib.loads(text)
-    if Path(path).suffix == ".json":
-        return json.loads(text)
-    raise ValueError(f"--config {path}: expected a .toml or .json file")
+    path = Path(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"--config {path}: expected a .toml or .json file")
+    if not path.is_file():
+        raise ValueError(f"--config {path} does not exist")
+    text = path.read_text()
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path} is not valid {path.suffix[1:]}: {err}") from None
 
 
 def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from icrl.baselines._common import atomic_torch_save, atomic_write_text, resolve_device
+from icrl.baselines._common import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_torch,
+    resolve_device,
+    run_dir_lock,
+)
 from icrl.baselines._macaw_algo import Macaw, make_optimizers, meta_step
 from icrl.baselines._macaw_config import MacawConfig, MacawTrainConfig
 from icrl.baselines._macaw_data import MacawBuffer, buffer_from_history
@@ -132,13 +138,22 @@ def train_macaw(
     at once.
     """
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_config(run_dir, cfg)
+    # The device and the data are checked before the run folder is written: a wrong histories
+    # path must not leave a config.json that refuses the corrected rerun as "another config".
     device = resolve_device(cfg.device)
     if data is None:
         if cfg.histories is None:
             raise ValueError("MacawTrainConfig.histories is None and no in-memory data was given")
         data = load_task_buffers(cfg.histories, cfg.tasks, cfg.algo)
+    with run_dir_lock(run_dir):
+        _check_run_config(run_dir, cfg)
+        return _train_locked(cfg, run_dir, data, device, progress)
+
+
+def _train_locked(
+    cfg: MacawTrainConfig, run_dir: Path, data: TaskData, device: torch.device, progress: bool
+) -> Path:
+    """The body of `train_macaw`, run while holding the run folder's lock."""
     buffers = [b.to(device) for b in data.buffers]
 
     torch.manual_seed(cfg.seed)
@@ -149,7 +164,7 @@ def train_macaw(
     step, metrics = 0, []
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = load_torch(ckpt_path, map_location=device)
         model.load_state_dict(ckpt["model"])
         for k, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
@@ -215,7 +230,7 @@ def load_macaw(path: Path, device: str = "cpu") -> tuple[Macaw, dict[str, Any]]:
     ckpt_path = path / CHECKPOINT if path.is_dir() else path
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no MACAW checkpoint at {ckpt_path}; train the run first")
-    ckpt = torch.load(ckpt_path, map_location=resolve_device(device), weights_only=False)
+    ckpt = load_torch(ckpt_path, map_location=resolve_device(device))
     meta = ckpt["meta"]
     model = Macaw(meta["obs_dim"], meta["act_dim"], MacawConfig(**meta["algo"]))
     model.load_state_dict(ckpt["model"])

@@ -17,13 +17,16 @@ def _config(args: argparse.Namespace) -> Any:
     """Preset for --family/--size, then a TOML/JSON --config file, then --set field=JSON."""
     fields: dict[str, Any] = {}
     if args.config is not None:
-        text = args.config.read_text()
-        if args.config.suffix == ".toml":
-            fields.update(tomllib.loads(text))
-        elif args.config.suffix == ".json":
-            fields.update(json.loads(text))
-        else:
-            raise ValueError(f"--config {args.config}: expected a .toml or .json file")
+        path = args.config
+        if path.suffix not in (".toml", ".json"):
+            raise ValueError(f"--config {path}: expected a .toml or .json file")
+        if not path.is_file():
+            raise ValueError(f"--config {path} does not exist")
+        text = path.read_text()
+        try:
+            fields.update(tomllib.loads(text) if path.suffix == ".toml" else json.loads(text))
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"--config {path} is not valid {path.suffix[1:]}: {err}") from None
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE (VALUE as JSON, e.g. 1e6)")

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from icrl.baselines._common import atomic_torch_save, atomic_write_text, resolve_device
+from icrl.baselines._common import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_torch,
+    resolve_device,
+    run_dir_lock,
+)
 from icrl.baselines._mql_adapt import mql_adapt
 from icrl.baselines._mql_agent import MQLAgent
 from icrl.baselines._mql_buffer import MultiTaskReplay
@@ -113,7 +119,7 @@ def load_checkpoint(
     path = run_dir / CKPT
     if not path.exists():
         return agent, replay, {"env_steps": 0, "episodes": 0, "update_credit": 0.0, "wall_s": 0.0}
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch(path, map_location="cpu")
     _check_compatible(state["config"], cfg, path)
     agent.load_state_dict(state["agent"])
     replay.load(run_dir / REPLAY)
@@ -173,7 +179,19 @@ def train_mql(
     `env_factory` and `tasks` replace ``icrl.metaenvs`` (for other gymnasium envs).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resolve_device(cfg.device)  # a bad device is refused before the run folder is written
+    with run_dir_lock(run_dir):
+        return _train_locked(cfg, run_dir, progress, env_factory, tasks)
+
+
+def _train_locked(
+    cfg: MQLConfig,
+    run_dir: Path,
+    progress: bool,
+    env_factory: EnvFactory | None,
+    tasks: Sequence[Any] | None,
+) -> Path:
+    """The body of `train_mql`, run while holding the run folder's lock."""
     if (run_dir / CONFIG).exists():
         _check_compatible(json.loads((run_dir / CONFIG).read_text()), cfg, run_dir / CONFIG)
     else:
