@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import resource
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ class Case:
     expect: str  # a regex that the message must match
     run: Callable[[Path], tuple[int | None, str]]  # (exit code or None for an API raise, message)
     needs: str = ""  # "ro": a read-only directory can be made; "no-cuda": no CUDA device
+    succeeds: bool = False  # the right outcome is exit 0 with this message (e.g. a warning)
 
 
 def _cli(argv: Callable[[Path], list[str]], limit_bytes: int | None = None):
@@ -109,6 +112,102 @@ def _bad_task(kind: str) -> object:
         return env.reset(options={"task": HalfCheetahVelTask(velocity=1.0)})
     finally:
         env.close()
+
+
+# --- issue 20: icrl.ad and the baselines CLI --------------------------------------------------
+BL = [PY, "-m", "icrl.baselines"]
+MACAW_TINY = {"checkpoint_every": 1, "steps": 100_000,
+              "algo": {"hidden_sizes": [16], "latent_dim": 4, "batch_size": 16,
+                       "inner_batch_size": 16, "task_batch_size": 2}}  # fmt: skip
+
+
+def _prepared(prepare: Callable[[Path], object], run: Callable[[Path], tuple[int | None, str]]):
+    """Make the case's own inputs in `d`, then run it. They are new files, so the check that
+    every fixture file is unchanged still covers all of the shared ones."""
+
+    def wrapped(d: Path) -> tuple[int | None, str]:
+        prepare(d)
+        return run(d)
+
+    return wrapped
+
+
+def _held(directory: str, package: str, run: Callable[[Path], tuple[int | None, str]]):
+    """Run the case while this process holds `directory`'s run lock, as a first writer would."""
+
+    def wrapped(d: Path) -> tuple[int | None, str]:
+        if package == "ad":
+            from icrl.ad._lock import DirLock as lock
+        else:
+            from icrl.baselines._common import run_dir_lock as lock
+        with lock(d / directory):
+            return run(d)
+
+    return wrapped
+
+
+def _interrupted(argv: Callable[[Path], list[str]], progress: str):
+    """Start the command, press Ctrl-C (SIGINT) once `progress` exists (a checkpoint: a point
+    of progress, not a delay, so it lands on any machine) and return (exit code, message)."""
+
+    def run(d: Path) -> tuple[int | None, str]:
+        proc = subprocess.Popen([str(a) for a in argv(d)], env=ENV, cwd=d, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300  # only fails a hung job; never picks the moment
+            while not (d / progress).exists():
+                assert proc.poll() is None, f"ended before {progress}: {proc.stderr.read()}"
+                assert time.monotonic() < deadline, f"no {progress} after 300 s"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert "Traceback" not in err, err[-3000:]
+        lines = [ln for ln in err.splitlines() if ln.strip() and "%|" not in ln]
+        return proc.returncode, "\n".join(lines[-4:])
+
+    return run
+
+
+def _cut(src: Path, dst: Path) -> None:
+    """A copy of `src` cut short by 40 bytes (as a full disk or a broken copy leaves it)."""
+    dst.write_bytes(src.read_bytes()[:-40])
+
+
+def _truncated_newest(d: Path) -> None:
+    shutil.copytree(d / "run", d / "run_cut")
+    newest = d / "run_cut/checkpoints/step_000000002.pt"
+    _cut(newest, newest)
+
+
+def _edited_checkpoint(d: Path) -> None:
+    from icrl.ad import load_checkpoint
+    from icrl.ad._checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(d / "run/checkpoints/step_000000002.pt")
+    ckpt["config"]["model"]["d_model"] = 48  # the weights are d_model 16's
+    save_checkpoint(d / "edited.pt", {k: v for k, v in ckpt.items() if k not in ("format", "path")})
+
+
+def _transformer_run(d: Path, name: str = "run_tf", seed: int = 1) -> Path:
+    """A run like `run` (ad.json) with a transformer backbone."""
+    from icrl.ad import TrainConfig, train
+
+    cfg = json.loads((d / "ad.json").read_text())
+    cfg["model"].update(backbone="transformer", n_heads=2)  # head dim 8, as flash needs
+    cfg["seed"] = seed
+    train(TrainConfig.model_validate(cfg), d / name)
+    return d / name
+
+
+def _foreign_checkpoint(d: Path) -> None:
+    """`run` (Mamba) with a transformer run's checkpoint copied in as its newest."""
+    shutil.copytree(d / "run", d / "run_mix")
+    tf = _transformer_run(d, "tf_src", seed=0)
+    shutil.copy(tf / "checkpoints/step_000000002.pt", d / "run_mix/checkpoints/step_000000009.pt")
 
 
 # fmt: off
@@ -231,7 +330,8 @@ CASES: list[Case] = [
          _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", "--out-dir", d / "done"])),
     Case("nan-data", "NaN in the training data",
          "python -m icrl.ad train --preset ReacherGoal/mamba/tiny --histories nan.h5 ...",
-         r"non-finite loss at step \d+ \(loss=nan.*contexts \[.*task_\d+@\d+.*last good checkpoint",
+         r"nan\.h5 \(task 'task_00\d'\): (dataset 'transitions/|field ')action' holds "
+         r".*nan at row 3",
          _cli(lambda d: [*AD, "train", *TINY, "--histories", d / "nan.h5", "--run-dir", d / "r"])),
     Case("disk-full", "output directory full (writes fail)",
          "python -m icrl.ad train --config ad.json --run-dir full  (RLIMIT_FSIZE 64 KiB)",
@@ -254,6 +354,138 @@ CASES: list[Case] = [
          _cli(lambda d: [*AD, "train", *TINY, "--set", 'model.kernel_backend="mamba-ssm"',
                          "--histories", d / "good.h5", "--run-dir", d / "r"]),
          needs="no-cuda"),
+    # issue 20: icrl.ad -- checked before the rollouts; no silent mix; no stuck state or traceback
+    Case("eval-outdir-file", "evaluation --out-dir is an existing file (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run --out-dir cfg.json",
+         r"error: output directory .*cfg\.json is a file; choose a directory path",
+         _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", "--out-dir", d / "cfg.json"])),
+    Case("eval-outdir-readonly", "evaluation --out-dir not writable (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run --out-dir ro/ev",
+         r"error: output directory .*ro/ev cannot be written \((Read-only file system|Permission "
+         r"denied) in .*ro\); choose another directory",
+         _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", "--out-dir", d / "ro/ev"]),
+         needs="ro"),
+    Case("eval-histories-missing", "source-curve histories file missing (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run --out-dir ev --set histories='\"no.h5\"'",
+         r"error: histories=.*no\.h5 \(the source curve's file\) does not exist",
+         _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", "--out-dir", d / "ev",
+                         "--set", f'histories="{d / "no.h5"}"'])),
+    Case("eval-histories-truncated", "source-curve histories file truncated (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run --out-dir ev --set histories='\"cut.h5\"'",
+         r"error: .*cut\.h5: cannot be opened as HDF5 \(.*truncated file",
+         _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", "--out-dir", d / "ev",
+                         "--set", f'histories="{d / "cut.h5"}"'])),
+    Case("eval-backbones", "checkpoints of different backbones evaluated together (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run run_tf --out-dir ev",
+         r"error: the checkpoints are of different backbones \(.*: mamba, .*: transformer\); "
+         r"evaluate each backbone into its own --out-dir",
+         _prepared(_transformer_run,
+                   _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run", d / "run_tf",
+                                   "--out-dir", d / "ev"]))),
+    Case("preset-other-family", "preset of another family than the histories (AD CLI)",
+         "python -m icrl.ad train --preset AntDir/mamba/tiny --histories good.h5 --run-dir r",
+         r"error: preset AntDir/mamba/tiny is for AntDir, but histories .*good\.h5 are of family "
+         r"ReacherGoal; use --preset ReacherGoal/mamba/tiny",
+         _cli(lambda d: [*AD, "train", "--preset", "AntDir/mamba/tiny", "--histories",
+                         d / "good.h5", "--run-dir", d / "r"])),
+    Case("ckpt-truncated", "truncated checkpoint (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint cut.pt --out-dir ev",
+         r"error: checkpoint .*cut\.pt cannot be read: it is truncated \(\d+ bytes",
+         _prepared(lambda d: _cut(d / "run/checkpoints/step_000000002.pt", d / "cut.pt"),
+                   _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "cut.pt",
+                                   "--out-dir", d / "ev"]))),
+    Case("ckpt-truncated-resume", "truncated newest checkpoint, an older one is good (AD CLI)",
+         "python -m icrl.ad train --config ad.json --run-dir run_cut  (step 2 cut short)",
+         r"warning: checkpoint .*step_000000002\.pt cannot be read: it is truncated .*skipping "
+         r"it\nwarning: resuming from .*step_000000001\.pt \(step 1\)",
+         _prepared(_truncated_newest,
+                   _cli(lambda d: [*AD, "train", "--config", d / "ad.json",
+                                   "--run-dir", d / "run_cut"])),
+         succeeds=True),
+    Case("device-unknown", "a device torch has but icrl.ad cannot use (AD CLI)",
+         "python -m icrl.ad train --config ad.json --set device='\"tpu\"' --run-dir r",
+         r"device: .*device='tpu' is not a device icrl\.ad runs on; use 'auto', 'cpu', 'cuda'",
+         _cli(lambda d: [*AD, "train", "--config", d / "ad.json", "--set", 'device="tpu"',
+                         "--run-dir", d / "r"])),
+    Case("ckpt-weights", "checkpoint whose weights do not match its config (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint edited.pt --out-dir ev",
+         r"error: checkpoint .*edited\.pt: its weights do not fit the model its config describes "
+         r"\(backbone='mamba', d_model=48",
+         _prepared(_edited_checkpoint,
+                   _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "edited.pt",
+                                   "--out-dir", d / "ev"]))),
+    Case("ckpt-foreign", "a transformer checkpoint in a Mamba run dir, resumed (AD CLI)",
+         "python -m icrl.ad train --config ad.json --run-dir run_mix",
+         r"error: checkpoint .*step_000000009\.pt was written by another run than .*run_mix/"
+         r"config\.json \(fields \[.*'model\.backbone'",
+         _prepared(_foreign_checkpoint,
+                   _cli(lambda d: [*AD, "train", "--config", d / "ad.json",
+                                   "--run-dir", d / "run_mix"]))),
+    Case("ckpt-foreign-eval", "a transformer checkpoint in a Mamba run dir, evaluated (AD CLI)",
+         "python -m icrl.ad evaluate --checkpoint run_mix --out-dir ev",
+         r"error: checkpoint .*step_000000009\.pt was written by another run than .*run_mix/"
+         r"config\.json .*model\.backbone 'transformer' vs 'mamba'",
+         _prepared(_foreign_checkpoint,
+                   _cli(lambda d: [*AD, "evaluate", "--checkpoint", d / "run_mix",
+                                   "--out-dir", d / "ev"]))),
+    Case("run-locked", "a second process training into one run dir (AD CLI)",
+         "python -m icrl.ad train --config ad.json --run-dir run  (run locked by another)",
+         r"error: .*run is in use by another process \(pid \d+ holds .*run/\.lock\)",
+         _held("run", "ad", _cli(lambda d: [*AD, "train", "--config", d / "ad.json",
+                                            "--run-dir", d / "run"]))),
+    Case("ad-interrupt", "Ctrl-C during training (AD CLI)",
+         "python -m icrl.ad train --config ad.json --set max_steps=100000 --run-dir run_int",
+         r"interrupted: checkpoints finished so far are kept in .*run_int/checkpoints; rerun the "
+         r"same command to resume",
+         _interrupted(lambda d: [*AD, "train", "--config", d / "ad.json", "--set",
+                                 "max_steps=100000", "--run-dir", d / "run_int"],
+                      "run_int/checkpoints/step_000000001.pt")),
+    # issue 20: the baselines CLI -- one error boundary, a lock on run folders
+    Case("bl-histories-missing", "histories file missing (baselines CLI)",
+         "python -m icrl.baselines macaw train --histories no.h5 --run-dir mrun",
+         r"error: histories file .*no\.h5 does not exist; generate it first",
+         _cli(lambda d: [*BL, "macaw", "train", "--histories", d / "no.h5",
+                         "--run-dir", d / "mrun"])),
+    Case("bl-histories-truncated", "histories file truncated (baselines CLI)",
+         "python -m icrl.baselines macaw train --histories cut.h5 --run-dir mrun",
+         r"error: .*cut\.h5: cannot be opened as HDF5 \(.*truncated file",
+         _cli(lambda d: [*BL, "macaw", "train", "--histories", d / "cut.h5",
+                         "--run-dir", d / "mrun"])),
+    Case("bl-steps-negative", "negative training steps (baselines CLI)",
+         "python -m icrl.baselines macaw train --histories good.h5 --steps -5 --run-dir mrun",
+         r"error: invalid MacawTrainConfig settings: steps: Input should be greater than or "
+         r"equal to 1 \(got -5\)",
+         _cli(lambda d: [*BL, "macaw", "train", "--histories", d / "good.h5", "--steps", "-5",
+                         "--run-dir", d / "mrun"])),
+    Case("bl-family", "unknown env family (baselines CLI)",
+         "python -m icrl.baselines mql train mrun --family Nope",
+         r"error: mql_preset: unknown family 'Nope'; expected \['AntDir'",
+         _cli(lambda d: [*BL, "mql", "train", d / "mrun", "--family", "Nope"])),
+    Case("bl-run-empty", "empty run folder evaluated (baselines CLI, MACAW)",
+         "python -m icrl.baselines macaw evaluate empty --out ev",
+         r"error: no MACAW checkpoint at .*empty/checkpoint\.pt; train the run first",
+         _prepared(lambda d: (d / "empty").mkdir(),
+                   _cli(lambda d: [*BL, "macaw", "evaluate", d / "empty", "--out", d / "ev"]))),
+    Case("bl-run-empty-mql", "empty run folder evaluated (baselines CLI, MQL)",
+         "python -m icrl.baselines mql evaluate empty --size tiny",
+         r"error: .*empty/checkpoint\.pt does not exist: run train_mql",
+         _prepared(lambda d: (d / "empty").mkdir(),
+                   _cli(lambda d: [*BL, "mql", "evaluate", d / "empty", "--size", "tiny"]))),
+    Case("bl-locked", "a second process training into one run folder (baselines CLI)",
+         "python -m icrl.baselines macaw train --histories good.h5 --run-dir mrun  (locked)",
+         r"error: .*mrun is in use by another process \(pid \d+ holds .*mrun/\.lock\)",
+         _held("mrun", "baselines",
+               _cli(lambda d: [*BL, "macaw", "train", "--histories", d / "good.h5",
+                               "--steps", "2", "--run-dir", d / "mrun"]))),
+    Case("bl-interrupt", "Ctrl-C during training (baselines CLI)",
+         "python -m icrl.baselines macaw train --config macaw.json --histories good.h5 "
+         "--run-dir mrun",
+         r"interrupted: the last checkpoint in .*mrun is kept; rerun the same command to resume",
+         _prepared(lambda d: (d / "macaw.json").write_text(json.dumps(MACAW_TINY)),
+                   _interrupted(lambda d: [*BL, "macaw", "train", "--config", d / "macaw.json",
+                                           "--histories", d / "good.h5", "--no-progress",
+                                           "--run-dir", d / "mrun"],
+                                "mrun/checkpoint.pt"))),
 ]
 # fmt: on
 
@@ -357,7 +589,8 @@ def check(case: Case, d: Path) -> tuple[int | None, str]:
             pytest.skip("cannot make a read-only directory here (root without mount rights)")
         code, message = case.run(d)
     if code is not None:
-        assert code != 0, f"{case.id}: exit code 0; stderr:\n{message}"
+        ok_code = code == 0 if case.succeeds else code != 0
+        assert ok_code, f"{case.id}: exit code {code}; stderr:\n{message}"
     assert re.search(case.expect, message, re.S), f"{case.id}: {message!r}"
     after = _snapshot(d)
     for name, digest in before.items():
