@@ -101,12 +101,18 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(reference: tuple[Path, 
     assert path.stat().st_mtime_ns == before
 
 
-def test_unfinished_run_with_other_settings_is_refused(tmp_path: Path, make_config: Any) -> None:
+def test_unfinished_run_with_other_settings_is_refused(
+    reference: tuple[Path, Any], tmp_path: Path, make_config: Any
+) -> None:
     out = tmp_path / "x.h5"
     parts = parts_dir(out)
     parts.mkdir()
     (parts / "config.json").write_text(json.dumps(make_config(seed=5).identity()))
-    with pytest.raises(ConfigMismatchError, match=r"seed: existing 5, requested 0"):
+    # one finished task of that run
+    with h5py.File(parts / "task_000.h5", "w") as f, h5py.File(reference[0], "r") as src:
+        src.copy(src["task_000"], f, name="task_000")
+        f.attrs.update(src.attrs)
+    with pytest.raises(ConfigMismatchError, match=r"seed: existing 5, requested 0.*1 finished"):
         generate(make_config(), out)
     assert not out.exists()
 
@@ -216,7 +222,9 @@ def test_a_failing_task_is_named_and_finished_work_is_kept(
     with pytest.raises(TaskFailedError, match=r"task_000 .*simulator exploded"):
         generate(make_config(), out)
     assert not out.exists()
-    assert (parts_dir(out) / "config.json").exists()  # the next run resumes from here
+    # No task had finished: the parts directory this run made is gone, so that a rerun with
+    # corrected settings is not refused (test_reliability checks that a finished task is kept).
+    assert not parts_dir(out).exists()
 
 
 def test_a_damaged_committed_task_is_reported_and_redone(

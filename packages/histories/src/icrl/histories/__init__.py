@@ -24,7 +24,16 @@ from icrl.histories._config import (
     Preset,
     SACConfig,
 )
-from icrl.histories._generate import ConfigMismatchError, TaskFailedError, generate, run_task
+from icrl.histories._generate import (
+    ConfigMismatchError,
+    DeviceError,
+    OutputPathError,
+    OutputWriteError,
+    RunLockedError,
+    TaskFailedError,
+    generate,
+    run_task,
+)
 from icrl.histories._learners import Learner, TaskSpec, TianshouLearner
 from icrl.histories._reader import History, HistoryFile
 from icrl.histories._recorder import HistoryRecorder
@@ -35,6 +44,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlgorithmConfig",
     "ConfigMismatchError",
+    "DeviceError",
     "DroQConfig",
     "GenerateConfig",
     "History",
@@ -42,8 +52,11 @@ __all__ = [
     "HistoryFileError",
     "HistoryRecorder",
     "Learner",
+    "OutputPathError",
+    "OutputWriteError",
     "PPOConfig",
     "Preset",
+    "RunLockedError",
     "SACConfig",
     "TaskFailedError",
     "TaskSpec",

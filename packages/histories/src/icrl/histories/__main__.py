@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from icrl.histories._config import ALGORITHMS, PRESETS, GenerateConfig
+from icrl.histories._generate import (
+    OutputWriteError,
+    RunLockedError,
+    TaskFailedError,
+    finished_parts,
+    parts_dir,
+    resume_command,
+)
 from icrl.histories._schema import HistoryFileError
 
 _EPILOG = """\
@@ -57,7 +69,8 @@ _FLAGS = {
 
 
 def describe_invalid(exc: ValidationError) -> str:
-    """pydantic's errors as one line per field, named as the user set it (flag or --set KEY)."""
+    """pydantic's errors, each named as the user set it (flag or --set KEY); one line when there
+    is one error (the common case), else one line per field."""
     lines = []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
@@ -66,23 +79,53 @@ def describe_invalid(exc: ValidationError) -> str:
         elif len(loc) >= 3 and loc[0] == "algorithm":  # algorithm.<kind>.<field>
             where = f"--set {'.'.join(loc[2:])} (algorithm {loc[1]})"
         else:
-            where = ".".join(loc) or "the configuration"
+            where = ".".join(loc)
+        if not where:  # a check across fields: its message names them itself
+            lines.append(err["msg"].removeprefix("Value error, "))
+            continue
         got = repr(err.get("input"))
         got = got if len(got) <= 80 else got[:77] + "..."
-        lines.append(f"  {where}: {err['msg']} (got {got})")
-    return (
-        "error: invalid configuration:\n"
-        + "\n".join(lines)
-        + "\nsee `python -m icrl.histories generate --help` for the flags; --set takes the "
+        lines.append(f"{where}: {err['msg']} (got {got})")
+    see = (
+        "see `python -m icrl.histories generate --help` for the flags; --set takes the "
         "algorithm's fields (its Config class in icrl.histories)"
     )
+    if len(lines) == 1:
+        return f"error: invalid configuration: {lines[0]}; {see}"
+    return "error: invalid configuration:\n" + "\n".join(f"  {ln}" for ln in lines) + f"\n{see}"
+
+
+class ConfigFileError(ValueError):
+    """The --config file is missing or is not a JSON object."""
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """The GenerateConfig fields in a --config JSON file, every failure naming the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigFileError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"--config {path} is a directory; give a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"--config {path} cannot be read ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigFileError(f"--config {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            f"--config {path} holds a JSON {type(data).__name__}; it needs an object of "
+            "GenerateConfig fields"
+        )
+    return data
 
 
 def build_config(args: argparse.Namespace) -> GenerateConfig:
     """The GenerateConfig that the parsed `generate` arguments describe."""
     data: dict[str, Any] = {}
     if args.config:
-        data.update(json.loads(Path(args.config).read_text()))
+        data.update(_read_config_file(args.config))
     data["family"] = args.family or data.get("family")
     algo_kind = args.algorithm
     overrides = _parse_set(args.set)
@@ -105,11 +148,22 @@ def build_config(args: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig.model_validate(data)
 
 
-def _info(path: str) -> None:
+def _info(path: str) -> int:
+    """Print a file's tasks; every task is checked against the schema, values included, and a
+    malformed one is reported (exit 2) rather than listed as healthy."""
     from icrl.histories._reader import HistoryFile
 
+    parts = parts_dir(Path(path))
+    if not Path(path).exists() and parts.is_dir():
+        n = len(finished_parts(parts))
+        raise HistoryFileError(
+            path,
+            f"not finished yet: {parts} holds {n} finished task{'s' if n != 1 else ''} of an "
+            f"unfinished (or running) generate; resume it with `{resume_command(Path(path))}`",
+        )
     hf = HistoryFile(path)
     attrs = hf.attrs
+    bad: list[HistoryFileError] = []
     print(
         f"{path}: family {attrs['family']}, env {attrs['env_id']}, schema {attrs['schema_version']}"
     )
@@ -118,17 +172,87 @@ def _info(path: str) -> None:
         "|a-mu|^2  task"
     )
     for name in hf.tasks:
-        meta = hf.meta(name)
-        returns, _ = hf.episode_returns(name)
-        last = f"{returns[-1]:11.2f}" if len(returns) else "        n/a"
-        noise = hf.exploration_noise(name)
-        floor = f"{noise:8.4f}" if noise is not None else "     n/a"
-        print(
-            f"{name:<10} {meta['algorithm']:<5} {meta['k']:>3} {meta['n_episodes']:>8} "
-            f"{hf.n_transitions(name):>9}  {last}  {floor}  {json.dumps(meta['task'])}"
-        )
+        try:
+            hf.validate(name)
+        except HistoryFileError as exc:
+            bad.append(exc)
+            print(f"{name:<10} MALFORMED: see the error below")
+            continue
+        print(_info_row(hf, name))
     print("|a-mu|^2: mean squared distance of the executed action from the policy's deterministic")
     print("one over kept non-warm-up rows (the exploration-noise floor; n/a before schema 2)")
+    if bad:
+        more = f" (and {len(bad) - 1} more malformed tasks)" if len(bad) > 1 else ""
+        print(f"error: {bad[0]}{more}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _info_row(hf: Any, name: str) -> str:
+    meta = hf.meta(name)
+    returns, _ = hf.episode_returns(name)
+    last = f"{returns[-1]:11.2f}" if len(returns) else "        n/a"
+    noise = hf.exploration_noise(name)
+    floor = f"{noise:8.4f}" if noise is not None else "     n/a"
+    return (
+        f"{name:<10} {meta['algorithm']:<5} {meta['k']:>3} {meta['n_episodes']:>8} "
+        f"{hf.n_transitions(name):>9}  {last}  {floor}  {json.dumps(meta['task'])}"
+    )
+
+
+def _kept(out: str | None) -> str:
+    """What an interrupted or failed generate leaves for the rerun, and how to resume."""
+    if not out:
+        return "rerun the command"
+    parts = parts_dir(Path(out))
+    if not parts.is_dir():
+        return "no task had finished, so nothing was kept; rerun the command to start again"
+    n = len(finished_parts(parts))
+    return (
+        f"{n} finished task{'s are' if n != 1 else ' is'} kept in {parts}; rerun the same "
+        "command to resume"
+    )
+
+
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_DENIED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def describe_os_error(exc: OSError, out: str | None) -> str:
+    """One line for an OS error: what failed on which file, and what to do about it."""
+    what = exc.strerror or str(exc)
+    if not isinstance(exc, OutputWriteError):
+        return f"error: {what}: {exc.filename}" if exc.filename else f"error: {exc}"
+    if exc.errno in _FULL:
+        advice = f"free space (or choose another --out), then {_kept(out)}"
+    elif exc.errno in _DENIED:
+        advice = "choose an --out in a directory you can write"
+    else:
+        advice = f"check the --out path; {_kept(out)}"
+    return f"error: {what} while writing {exc.filename}; {advice}"
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings (a damaged part redone, stale settings replaced) as one `warning:` line each."""
+
+    def show(message: Any, *args: Any, **kwargs: Any) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "info":
+        return _info(args.path)
+    from icrl.histories import _generate  # looked up at call time: tests replace generate
+
+    config = build_config(args)
+    path = _generate.generate(config, args.out)
+    print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,22 +305,25 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="list the tasks and metadata of a history file")
     info.add_argument("path")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "info":
-            _info(args.path)
-            return 0
-        from icrl.histories._generate import generate
-
-        config = build_config(args)
-        path = generate(config, args.out)
-        print(f"wrote {path}")
-        return 0
-    except ValidationError as exc:
-        print(describe_invalid(exc), file=sys.stderr)
-        return 2
-    except (HistoryFileError, ValueError, OSError) as exc:  # OSError: full/read-only --out dir
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = getattr(args, "out", None)
+    with _warnings_as_lines():
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            print(f"interrupted; {_kept(out)}", file=sys.stderr)
+            return 130
+        except ValidationError as exc:
+            print(describe_invalid(exc), file=sys.stderr)
+            return 2
+        except TaskFailedError as exc:
+            print(f"error: {exc}; {_kept(out)}", file=sys.stderr)
+            return 1
+        except (HistoryFileError, ValueError, RunLockedError) as exc:  # refusals, device, lock
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(describe_os_error(exc, out), file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -135,34 +135,42 @@ def generate_batched(
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    from icrl.histories._generate import init_helper_process, sigint_free_manager, stop_workers
+
     ctx = mp.get_context("spawn")
     groups = [list(g) for g in np.array_split(np.asarray(todo), len(devices))]
     workers = max(config.workers // len(devices), 0)
     with (
-        ctx.Manager() as manager,
-        ProcessPoolExecutor(max_workers=len(devices), mp_context=ctx) as pool,
+        sigint_free_manager(ctx) as manager,
+        ProcessPoolExecutor(
+            max_workers=len(devices), mp_context=ctx, initializer=init_helper_process
+        ) as pool,
     ):
         q = manager.Queue()
-        futures = [
-            pool.submit(
-                _device_main,
-                config.model_dump_json(),
-                [int(i) for i in group],
-                [_envs.task_to_dict(tasks[int(i)]) for i in group],
-                str(parts),
-                dev,
-                workers,
-                q,
-            )
-            for group, dev in zip(groups, devices, strict=True)
-        ]
-        while any(not f.done() for f in futures):
-            time.sleep(0.5)
+        try:
+            futures = [
+                pool.submit(
+                    _device_main,
+                    config.model_dump_json(),
+                    [int(i) for i in group],
+                    [_envs.task_to_dict(tasks[int(i)]) for i in group],
+                    str(parts),
+                    dev,
+                    workers,
+                    q,
+                )
+                for group, dev in zip(groups, devices, strict=True)
+            ]
+            while any(not f.done() for f in futures):
+                time.sleep(0.5)
+                _drain(q, bar)
             _drain(q, bar)
-        _drain(q, bar)
-        for f in futures:
-            for _ in range(f.result()):
-                bar.task_done()
+            for f in futures:
+                for _ in range(f.result()):
+                    bar.task_done()
+        except BaseException:  # Ctrl-C or a failed device: stop the others now
+            stop_workers(pool)
+            raise
 
 
 def _drain(q: Any, bar: Any) -> None:

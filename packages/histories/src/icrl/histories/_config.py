@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _MODEL = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
+# A hidden layer's width: checked here so that a bad value is refused before any file is written.
+_Width = Annotated[int, Field(ge=1)]
 
 
 class _OffPolicyConfig(BaseModel):
@@ -14,8 +16,9 @@ class _OffPolicyConfig(BaseModel):
 
     model_config = _MODEL
 
-    lr: float = 1e-4
-    """Adam learning rate of actor, critics and entropy temperature (Tables 2-3)."""
+    lr: float = Field(1e-4, ge=0)
+    """Adam learning rate of actor, critics and entropy temperature (Tables 2-3); 0 freezes the
+    nets (tests use it), a negative rate is refused here rather than by Adam inside a task."""
     batch_size: int = Field(256, ge=1)
     """Mini-batch size of each gradient step (Tables 2-3)."""
     gamma: float = Field(0.99, gt=0, le=1)
@@ -26,7 +29,7 @@ class _OffPolicyConfig(BaseModel):
     """Replay buffer capacity in transitions (Tables 2-3)."""
     warmup_steps: int = Field(400, ge=0)
     """Env steps (summed over the parallel envs) of uniform random actions before learning."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden_sizes: tuple[_Width, ...] = (256, 256)
     """Hidden layers of actor and critics (not in the paper; SB3's / the DroQ paper's default)."""
     target_entropy: float | None = None
     """Entropy target of the automatic temperature; None means -action_dim."""
@@ -67,7 +70,7 @@ class PPOConfig(BaseModel):
 
     kind: Literal["ppo"] = "ppo"
     """Discriminator."""
-    lr: float = 1e-4
+    lr: float = Field(1e-4, ge=0)
     """Adam learning rate (Table 1)."""
     steps_per_env: int = Field(500, ge=1)
     """Rollout length per env between updates (Table 1)."""
@@ -85,9 +88,9 @@ class PPOConfig(BaseModel):
     """Value-loss coefficient (Table 1)."""
     ent_coef: float = Field(5e-3, ge=0)
     """Entropy coefficient (Table 1)."""
-    max_grad_norm: float | None = 0.5
+    max_grad_norm: float | None = Field(0.5, gt=0)
     """Gradient-norm clip (SB3 default)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[_Width, ...] = (64, 64)
     """Hidden layers of actor and critic, tanh activations (SB3's default MLP policy)."""
 
 
@@ -150,8 +153,9 @@ class GenerateConfig(BaseModel):
     """Keep one episode of every k; default: the family's preset (paper Table 5)."""
     n_envs: int = Field(5, ge=1)
     """Parallel envs per task (paper: 5), all set to the same task."""
-    seed: int = 0
-    """Run seed; task i is trained with a seed derived from (seed, i)."""
+    seed: int = Field(0, ge=0)
+    """Run seed; task i is trained with a seed derived from (seed, i) (numpy's SeedSequence,
+    which takes non-negative integers only)."""
     tasks: int | None = Field(None, ge=1)
     """Number of tasks: the first n of the split; None: all of it (the test split has 10)."""
     split: Literal["train", "test"] = "train"
@@ -205,7 +209,27 @@ class GenerateConfig(BaseModel):
                 f"multiple of {unit} (n_envs"
                 + (" x algorithm.steps_per_env)" if isinstance(algo, PPOConfig) else ")")
             )
+        self._check_one_episode(unit, warm)
         return self
+
+    def _check_one_episode(self, unit: int, warm: int) -> None:
+        """Refuse a run too short for any episode to finish: its history would be empty.
+
+        The n_envs envs share steps_per_task and all start together, so one episode finishes
+        only once each env has taken the family's episode length of steps."""
+        from icrl.metaenvs import episode_length
+
+        length = episode_length(self.family)
+        need = self.n_envs * length
+        if self.steps_per_task >= need:
+            return
+        smallest = warm + max(1, -(-(need - warm) // unit)) * unit  # the next valid value
+        raise ValueError(
+            f"steps_per_task (--steps) {self.steps_per_task} is less than one episode: "
+            f"{self.family} episodes are {length} steps, and the {self.n_envs} parallel envs "
+            f"share the steps ({self.steps_per_task // self.n_envs} each), so no episode would "
+            f"finish and the history would be empty; use at least {smallest}"
+        )
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the file's content (all but workers/progress), as JSON data."""

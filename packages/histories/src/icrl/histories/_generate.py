@@ -11,14 +11,17 @@ parts directory removed. A kill -9 at any point therefore never corrupts a finis
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
 import queue
 import shutil
+import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
@@ -62,6 +65,29 @@ class ConfigMismatchError(ValueError):
 
 class TaskFailedError(RuntimeError):
     """The source run of one task raised; finished tasks stay committed for the next run."""
+
+
+class OutputPathError(ValueError):
+    """The output path cannot hold a history file (it is a directory, or lies under a file)."""
+
+
+class DeviceError(ValueError):
+    """The configured torch device does not exist or is not available on this machine."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is generating into the same output (it holds `OUT.parts/lock`)."""
+
+
+class OutputWriteError(OSError):
+    """Writing the output failed (full disk, read-only directory, ...); `filename` names the file.
+
+    Built like OSError, (errno, strerror, filename), so that it pickles from a worker process.
+    """
+
+
+LOCK_NAME = "lock"
+"""The lock file inside `OUT.parts`: held (fcntl.flock) by the one process generating OUT."""
 
 
 def library_versions() -> dict[str, str]:
@@ -188,14 +214,33 @@ def task_record(
 def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:
     """Write an HDF5 file under a temporary name, fsync it, then rename it into place."""
     tmp = final.with_name(final.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with h5py.File(tmp, "w") as f:
-        fill(f)
-        f.flush()
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    try:
+        with _writing(tmp):
+            tmp.unlink(missing_ok=True)
+            with h5py.File(tmp, "w") as f:
+                fill(f)
+                f.flush()
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a partial file helps no one (and fills the disk)
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Report an OS error inside as an OutputWriteError naming `target` (h5py's name none)."""
+    try:
+        yield
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise OutputWriteError(exc.errno, os.strerror(exc.errno), str(target)) from exc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -228,10 +273,27 @@ def write_task_file(path: Path, config: GenerateConfig, index: int, record: Task
 _QUEUE: Any = None
 
 
+def init_helper_process() -> None:
+    """Set up a worker process so that the driver can stop it cleanly (on Ctrl-C or an error).
+
+    Ctrl-C is left to the driver, which stops the helpers itself (a terminal's Ctrl-C reaches
+    every process of the group, and each would print a traceback); and tqdm (which the learners
+    use) gets a thread lock instead of its default multiprocessing one, whose semaphore a
+    stopped worker could not unregister (Python then warns of a "leaked semaphore" at exit).
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
 def _init_worker(q: Any) -> None:
     global _QUEUE
     _QUEUE = q
     os.environ.setdefault("TQDM_DISABLE", "1")
+    init_helper_process()
 
 
 def _work(job: _Job) -> int:
@@ -264,14 +326,22 @@ def _task_from_dict(d: dict[str, Any]) -> Any:
 # -- driver side -----------------------------------------------------------------------------
 
 
-def _check_identity(existing: dict[str, Any], config: GenerateConfig, where: Path) -> None:
+def _check_identity(
+    existing: dict[str, Any], config: GenerateConfig, where: Path, advice: str
+) -> None:
     diffs = config_differences(existing, config.identity())
     if diffs:
         raise ConfigMismatchError(
             f"{where} was generated with different settings; refusing to mix them. "
-            "Differences: " + "; ".join(diffs) + ". Use another output path, or rerun with the "
-            "original settings to resume."
+            "Differences: " + "; ".join(diffs) + f". {advice}"
         )
+
+
+def resume_command(path: Path) -> str:
+    """The command line that resumes the unfinished run at `path` with its own settings."""
+    return (
+        f"python -m icrl.histories generate --config {parts_dir(path) / 'config.json'} --out {path}"
+    )
 
 
 def _finished_file(path: Path, config: GenerateConfig, names: list[str]) -> bool:
@@ -281,8 +351,14 @@ def _finished_file(path: Path, config: GenerateConfig, names: list[str]) -> bool
     try:
         with h5py.File(path, "r") as f:
             check_root(f, path)
-            existing = decode_attrs(f.attrs)["generate_config"]
-            _check_identity(existing, config, path)
+            try:
+                existing = decode_attrs(f.attrs)["generate_config"]
+            except (KeyError, ValueError) as exc:
+                raise HistoryFileError(
+                    path, f"malformed root attribute 'generate_config' ({exc!r})"
+                ) from exc
+            advice = f"Use another output path, or move {path} away to generate it again."
+            _check_identity(existing, config, path, advice)
             if not bool(f.attrs.get("complete", False)):
                 raise HistoryFileError(path, "file exists but was never completed")
             missing = [n for n in names if n not in f]
@@ -313,15 +389,68 @@ def _valid_part(path: Path, name: str) -> bool:
         return False
 
 
-def _prepare_parts(parts: Path, config: GenerateConfig) -> None:
+def finished_parts(parts: Path) -> list[str]:
+    """Names of the tasks committed in an unfinished run's parts directory (readable ones)."""
+    if not parts.is_dir():
+        return []
+    return sorted(p.stem for p in parts.glob("task_*.h5") if _valid_part(p, p.stem))
+
+
+def _parts_config(cfg: Path) -> dict[str, Any] | None:
+    """The settings recorded in `OUT.parts/config.json`; None when it is unreadable."""
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _summary(diffs: list[str], most: int = 3) -> str:
+    """The first few differences, each cut short: enough to recognise the earlier run."""
+    shown = [d if len(d) <= 80 else d[:77] + "..." for d in diffs[:most]]
+    more = f"; and {len(diffs) - most} more" if len(diffs) > most else ""
+    return "; ".join(shown) + more
+
+
+def _prepare_parts(parts: Path, config: GenerateConfig, path: Path) -> None:
+    """Record the run's settings in `parts/config.json`, or check them against a resumed run's.
+
+    Settings that differ are refused only when the parts hold a finished task: with none, there
+    is nothing to mix (an earlier run failed or was killed before finishing any task, e.g. on a
+    bad device), and a corrected rerun must not be blocked by it.
+    """
     cfg = parts / "config.json"
     if cfg.exists():
-        _check_identity(json.loads(cfg.read_text()), config, parts)
-        return
-    parts.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.with_name("config.json.tmp")
-    tmp.write_text(json.dumps(config.identity(), sort_keys=True, indent=1))
-    os.replace(tmp, cfg)
+        existing = _parts_config(cfg)
+        diffs = config_differences(existing or {}, config.identity())
+        if not diffs:
+            return
+        done = finished_parts(parts)
+        if done:
+            if existing is None:
+                raise ConfigMismatchError(
+                    f"{cfg} is unreadable, but {parts} holds {len(done)} finished task(s) of "
+                    f"that run; remove {parts} to start over (discarding them)"
+                )
+            n = len(done)
+            _check_identity(
+                existing,
+                config,
+                parts,
+                f"It holds {n} finished task{'s' if n != 1 else ''} of that run: resume it with "
+                f"its own settings (`{resume_command(path)}`), use another output path, or "
+                f"remove {parts} to start over with the new settings (discarding them).",
+            )
+        warnings.warn(
+            f"{parts} holds no finished task of an earlier run with other settings "
+            f"({_summary(diffs) if existing is not None else 'unreadable config.json'}); "
+            "starting over with the new settings",
+            stacklevel=3,
+        )
+    with _writing(cfg):
+        tmp = cfg.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(config.identity(), sort_keys=True, indent=1))
+        os.replace(tmp, cfg)
 
 
 def _merge(path: Path, parts: Path, config: GenerateConfig, names: list[str]) -> None:
@@ -380,19 +509,42 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
     """Generate (or resume) the history file of `config` at `path`; returns the path.
 
     A rerun with the same settings skips every finished task (and does nothing at all when the
-    file is complete). A rerun with other settings raises ConfigMismatchError saying what differs.
+    file is complete). A rerun with other settings raises ConfigMismatchError saying what differs
+    (unless the earlier run finished no task). Everything that can be checked up front (the
+    output path, the device) is checked before anything is written; a second process generating
+    into the same `path` meanwhile is refused (RunLockedError).
     """
     path = Path(path)
+    check_output_path(path)
     tasks = _envs.split_tasks(config.family, config.tasks, config.split)
     names = [task_name(i) for i in range(len(tasks))]
     parts = parts_dir(path)
     if _finished_file(path, config, names):
-        if (parts / "config.json").exists():
-            # A run killed between the final rename and the clean-up: the file holds it all.
-            _check_identity(json.loads((parts / "config.json").read_text()), config, parts)
-            shutil.rmtree(parts)
+        _remove_leftover_parts(parts)
         return path
-    _prepare_parts(parts, config)
+    check_device(config.device, config.backend)
+    check_writable(path)
+    lock, created = _lock_parts(parts)
+    try:
+        if _finished_file(path, config, names):  # a run that held the lock finished it
+            shutil.rmtree(parts)
+            return path
+        _prepare_parts(parts, config, path)
+        _run_todo(config, tasks, names, parts)
+        _merge(path, parts, config, names)
+        shutil.rmtree(parts)
+    except BaseException:
+        if created and not finished_parts(parts):
+            # Nothing of this run is worth keeping: leave the disk as it was.
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
+    finally:
+        os.close(lock)  # releases the flock (the kernel does the same on kill -9)
+    return path
+
+
+def _run_todo(config: GenerateConfig, tasks: list[Any], names: list[str], parts: Path) -> None:
+    """Run and commit every task without a valid part in `parts` (the rest are resumed)."""
     for stale in parts.glob("task_*.h5.tmp"):
         stale.unlink()  # a run killed mid-write; the task is redone
     todo = [i for i, n in enumerate(names) if not _valid_part(parts / f"{n}.h5", n)]
@@ -403,7 +555,7 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
             warnings.warn(
                 f"{part} is unreadable or incomplete (or of an older schema version); task "
                 f"{names[i]} will be generated again",
-                stacklevel=2,
+                stacklevel=3,
             )
             part.unlink()
     bar = _Progress(
@@ -429,9 +581,143 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
             _run_pool(config, tasks, todo, parts, names, bar)
     finally:
         bar.close()
-    _merge(path, parts, config, names)
-    shutil.rmtree(parts)
-    return path
+
+
+def _remove_leftover_parts(parts: Path) -> None:
+    """Remove the parts of a run killed between its final rename and its clean-up (the file
+    holds it all); left alone while another process holds their lock."""
+    if not parts.is_dir():
+        return
+    try:
+        lock, _ = _lock_parts(parts)
+    except RunLockedError:
+        return
+    try:
+        shutil.rmtree(parts)
+    finally:
+        os.close(lock)
+
+
+# -- checks before anything is written -------------------------------------------------------
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse an output path that cannot be a file: a directory, or one under a file."""
+    if path.is_dir():
+        raise OutputPathError(
+            f"output path (--out) {path} is a directory; give the history file's path, e.g. "
+            f"{path / 'histories.h5'}"
+        )
+    parts = parts_dir(path)
+    if parts.exists() and not parts.is_dir():
+        raise OutputPathError(
+            f"{parts} is a file, but generate keeps its unfinished tasks in a directory of that "
+            "name; move the file away or choose another --out"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(
+                    f"{parent} is a file, not a directory, so --out {path} cannot be created "
+                    "under it; choose an --out inside a directory"
+                )
+            return
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output whose directory cannot be written (checked before any work is done)."""
+    parts = parts_dir(path)
+    where = parts if parts.is_dir() else next(p for p in path.parents if p.exists())
+    if os.access(where, os.W_OK | os.X_OK):
+        return
+    readonly = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+    code = errno.EROFS if readonly else errno.EACCES
+    raise OutputWriteError(code, os.strerror(code), str(parts))
+
+
+def check_device(device: str, backend: str) -> None:
+    """Refuse a torch device that does not exist here (before a task fails on it, or a file is
+    written): a CUDA device without CUDA, an index past the visible GPUs, a typo."""
+    import torch
+
+    names = [d.strip() for d in device.split(",")]
+    if len(names) > 1 and backend != "batched":
+        raise DeviceError(
+            f"device {device!r} (--device) lists several devices; only --backend batched splits "
+            "tasks over devices (the tianshou backend uses one)"
+        )
+    for name in names:
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, ValueError) as exc:
+            raise DeviceError(
+                f"device {name!r} (--device) is not a torch device ({exc}); use cpu or cuda[:N]"
+            ) from exc
+        _check_available(dev, name)
+
+
+def _check_available(dev: Any, name: str) -> None:
+    import torch
+
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"device {name!r} (--device) needs CUDA, but no CUDA device is available on "
+                "this machine; use --device cpu, or run on a machine with a GPU"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {name!r} (--device): this machine has {count} CUDA device(s), "
+                f"cuda:0..cuda:{count - 1}"
+            )
+        return
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise DeviceError(
+        f"device {name!r} (--device) is not available here; use --device cpu or cuda[:N]"
+    )
+
+
+def _lock_parts(parts: Path) -> tuple[int, bool]:
+    """Create `parts` if needed and take its lock; returns (lock fd, whether parts was created).
+
+    fcntl.flock on `parts/lock`, never waited for: a second generate into the same output is
+    refused at once. The kernel drops the lock when its holder exits or is killed, so a lock
+    left by a killed run never blocks the resume. A holder that finishes removes `parts` (and
+    the lock file); the loop notices that and takes a fresh lock on a new directory.
+    """
+    while True:
+        created = not parts.exists()
+        lock = parts / LOCK_NAME
+        with _writing(parts):
+            parts.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue  # parts was removed by a finishing holder just now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(
+                f"another process (pid {holder}) is generating into {parts.parent / parts.stem} "
+                f"(it holds {lock}); wait for it to finish or stop it, then rerun this command "
+                "(it resumes from the finished tasks)"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # locked a file that its finishing holder had just removed
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd, created
 
 
 def _run_pool(
@@ -450,7 +736,7 @@ def _run_pool(
     cfg = config.model_dump_json()
     jobs = [_Job(cfg, i, _envs.task_to_dict(tasks[i]), str(parts / f"{names[i]}.h5")) for i in todo]
     with (
-        ctx.Manager() as manager,
+        sigint_free_manager(ctx) as manager,
         ProcessPoolExecutor(
             max_workers=min(config.workers, len(jobs)),
             mp_context=ctx,
@@ -458,14 +744,46 @@ def _run_pool(
             initargs=(q := manager.Queue(),),
         ) as pool,
     ):
-        pending: set[Future[int]] = {pool.submit(_work, j) for j in jobs}
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        try:
+            pending: set[Future[int]] = {pool.submit(_work, j) for j in jobs}
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain(q, bar)
+                for fut in finished:
+                    fut.result()  # re-raise a worker's error
+                    bar.task_done()
             _drain(q, bar)
-            for fut in finished:
-                fut.result()  # re-raise a worker's error
-                bar.task_done()
-        _drain(q, bar)
+        except BaseException:
+            stop_workers(pool)
+            raise
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def sigint_free_manager(ctx: Any) -> Any:
+    """A started multiprocessing manager that ignores Ctrl-C (the driver shuts it down)."""
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=ctx)
+    manager.start(_ignore_sigint)
+    return manager
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and stop the running ones now (on an error or Ctrl-C).
+
+    A task commits only when whole, so a stopped one loses nothing committed; waiting for the
+    running tasks instead (what leaving the `with` block does) could take hours, and a worker
+    would start the next queued task meanwhile. Workers ignore SIGINT, hence the SIGTERM.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 def _drain(q: Any, bar: _Progress) -> None:

@@ -16,8 +16,10 @@ from icrl.histories._schema import (
     TRANSITION_FIELDS_SINCE,
     TRANSITIONS,
     HistoryFileError,
+    check_finite,
     check_root,
     check_task,
+    check_values,
     decode_attrs,
 )
 
@@ -138,10 +140,29 @@ class HistoryFile:
                 check_task(group, self.path, name)
             except HistoryFileError:
                 raise
-            except (OSError, KeyError, ValueError) as exc:
+            except (OSError, KeyError, TypeError, ValueError) as exc:
                 raise HistoryFileError(self.path, f"unreadable ({exc})", task=name) from exc
             self._checked.add(name)
         return group
+
+    def _decoded(self, attrs: h5py.AttributeManager, name: str | None) -> dict[str, Any]:
+        """`decode_attrs`, with a malformed (non-JSON) attribute reported against the file."""
+        try:
+            return decode_attrs(attrs)
+        except (ValueError, TypeError, OSError) as exc:
+            raise HistoryFileError(self.path, f"malformed attributes ({exc})", task=name) from exc
+
+    def validate(self, name: str) -> None:
+        """Check a task against the schema, every value included (reads all its data): dtypes,
+        shapes, the episode/step columns against the episodes table, and finite floats. The
+        other readers check the structure when they first open a task and the values of the
+        rows they return; this is the whole-task check that `info` runs."""
+        group = self._group(name)
+        self._decoded(group.attrs, name)  # JSON attributes (task, hyper-parameters) parse
+        try:
+            check_values(group, self.path, name)
+        except (OSError, KeyError) as exc:
+            raise HistoryFileError(self.path, f"unreadable ({exc})", task=name) from exc
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -153,11 +174,11 @@ class HistoryFile:
     @property
     def attrs(self) -> dict[str, Any]:
         """The file's root attributes (family, env_id, schema_version, generate_config, ...)."""
-        return decode_attrs(self._h5().attrs)
+        return self._decoded(self._h5().attrs, None)
 
     def meta(self, name: str) -> dict[str, Any]:
         """A task's attributes: task, algorithm, hyper-parameters, k, seeds, versions, counts."""
-        return decode_attrs(self._group(name).attrs)
+        return self._decoded(self._group(name).attrs, name)
 
     def task(self, name: str) -> Any:
         """The task value (a metaenvs Task when it can be decoded, else its dict)."""
@@ -259,7 +280,7 @@ class HistoryFile:
 
     def _read(self, name: str, rows: slice, start: int) -> History:
         group = self._group(name)
-        meta = decode_attrs(group.attrs)
+        meta = self._decoded(group.attrs, name)
         arrays: dict[str, np.ndarray] = {}
         try:
             for key, (dtype, _) in TRANSITION_FIELDS.items():
@@ -269,6 +290,9 @@ class HistoryFile:
                 arrays[key] = np.asarray(group[path][rows], dtype=dtype)
         except (OSError, KeyError) as exc:
             raise HistoryFileError(self.path, f"unreadable transitions ({exc})", task=name) from exc
+        for key, data in arrays.items():
+            if data.dtype.kind == "f":  # the rows in hand; a NaN would only show as a NaN loss
+                check_finite(self.path, name, f"{TRANSITIONS}/{key}", data, start)
         return History(
             **arrays,
             task=_task_value(meta["family"], meta["task"]),

@@ -249,6 +249,115 @@ def check_task(group: h5py.Group, path: str | Path, name: str) -> None:
             f"{int(attrs['n_episodes'])}",
             task=name,
         )
+    _check_episode_table(group, path, name)
+    _check_episode_columns(group, path, name)
+
+
+# The float datasets whose every value must be finite (checked by `check_values` and, for the rows
+# it returns, by the reader): a NaN or inf here is a damaged file or a diverged source run, and
+# would otherwise surface only as a non-finite training loss far from its cause.
+FINITE_FIELDS = (
+    *(f"{TRANSITIONS}/{f}" for f, (dtype, _) in TRANSITION_FIELDS.items() if dtype.kind == "f"),
+    f"{EPISODES}/return",
+)
+_REGENERATE = "the file is damaged; regenerate it with `python -m icrl.histories generate`"
+
+
+def check_finite(path: str | Path, name: str, field: str, data: np.ndarray, row0: int = 0) -> None:
+    """Raise HistoryFileError naming the first non-finite value of `data` (rows from `row0`)."""
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return
+    where = np.argwhere(bad)[0]
+    rows = int(bad.reshape(len(bad), -1).any(axis=1).sum())
+    value = data[tuple(where)]
+    at = f"row {row0 + int(where[0])}" + (f", column {int(where[1])}" if data.ndim > 1 else "")
+    raise HistoryFileError(
+        path,
+        f"dataset '{field}' holds a non-finite value ({value} at {at}; {rows} such row"
+        f"{'s' if rows != 1 else ''} read); {_REGENERATE}",
+        task=name,
+    )
+
+
+def check_values(group: h5py.Group, path: str | Path, name: str) -> None:
+    """Raise HistoryFileError unless every float dataset of the task is finite (reads them all)."""
+    for field in FINITE_FIELDS:
+        if field in group:  # an older schema's task may lack a later field
+            check_finite(path, name, field, group[field][()])
+
+
+def _check_episode_table(group: h5py.Group, path: str | Path, name: str) -> None:
+    """dtype and shape (E,) of every episodes/ dataset."""
+    for field, dtype in EPISODE_FIELDS.items():
+        ds = group[f"{EPISODES}/{field}"]
+        if ds.dtype != dtype or ds.ndim != 1:
+            raise HistoryFileError(
+                path,
+                f"dataset '{EPISODES}/{field}' is {ds.dtype} {ds.shape}; the schema wants "
+                f"{dtype} (E,); {_REGENERATE}",
+                task=name,
+            )
+
+
+def _first_mismatch(got: np.ndarray, want: np.ndarray) -> int | None:
+    diff = np.flatnonzero(got != want)
+    return int(diff[0]) if diff.size else None
+
+
+def _check_episode_columns(group: h5py.Group, path: str | Path, name: str) -> None:
+    """The episodes table and the transitions' `episode`/`step` columns tell one story.
+
+    Episode e is kept iff e % k == 0; kept episodes are stored whole and contiguously, in order,
+    starting at `first_row`; every row's `episode` is its episode's index and `step` counts
+    0, 1, ... within it. Reads only the integer columns (small next to the float data).
+    """
+
+    def refuse(message: str) -> HistoryFileError:
+        return HistoryFileError(path, f"{message}; {_REGENERATE}", task=name)
+
+    k = int(group.attrs["k"])
+    kept = group[f"{EPISODES}/kept"][()]
+    length = group[f"{EPISODES}/length"][()].astype(np.int64)
+    first_row = group[f"{EPISODES}/first_row"][()]
+    row = _first_mismatch(kept, np.arange(len(kept)) % k == 0)
+    if row is not None:
+        raise refuse(
+            f"episodes/kept[{row}] is {bool(kept[row])}, but k={k} keeps episode e iff e % {k} == 0"
+        )
+    row = _first_mismatch(length >= 1, np.ones(len(length), bool))
+    if row is not None:
+        raise refuse(f"episodes/length[{row}] is {length[row]}; every episode has a step")
+    lengths = length[kept]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    row = _first_mismatch(first_row[kept], starts)
+    if row is not None:
+        e = int(np.flatnonzero(kept)[row])
+        raise refuse(
+            f"episodes/first_row[{e}] is {first_row[e]}, but the kept episodes before "
+            f"it hold {starts[row]} rows"
+        )
+    episode = group[f"{TRANSITIONS}/episode"][()]
+    step = group[f"{TRANSITIONS}/step"][()]
+    if len(episode) != int(lengths.sum()):
+        raise refuse(
+            f"transitions hold {len(episode)} rows, but the kept episodes' lengths "
+            f"(episodes/length) sum to {int(lengths.sum())}"
+        )
+    want_episode = np.repeat(np.flatnonzero(kept), lengths)
+    row = _first_mismatch(episode, want_episode)
+    if row is not None:
+        raise refuse(
+            f"transitions/episode[{row}] is {episode[row]}, but the episodes table puts "
+            f"episode {want_episode[row]} there"
+        )
+    want_step = np.arange(len(step)) - np.repeat(starts, lengths)
+    row = _first_mismatch(step, want_step)
+    if row is not None:
+        raise refuse(
+            f"transitions/step[{row}] is {step[row]}, expected {want_step[row]} (steps "
+            f"count 0, 1, ... within each episode)"
+        )
 
 
 def transition_fields(version: int) -> list[str]:
