@@ -210,6 +210,93 @@ def _foreign_checkpoint(d: Path) -> None:
     shutil.copy(tf / "checkpoints/step_000000002.pt", d / "run_mix/checkpoints/step_000000009.pt")
 
 
+# --- issue 20: the histories CLI --------------------------------------------------------------
+# The source run raises: a task failure that no up-front check can catch (a CUDA fault, a
+# simulator blow-up), injected the way a user would meet it, through the CLI.
+_FAILING_SOURCE = (
+    "import sys, icrl.histories._generate as g\n"
+    "def run_task(*a, **k): raise RuntimeError('CUDA error: an illegal memory access')\n"
+    "g.run_task = run_task\n"
+    "from icrl.histories.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _unchanged(run: Callable[[Path], tuple[int | None, str]]):
+    """Also assert that the command wrote nothing at all: every path under `d` (the case's own
+    prepared files included) is there afterwards, byte-identical, and no path was added."""
+
+    def wrapped(d: Path) -> tuple[int | None, str]:
+        before = {str(p): p.read_bytes() if p.is_file() else None for p in d.rglob("*")}
+        result = run(d)
+        after = {str(p): p.read_bytes() if p.is_file() else None for p in d.rglob("*")}
+        assert after == before, f"paths changed: {sorted(set(after) ^ set(before))}"
+        return result
+
+    return wrapped
+
+
+def _half_run(d: Path) -> None:
+    """half.h5.parts: an unfinished generate of cfg.json with task_000 committed (a copy of
+    good.h5 without task_001, as the run commits it), task_001 still to do."""
+    from icrl.histories import GenerateConfig
+
+    parts = d / "half.h5.parts"
+    parts.mkdir()
+    identity = GenerateConfig.model_validate_json((d / "cfg.json").read_text()).identity()
+    (parts / "config.json").write_text(json.dumps(identity, sort_keys=True, indent=1))
+    shutil.copy(d / "good.h5", parts / "task_000.h5")
+    with h5py.File(parts / "task_000.h5", "a") as f:
+        del f["task_001"]
+
+
+def _stale_parts(d: Path) -> None:
+    """stale.h5.parts: what a `--device cuda` run without CUDA left before issue 20 (settings,
+    no finished task)."""
+    from icrl.histories import GenerateConfig
+
+    parts = d / "stale.h5.parts"
+    parts.mkdir()
+    cfg = GenerateConfig.model_validate_json((d / "cfg.json").read_text())
+    stale = cfg.model_copy(update={"device": "cuda", "tasks": 1}).identity()
+    (parts / "config.json").write_text(json.dumps(stale, sort_keys=True, indent=1))
+
+
+def _parts_locked(out: str, run: Callable[[Path], tuple[int | None, str]]):
+    """Run the case while this process holds `out`.parts/lock, as a running generate would."""
+    import fcntl
+
+    def wrapped(d: Path) -> tuple[int | None, str]:
+        fd = os.open(d / f"{out}.parts" / "lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return run(d)
+        finally:
+            os.close(fd)
+
+    return wrapped
+
+
+def _h5_damaged(name: str, key: str, row: object, value: object, dtype: object = None):
+    """`name`: good.h5 with task_001's dataset `key` changed at `row` (or cast to `dtype`)."""
+
+    def prepare(d: Path) -> None:
+        shutil.copy(d / "good.h5", d / name)
+        with h5py.File(d / name, "a") as f:
+            group = f["task_001"]
+            if key.startswith("attr:"):
+                group.attrs[key[5:]] = value
+                return
+            data = group[key][()]
+            if row is not None:
+                data[row] = value
+            del group[key]
+            group.create_dataset(key, data=data if dtype is None else data.astype(dtype))
+
+    return prepare
+
+
 # fmt: off
 CASES: list[Case] = [
     Case("family-histories", "unknown env family (histories CLI)",
@@ -354,6 +441,131 @@ CASES: list[Case] = [
          _cli(lambda d: [*AD, "train", *TINY, "--set", 'model.kernel_backend="mamba-ssm"',
                          "--histories", d / "good.h5", "--run-dir", d / "r"]),
          needs="no-cuda"),
+    # issue 20: the histories CLI -- checked before any work; no stuck .parts; schema on read
+    Case("steps-short", "--steps below one episode per env (histories CLI)",
+         "python -m icrl.histories generate --family ReacherGoal --n-envs 2 --steps 40 "
+         "--set warmup_steps=20 --out o.h5",
+         r"error: invalid configuration: steps_per_task \(--steps\) 40 is less than one episode: "
+         r"ReacherGoal episodes are 50 steps.*\(20 each\).*use at least 100",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--family", "ReacherGoal", "--n-envs", "2",
+                                    "--steps", "40", "--set", "warmup_steps=20",
+                                    "--out", d / "o.h5"]))),
+    Case("device-absent-histories", "CUDA device asked for, none present (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --device cuda --out o.h5",
+         r"error: device 'cuda' \(--device\) needs CUDA, but no CUDA device is available",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json", "--device",
+                                    "cuda", "--out", d / "o.h5"])),
+         needs="no-cuda"),
+    Case("lr-negative", "negative learning rate (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --set lr=-1 --out o.h5",
+         r"error: invalid configuration: --set lr \(algorithm sac\): Input should be greater "
+         r"than or equal to 0 \(got -1\)",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json", "--set",
+                                    "lr=-1", "--out", d / "o.h5"]))),
+    Case("parts-stale", "OUT.parts of a failed run with other settings, no task finished",
+         "python -m icrl.histories generate --config cfg.json --tasks 1 --out stale.h5",
+         r"warning: .*stale\.h5\.parts holds no finished task of an earlier run with other "
+         r"settings \(device: existing 'cuda', requested 'cpu'\); starting over",
+         _prepared(_stale_parts,
+                   _cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json", "--tasks", "1",
+                                   "--out", d / "stale.h5"])),
+         succeeds=True),
+    Case("parts-other-settings", "OUT.parts with a finished task, rerun with other settings",
+         "python -m icrl.histories generate --config cfg.json --k 3 --out half.h5",
+         r"error: .*half\.h5\.parts was generated with different settings.*k: existing 2, "
+         r"requested 3\. It holds 1 finished task of that run: resume it with its own settings "
+         r"\(`python -m icrl\.histories generate --config .*half\.h5\.parts/config\.json --out "
+         r".*half\.h5`\), use another output path, or remove .*half\.h5\.parts",
+         _prepared(_half_run,
+                   _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json",
+                                              "--k", "3", "--out", d / "half.h5"])))),
+    Case("info-unfinished", "info on an output whose run is unfinished (histories CLI)",
+         "python -m icrl.histories info half.h5",
+         r"error: .*half\.h5: not finished yet: .*half\.h5\.parts holds 1 finished task .*resume "
+         r"it with `python -m icrl\.histories generate --config .*half\.h5\.parts/config\.json "
+         r"--out .*half\.h5`",
+         _prepared(_half_run, _unchanged(_cli(lambda d: [*HIST, "info", d / "half.h5"])))),
+    Case("parts-locked", "a second generate into one --out (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --out half.h5  (half.h5.parts "
+         "locked)",
+         r"error: another process \(pid \d+\) is generating into .*half\.h5 \(it holds "
+         r".*half\.h5\.parts/lock\); wait for it to finish or stop it",
+         _prepared(_half_run,
+                   _parts_locked("half.h5",
+                                 _unchanged(_cli(lambda d: [*HIST, "generate", "--config",
+                                                            d / "cfg.json",
+                                                            "--out", d / "half.h5"]))))),
+    Case("h5-step", "corrupted step column (histories CLI)",
+         "python -m icrl.histories info step.h5",
+         r"error: .*step\.h5 \(task 'task_001'\): transitions/step\[7\] is 3, expected 7",
+         _prepared(_h5_damaged("step.h5", "transitions/step", 7, 3),
+                   _cli(lambda d: [*HIST, "info", d / "step.h5"]))),
+    Case("h5-step-train", "corrupted step column (AD CLI)",
+         "python -m icrl.ad train --preset ReacherGoal/mamba/tiny --histories step.h5 ...",
+         r"step\.h5 \(task 'task_001'\): transitions/step\[7\] is 3, expected 7",
+         _prepared(_h5_damaged("step.h5", "transitions/step", 7, 3),
+                   _cli(lambda d: [*AD, "train", *TINY, "--histories", d / "step.h5",
+                                   "--run-dir", d / "r"]))),
+    Case("h5-inf", "inf in a histories file (histories CLI)",
+         "python -m icrl.histories info inf.h5",
+         r"error: .*inf\.h5 \(task 'task_001'\): dataset 'transitions/reward' holds a non-finite "
+         r"value \(inf at row 30",
+         _prepared(_h5_damaged("inf.h5", "transitions/reward", 30, np.inf),
+                   _cli(lambda d: [*HIST, "info", d / "inf.h5"]))),
+    Case("h5-dtype", "dataset of the wrong dtype (histories CLI)",
+         "python -m icrl.histories info dtype.h5",
+         r"error: .*dtype\.h5 \(task 'task_001'\): dataset 'episodes/length' is float32 "
+         r"\(\d+,\); the schema wants int32",
+         _prepared(_h5_damaged("dtype.h5", "episodes/length", None, None, np.float32),
+                   _cli(lambda d: [*HIST, "info", d / "dtype.h5"]))),
+    Case("h5-json", "malformed JSON attribute (histories CLI)",
+         "python -m icrl.histories info json.h5",
+         r"error: .*json\.h5 \(task 'task_001'\): malformed attributes \(Expecting",
+         _prepared(_h5_damaged("json.h5", "attr:task", None, "{not json"),
+                   _cli(lambda d: [*HIST, "info", d / "json.h5"]))),
+    Case("out-under-file", "--out under a file (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --out cfg.json/o.h5",
+         r"error: .*cfg\.json is a file, not a directory, so --out .*cfg\.json/o\.h5 cannot be "
+         r"created under it",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json",
+                                    "--out", d / "cfg.json/o.h5"]))),
+    Case("out-is-dir", "--out is a directory (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --out ro",
+         r"error: output path \(--out\) .*ro is a directory; give the history file's path",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json",
+                                    "--out", d / "ro"]))),
+    Case("config-missing", "--config file missing (histories CLI)",
+         "python -m icrl.histories generate --config no.json --out o.h5",
+         r"error: --config .*no\.json: no such file",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "no.json",
+                                    "--out", d / "o.h5"]))),
+    Case("config-json", "--config file not JSON (histories CLI)",
+         "python -m icrl.histories generate --config bad.json --out o.h5",
+         r"error: --config .*bad\.json is not valid JSON \(",
+         _prepared(lambda d: (d / "bad.json").write_text('{"family": '),
+                   _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "bad.json",
+                                              "--out", d / "o.h5"])))),
+    Case("disk-full-histories", "output directory full (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --tasks 1 --out full.h5  "
+         "(RLIMIT_FSIZE 32 KiB)",
+         r"error: File too large while writing .*full\.h5\.parts/task_000\.h5\.tmp; free space "
+         r"\(or choose another --out\), then no task had finished",
+         _unchanged(_cli(lambda d: [*HIST, "generate", "--config", d / "cfg.json", "--tasks",
+                                    "1", "--out", d / "full.h5"], limit_bytes=32 * 1024))),
+    Case("task-failed", "the source run of a task fails (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --out o.h5  (the source run "
+         "raises)",
+         r"error: task task_000 \(.*\) failed: RuntimeError\('CUDA error: an illegal memory "
+         r"access'\); no task had finished, so nothing was kept",
+         _unchanged(_cli(lambda d: [PY, "-c", _FAILING_SOURCE, "generate", "--config",
+                                    d / "cfg.json", "--out", d / "o.h5"]))),
+    Case("interrupt-histories", "Ctrl-C during generation (histories CLI)",
+         "python -m icrl.histories generate --config cfg.json --out int.h5",
+         r"^interrupted; 1 finished task is kept in .*int\.h5\.parts; rerun the same command to "
+         r"resume$",
+         _interrupted(lambda d: [*HIST, "generate", "--config", d / "cfg.json",
+                                 "--out", d / "int.h5"],
+                      "int.h5.parts/task_000.h5")),
     # issue 20: icrl.ad -- checked before the rollouts; no silent mix; no stuck state or traceback
     Case("eval-outdir-file", "evaluation --out-dir is an existing file (AD CLI)",
          "python -m icrl.ad evaluate --checkpoint run --out-dir cfg.json",
@@ -468,7 +680,7 @@ CASES: list[Case] = [
                    _cli(lambda d: [*BL, "macaw", "evaluate", d / "empty", "--out", d / "ev"]))),
     Case("bl-run-empty-mql", "empty run folder evaluated (baselines CLI, MQL)",
          "python -m icrl.baselines mql evaluate empty --size tiny",
-         r"error: .*empty/checkpoint\.pt does not exist: run train_mql",
+         r"error: .*empty/checkpoint\.pt does not exist: train the run first",
          _prepared(lambda d: (d / "empty").mkdir(),
                    _cli(lambda d: [*BL, "mql", "evaluate", d / "empty", "--size", "tiny"]))),
     Case("bl-locked", "a second process training into one run folder (baselines CLI)",

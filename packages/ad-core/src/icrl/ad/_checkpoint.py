@@ -96,10 +96,11 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
         what = f"it is not a torch checkpoint ({size} bytes, no zip archive; torch says: {err})"
     else:
         what = f"it is corrupt ({size} bytes; torch says: {err})"
-    return CheckpointError(
-        f"checkpoint {path} cannot be read: {what}; restore it, or use an older checkpoint "
-        f"of its run ({path.parent})"
-    )
+    if path.parent.name == "checkpoints":
+        advice = f"restore it, or use an older checkpoint of its run ({path.parent})"
+    else:
+        advice = "restore it, or use another checkpoint"
+    return CheckpointError(f"checkpoint {path} cannot be read: {what}; {advice}")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

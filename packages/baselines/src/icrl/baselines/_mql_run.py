@@ -292,7 +292,10 @@ def evaluate_mql(
     """
     run_dir = Path(run_dir)
     if not (run_dir / CKPT).exists():
-        raise ValueError(f"{run_dir / CKPT} does not exist: run train_mql(config, {run_dir}) first")
+        raise ValueError(
+            f"{run_dir / CKPT} does not exist: train the run first (`python -m icrl.baselines "
+            f"mql train {run_dir}`, or train_mql)"
+        )
     factory = env_factory or _metaenv_factory(cfg.family)
     env = factory()
     n_train = train_task_count if train_task_count is not None else len(_train_tasks(cfg))
