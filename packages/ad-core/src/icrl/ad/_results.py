@@ -205,7 +205,9 @@ def plot_curves(
 
     out_png = Path(out_png)
     _refuse_existing(out_png)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=120)
     for name, arr in curves.items():
         mean, ci = mean_ci(arr)
         x = np.arange(len(mean))
@@ -216,12 +218,19 @@ def plot_curves(
         ax.plot(np.arange(len(c)), c, "--", color="k", lw=1.5, label=name)
     styles = {"zero": ":", "random": "-."}
     for name, value in (references or {}).items():
-        ax.axhline(value, ls=styles.get(name, ":"), color="grey", lw=1.2, label=f"{name} policy")
+        # "zero"/"random" name a policy; any other reference (a source return) is labelled as given
+        label = f"{name}-action policy" if name in styles else name
+        ax.axhline(value, ls=styles.get(name, "--"), color="grey", lw=1.2, label=label)
     ax.set_xlabel("in-context episode")
     ax.set_ylabel("return")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(color="grey", alpha=0.3))
+    labels.append("shaded: 95% CI over tasks × seeds")
+    # outside the axes, so that it never hides a curve
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)  # fmt: skip
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
