@@ -2,7 +2,8 @@
 
 The lock is `fcntl.flock` on `DIR/.lock`. The kernel releases it when its holder exits or is
 killed (even with SIGKILL), so a crashed run never leaves a stale lock behind; the file itself
-stays (removing it would let two processes lock two different files of the same name).
+stays (removing it would let two processes lock two different files of the same name). While
+held, it holds the holder's pid, for the refusal message; it is emptied on release.
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ class DirLock:
         return self
 
     def release(self) -> None:
-        """Release the lock (closing the descriptor drops it); idempotent."""
+        """Release the lock (closing the descriptor drops it); idempotent.
+
+        The pid is cleared first, so that a run that finishes leaves the lock file as it found
+        it (a killed holder leaves its pid, which the next holder overwrites).
+        """
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
 

@@ -103,7 +103,10 @@ def run_dir_lock(run_dir: Path) -> Iterator[Path]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for the next process's message
-        yield path
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # a finished run leaves the lock file as it found it
     finally:
         os.close(fd)  # releases the lock
 
