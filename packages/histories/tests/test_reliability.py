@@ -185,7 +185,7 @@ def test_a_failed_first_task_leaves_nothing_and_a_later_one_keeps_the_finished(
     _failing_from(monkeypatch, 1, RuntimeError("boom"))
     with pytest.raises(TaskFailedError, match="task_001"):
         generate(make_config(), out)
-    assert _parts_listing(out) == ["config.json", LOCK_NAME, "task_000.h5"]
+    assert _parts_listing(out) == ["config.json", "task_000.h5"]
 
 
 def test_refusal_advice_for_finished_parts_works(
@@ -288,14 +288,13 @@ def test_a_full_disk_names_the_file_and_keeps_finished_tasks(
     tmp_path: Path, cfg: Path, monkeypatch: pytest.MonkeyPatch, fake_source: list[int], capsys
 ) -> None:
     out = tmp_path / "o.h5"
-    real = h5py.File
 
-    def full_after_one(name: Any, mode: str = "r", *a: Any, **kw: Any) -> Any:
-        if mode == "w" and "task_000" not in str(name):
-            raise OSError(errno.ENOSPC, "Unable to create file (No space left on device)")
-        return real(name, mode, *a, **kw)
+    def full_after_one(path: Any, mode: str = "r", *a: Any, **kw: Any) -> Any:
+        if mode == "wb" and "task_000" not in str(path):  # the first task's file fits
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return open(path, mode, *a, **kw)
 
-    monkeypatch.setattr(h5py, "File", full_after_one)
+    monkeypatch.setattr(gen, "open", full_after_one, raising=False)  # shadows the builtin
     assert main(_args(cfg, out)) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
@@ -303,7 +302,7 @@ def test_a_full_disk_names_the_file_and_keeps_finished_tasks(
         f"(or choose another --out), then 1 finished task is kept in {out}.parts; rerun the "
         "same command to resume"
     )
-    assert _parts_listing(out) == ["config.json", LOCK_NAME, "task_000.h5"]
+    assert _parts_listing(out) == ["config.json", "task_000.h5"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import platform
@@ -214,13 +215,12 @@ def task_record(
 def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:
     """Write an HDF5 file under a temporary name, fsync it, then rename it into place."""
     tmp = final.with_name(final.name + ".tmp")
+    image = _h5_image(fill)
     try:
         with _writing(tmp):
-            tmp.unlink(missing_ok=True)
-            with h5py.File(tmp, "w") as f:
-                fill(f)
-                f.flush()
-            with open(tmp, "rb+") as fh:
+            with open(tmp, "wb") as fh:
+                fh.write(image)
+                fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
             _fsync_dir(final.parent)
@@ -228,6 +228,22 @@ def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:
         with contextlib.suppress(OSError):  # a partial file helps no one (and fills the disk)
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _h5_image(fill: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of the HDF5 file that `fill` writes, built in memory.
+
+    The file is then written with one plain write, so a full disk fails as one OSError from
+    that write. When HDF5 itself hits a failing write mid-file, every object still open fails
+    again as it is freed (an "Exception ignored ... Traceback" report each) and the process
+    can crash (seen: SIGSEGV). Memory: one task's data for a part, all tasks' for the merge
+    (compressed; at the paper's scale hundreds of MB).
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+        f.flush()
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
@@ -539,7 +555,7 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
             shutil.rmtree(parts, ignore_errors=True)
         raise
     finally:
-        os.close(lock)  # releases the flock (the kernel does the same on kill -9)
+        _unlock(parts, lock)
     return path
 
 
@@ -595,7 +611,7 @@ def _remove_leftover_parts(parts: Path) -> None:
     try:
         shutil.rmtree(parts)
     finally:
-        os.close(lock)
+        _unlock(parts, lock)
 
 
 # -- checks before anything is written -------------------------------------------------------
@@ -679,6 +695,18 @@ def _check_available(dev: Any, name: str) -> None:
     raise DeviceError(
         f"device {name!r} (--device) is not available here; use --device cpu or cuda[:N]"
     )
+
+
+def _unlock(parts: Path, fd: int) -> None:
+    """Remove the lock file, then release the lock (the kernel releases it on kill -9 too).
+
+    Removed while still held, so that no one can lock the old file in between and then lose it
+    (a process that opened it earlier sees it gone and starts over: see _lock_parts); this
+    leaves an interrupted run's parts, and a refused run's disk, as they were.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        (parts / LOCK_NAME).unlink()
+    os.close(fd)
 
 
 def _lock_parts(parts: Path) -> tuple[int, bool]:
