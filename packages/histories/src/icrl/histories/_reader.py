@@ -12,6 +12,7 @@ import numpy as np
 
 from icrl.histories._schema import (
     EPISODES,
+    REGENERATE,
     TRANSITION_FIELDS,
     TRANSITION_FIELDS_SINCE,
     TRANSITIONS,
@@ -150,7 +151,9 @@ class HistoryFile:
         try:
             return decode_attrs(attrs)
         except (ValueError, TypeError, OSError) as exc:
-            raise HistoryFileError(self.path, f"malformed attributes ({exc})", task=name) from exc
+            raise HistoryFileError(
+                self.path, f"malformed attributes ({exc}); {REGENERATE}", task=name
+            ) from exc
 
     def validate(self, name: str) -> None:
         """Check a task against the schema, every value included (reads all its data): dtypes,

@@ -260,7 +260,7 @@ FINITE_FIELDS = (
     *(f"{TRANSITIONS}/{f}" for f, (dtype, _) in TRANSITION_FIELDS.items() if dtype.kind == "f"),
     f"{EPISODES}/return",
 )
-_REGENERATE = "the file is damaged; regenerate it with `python -m icrl.histories generate`"
+REGENERATE = "the file is damaged; regenerate it with `python -m icrl.histories generate`"
 
 
 def check_finite(path: str | Path, name: str, field: str, data: np.ndarray, row0: int = 0) -> None:
@@ -275,7 +275,7 @@ def check_finite(path: str | Path, name: str, field: str, data: np.ndarray, row0
     raise HistoryFileError(
         path,
         f"dataset '{field}' holds a non-finite value ({value} at {at}; {rows} such row"
-        f"{'s' if rows != 1 else ''} read); {_REGENERATE}",
+        f"{'s' if rows != 1 else ''} read); {REGENERATE}",
         task=name,
     )
 
@@ -295,7 +295,7 @@ def _check_episode_table(group: h5py.Group, path: str | Path, name: str) -> None
             raise HistoryFileError(
                 path,
                 f"dataset '{EPISODES}/{field}' is {ds.dtype} {ds.shape}; the schema wants "
-                f"{dtype} (E,); {_REGENERATE}",
+                f"{dtype} (E,); {REGENERATE}",
                 task=name,
             )
 
@@ -314,7 +314,7 @@ def _check_episode_columns(group: h5py.Group, path: str | Path, name: str) -> No
     """
 
     def refuse(message: str) -> HistoryFileError:
-        return HistoryFileError(path, f"{message}; {_REGENERATE}", task=name)
+        return HistoryFileError(path, f"{message}; {REGENERATE}", task=name)
 
     k = int(group.attrs["k"])
     kept = group[f"{EPISODES}/kept"][()]
