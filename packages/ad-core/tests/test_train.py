@@ -159,3 +159,36 @@ def test_checkpoint_carries_normalisation_and_rebuilds_the_model(tmp_path, recor
     assert meta["data"]["obs_dim"] == 8 and meta["step"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["max_steps"] == 3
     assert res.checkpoint == latest_checkpoint(tmp_path / "run")
+
+
+def test_a_moved_run_and_histories_resume_exactly_and_replaced_data_is_refused(
+    tmp_path, histories_file, tiny
+) -> None:
+    """A run carried to another machine: its directory and its histories file both at new paths.
+    It resumes to the uninterrupted result; a *different* file at the histories' path does not."""
+    import shutil
+
+    here = tmp_path / "here"
+    here.mkdir()
+    h5 = shutil.copy(histories_file, here / "h.h5")
+    kw = {"data__context": "window", "data__window": 50, "max_steps": 12, "checkpoint_every": 4}
+    ref = train(tiny([h5], **kw), tmp_path / "ref")
+    assert train(tiny([h5], **kw), here / "run", stop_after=8).step == 8
+    there = tmp_path / "there"
+    shutil.move(here, there)
+    resumed = train(tiny([there / "h.h5"], progress=True, **kw), there / "run")
+    assert resumed.step == 12 and load_model(resumed.checkpoint)[0] is not None
+    a, b = load_checkpoint(ref.checkpoint), load_checkpoint(resumed.checkpoint)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    saved = json.loads((there / "run" / "config.json").read_text())
+    assert saved["data"]["paths"] == [str(there / "h.h5")]
+
+    other = tmp_path / "other"
+    assert train(tiny([there / "h.h5"], **kw), other, stop_after=4).step == 4
+    import h5py
+
+    with h5py.File(there / "h.h5", "r+") as f:  # another file at the same path: other rewards
+        f["task_000/transitions/reward"][:] -= 1.0
+    with pytest.raises(RunDirError, match="content"):
+        train(tiny([there / "h.h5"], **kw), other)

@@ -17,6 +17,7 @@ from ._model import ADModel, NormStats
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "MOVABLE_FIELDS",
     "CheckpointError",
     "check_belongs",
     "config_diff",
@@ -25,6 +26,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_weights",
+    "run_diff",
     "save_checkpoint",
 ]
 
@@ -141,6 +143,18 @@ def config_diff(a: Any, b: Any, prefix: str = "") -> set[str]:
     return set() if a == b else {prefix.rstrip(".")}
 
 
+MOVABLE_FIELDS = frozenset({"progress", "tensorboard", "data.num_workers", "data.paths"})
+"""Fields that may differ between a run's config.json, its checkpoints and a resuming config: how
+the run is displayed and where its input files lie, not what it computes. A run directory copied
+to another machine (another absolute path for its histories) resumes; that the moved histories
+are the same data is checked on resume by their normalisation statistics (see `train`)."""
+
+
+def run_diff(a: Any, b: Any) -> set[str]:
+    """`config_diff` without MOVABLE_FIELDS: the fields in which two runs really differ."""
+    return config_diff(a, b) - MOVABLE_FIELDS
+
+
 def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
     """Refuse a checkpoint that another run wrote (e.g. a transformer's copied into a Mamba run):
     resuming or evaluating it under this run's name would silently mix two runs."""
@@ -151,7 +165,7 @@ def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); restore it") from err
-    diff = sorted(config_diff(saved, ckpt.get("config")))
+    diff = sorted(run_diff(saved, ckpt.get("config")))
     if diff:
         raise CheckpointError(
             f"checkpoint {ckpt['path']} was written by another run than {path} (fields {diff} "

@@ -24,16 +24,16 @@ from ._checkpoint import (
     CheckpointError,
     atomic_write_bytes,
     checkpoint_path,
-    config_diff,
     list_checkpoints,
     load_checkpoint,
     load_weights,
+    run_diff,
     save_checkpoint,
 )
 from ._config import TrainConfig, device_type_error
 from ._data import ContextDataset, StepBatchSampler, collate_contexts
 from ._lock import LOCK_NAME, DirLock
-from ._model import ADModel
+from ._model import ADModel, NormStats
 
 __all__ = ["NonFiniteLossError", "RunDirError", "TrainResult", "train"]
 
@@ -110,12 +110,14 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved != resolved:
-            diff = sorted(config_diff(saved, resolved))
+        diff = sorted(run_diff(saved, resolved))
+        if diff:
             raise RunDirError(
                 f"{run_dir} holds a run with a different config (fields {diff}); "
                 "use a new run directory, or the same config to resume"
             )
+        if saved != resolved:  # moved, or shown differently: record where its files are now
+            atomic_write_bytes(path, lambda f: f.write(json.dumps(resolved, indent=2).encode()))
         return
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(
@@ -126,7 +128,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def _resume_checkpoint(
-    run_dir: Path, config: TrainConfig, device: torch.device, main: bool
+    run_dir: Path, config: TrainConfig, norm: NormStats, device: torch.device, main: bool
 ) -> dict[str, Any] | None:
     """The newest readable checkpoint of this run, or None for a fresh run.
 
@@ -146,7 +148,10 @@ def _resume_checkpoint(
             if main:
                 print(f"warning: {err}; skipping it", file=sys.stderr)
             continue
-        diff = sorted(config_diff(resolved, ckpt.get("config")))
+        diff = sorted(run_diff(resolved, ckpt.get("config")))
+        if not diff and ckpt.get("norm") != norm.to_dict():
+            # Same config but other data: the histories were replaced, not just moved.
+            diff = ["the histories' content (their normalisation statistics)"]
         if diff:
             raise RunDirError(
                 f"checkpoint {path} was written by another run than {run_dir}/config.json (fields "
@@ -339,7 +344,7 @@ def train(
         if ddp.world > 1:
             dist.barrier()
         start, last_path = 0, None
-        ckpt = _resume_checkpoint(run_dir, config, device, ddp.main)
+        ckpt = _resume_checkpoint(run_dir, config, norm, device, ddp.main)
         if ckpt is not None:
             load_weights(model, ckpt)
             optim.load_state_dict(ckpt["optimizer"])
