@@ -67,7 +67,7 @@ def test_an_invalid_stage_config_does_not_touch_an_existing_run(tmp_path: Path, 
 def test_out_pointing_at_a_file_is_one_line(tmp_path: Path, capsys) -> None:
     out = tmp_path / "file"
     out.write_text("x")
-    assert main(["--out", str(out)]) == 1
+    assert main(["--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "is a file" in err and "Traceback" not in err
     assert out.read_text() == "x"

@@ -146,6 +146,18 @@ def _held(directory: str, package: str, run: Callable[[Path], tuple[int | None, 
     return wrapped
 
 
+def _repro_held(out: str, run: Callable[[Path], tuple[int | None, str]]):
+    """Run the case while this process holds `out`'s reproduce lock, as a first run would."""
+    from icrl.apps._stages import RunLock
+
+    def wrapped(d: Path) -> tuple[int | None, str]:
+        (d / out).mkdir(exist_ok=True)
+        with RunLock(d / out):
+            return run(d)
+
+    return wrapped
+
+
 def _interrupted(argv: Callable[[Path], list[str]], progress: str):
     """Start the command, press Ctrl-C (SIGINT) once `progress` exists (a checkpoint: a point
     of progress, not a delay, so it lands on any machine) and return (exit code, message)."""
@@ -698,6 +710,27 @@ CASES: list[Case] = [
                                            "--histories", d / "good.h5", "--no-progress",
                                            "--run-dir", d / "mrun"],
                                 "mrun/checkpoint.pt"))),
+    # issue 20: apps/reproduce.py -- validation before work, one error boundary, a lock on --out
+    Case("repro-out-file", "--out is an existing file (apps)",
+         "apps/reproduce.py --out good.h5",
+         r"^error: --out .*good\.h5 is a file; give a directory \(new or a run to resume\)$",
+         _cli(lambda d: [*REPRO, "--out", d / "good.h5"])),
+    Case("repro-stage-config", "a stage setting that one family's stage refuses (apps)",
+         "apps/reproduce.py --families '[\"PusherGoal\"]' --histories.gradient_steps 5",
+         r"^error: invalid stage config: PusherGoal, stage histories: --histories\.gradient_steps: "
+         r"PusherGoal's source algorithm \(ppo\) has no field 'gradient_steps'",
+         _cli(lambda d: [*REPRO, "--families", '["PusherGoal"]', "--histories.gradient_steps",
+                         "5", "--out", d / "rep"])),
+    Case("repro-locked", "a second reproduce.py into one --out (apps)",
+         "apps/reproduce.py --out rep  (rep in use by another run)",
+         r"^error: .*rep is in use by another reproduce\.py \(pid \d+\); wait for it to finish, "
+         r"or give another --out",
+         _repro_held("rep", _cli(lambda d: [*REPRO, "--out", d / "rep"]))),
+    Case("repro-interrupt", "Ctrl-C during a run (apps)",
+         "apps/reproduce.py --out rep_int --histories.workers 0  (Ctrl-C in the histories stage)",
+         r"interrupted; finished stages are kept in .*rep_int: rerun the same command to resume",
+         _interrupted(lambda d: [*REPRO, "--out", d / "rep_int", "--histories.workers", "0"],
+                      "rep_int/config.json")),
 ]
 # fmt: on
 

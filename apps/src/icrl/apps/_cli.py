@@ -60,15 +60,20 @@ def parse(argv: list[str]) -> ReproduceConfig:
     return ReproduceConfig.model_validate(_merge(data, _set_fields(cli)))
 
 
+class OutDirError(ValueError):
+    """--out cannot hold a run."""
+
+
 def _check_out(out: Path) -> None:
     """--out must be a directory we can create and write in; say so before any work."""
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(
-            f"--out {out} is a file; give a directory (new or a run to resume)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+        raise OutDirError(f"--out {out} is a file; give a directory (new or a run to resume)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutDirError(f"--out {out} cannot be created ({err.strerror}); give another") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out} is not writable; give a directory you can write in")
+        raise OutDirError(f"--out {out} is not writable; give a directory you can write in")
 
 
 def run(cfg: ReproduceConfig, command: str) -> Path:
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         report = run(cfg, _command(argv))
     except StageConfigError as err:
         print(f"error: invalid stage config: {err}\nsee: reproduce.py --help", file=sys.stderr)
+        return 2
+    except OutDirError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)
