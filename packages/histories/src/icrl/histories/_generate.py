@@ -1,9 +1,10 @@
 """Generating a history file: tasks in parallel processes, atomic per-task commits, resume, merge.
 
 On disk, while a run is going on, `out.h5` has a sibling directory `out.h5.parts/` holding
-`config.json` (the run's identity) and one finished `task_NNN.h5` per task. Each task file is
-written as `task_NNN.h5.tmp`, flushed, fsynced and renamed, so a killed run leaves either a whole
-task file or a `.tmp` that the next run deletes and redoes. When every task is there, they are
+`config.json` (the run's identity), `lock` (flock'ed by the one process generating `out.h5`) and
+one finished `task_NNN.h5` per task. Each task file is built in memory, written as
+`task_NNN.h5.tmp`, fsynced and renamed, so a killed run leaves either a whole task file or a
+`.tmp` that the next run deletes and redoes. When every task is there, they are
 copied into `out.h5.tmp`, which is validated, fsynced and renamed to `out.h5`; only then is the
 parts directory removed. A kill -9 at any point therefore never corrupts a finished task.
 """
