@@ -159,6 +159,23 @@ def test_output_paths_that_cannot_be_files_are_refused(tmp_path: Path, make_conf
         generate(make_config(), tmp_path / "p.h5")
 
 
+def test_an_output_directory_that_cannot_be_written_is_refused_before_work(
+    tmp_path: Path, make_config: Any, fake_source: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the merged file goes is checked too, even when the parts directory is writable
+    (mode bits cannot show it to root, so os.access is what answers here)."""
+    out = tmp_path / "o.h5"
+    parts_dir(out).mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p) != tmp_path and real(p, m))
+    with pytest.raises(gen.OutputWriteError, match=rf"Permission denied.*'{out}'"):
+        generate(make_config(), out)
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p) != parts_dir(out) and real(p, m))
+    with pytest.raises(gen.OutputWriteError, match=rf"Permission denied.*'{out}\.parts'"):
+        generate(make_config(), out)
+    assert fake_source == [] and os.listdir(parts_dir(out)) == []
+
+
 # -- no stuck states ---------------------------------------------------------------------------
 
 

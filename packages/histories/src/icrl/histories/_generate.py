@@ -642,14 +642,19 @@ def check_output_path(path: Path) -> None:
 
 
 def check_writable(path: Path) -> None:
-    """Refuse an output whose directory cannot be written (checked before any work is done)."""
+    """Refuse an output whose directories cannot be written (checked before any work is done):
+    the parts directory (task files) and the output's own directory (the merged file)."""
     parts = parts_dir(path)
-    where = parts if parts.is_dir() else next(p for p in path.parents if p.exists())
-    if os.access(where, os.W_OK | os.X_OK):
-        return
-    readonly = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
-    code = errno.EROFS if readonly else errno.EACCES
-    raise OutputWriteError(code, os.strerror(code), str(parts))
+    places = [parts] if parts.is_dir() else []
+    places.append(next(p for p in path.parents if p.exists()))
+    for where in places:
+        if os.access(where, os.W_OK | os.X_OK):
+            continue
+        readonly = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if readonly else errno.EACCES
+        # Name what would fail first: the parts directory, unless it exists (then the merge).
+        target = path if where != parts and parts.is_dir() else parts
+        raise OutputWriteError(code, os.strerror(code), str(target))
 
 
 def check_device(device: str, backend: str) -> None:
