@@ -267,3 +267,20 @@ def test_test_split_learns_on_the_canonical_test_tasks(tmp_path) -> None:
     hf = HistoryFile(generate(cfg, tmp_path / "held_out.h5"))
     got = [hf.meta(name)["task"] for name in hf.tasks]
     assert got == [t.to_dict() for t in test_tasks("PointGoal", 2)]
+
+
+def test_progress_rate_starts_at_the_first_step(monkeypatch) -> None:
+    """The ETA must not count the workers' start-up (seconds without a step: ETAs of hours)."""
+    import time
+
+    from icrl.histories._generate import _Progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    bar = _Progress(1000, 2, 0, enabled=True)
+    created = bar.bar.start_t
+    before_first_step = time.time()
+    bar.steps(10)
+    assert bar.bar.start_t >= before_first_step >= created and bar.bar.n == 10
+    bar.steps(5)
+    assert bar.bar.n == 15  # only the first step restarts the clock
+    bar.close()

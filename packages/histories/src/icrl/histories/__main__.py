@@ -168,8 +168,8 @@ def _info(path: str) -> int:
         f"{path}: family {attrs['family']}, env {attrs['env_id']}, schema {attrs['schema_version']}"
     )
     print(
-        f"{'task':<10} {'algo':<5} {'k':>3} {'episodes':>8} {'kept rows':>9}  last return  "
-        "|a-mu|^2  task"
+        f"{'group':<10} {'algo':<5} {'k':>3} {'episodes':>8} {'kept rows':>9}  last return  "
+        "|a-mu|^2  task parameters"
     )
     for name in hf.tasks:
         try:

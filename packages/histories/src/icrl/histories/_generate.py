@@ -497,7 +497,7 @@ class _Progress:
     def __init__(self, total_steps: int, n_tasks: int, done: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.n_tasks, self.done = n_tasks, done
+        self.n_tasks, self.done, self._started = n_tasks, done, False
         self.bar = tqdm(
             total=total_steps,
             unit="step",
@@ -512,6 +512,13 @@ class _Progress:
         self.bar.set_postfix_str(f"tasks {self.done}/{self.n_tasks}")
 
     def steps(self, n: int) -> None:
+        if not self._started:
+            # Start the rate (and so the ETA) at the first env step, not at the bar's creation:
+            # the workers' start-up (imports, env and learner builds) took many seconds without a
+            # step, which made the first ETAs read hours.
+            self._started = True
+            self.bar.reset(total=self.bar.total)
+            self._post()
         self.bar.update(n)
 
     def task_done(self) -> None:
