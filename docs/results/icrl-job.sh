@@ -7,11 +7,12 @@
 #   bash docs/results/icrl-job.sh FAMILY OUT [STEPS]     e.g. ReacherGoal /tmp/out 1200
 # Environment: GRAD_STEPS (SAC updates per vector step, default 5), MSE=0 skips the MSE-head twin
 # (HalfCheetahVel: generation ~10 min and a 12M model's 844 steps ~11 min leave no room for it),
-# DIAG=1 runs `icrl.ad diagnose` on the Gaussian-head model last (on 3 *training* tasks of the
-# histories file: test-task histories would cost another generation run).
+# DIAG=1 runs `icrl.ad diagnose` on the Gaussian-head model last: on 3 *training* tasks of the
+# histories file, or with TEST_HIST=1 on 3 canonical *test* tasks whose histories are generated
+# beside the training (the held-out diagnosis; HalfCheetahVel's next step, see its report).
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
-DIAG=${DIAG:-0}
+DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -42,6 +43,11 @@ python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_
 if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
 fi
+if [ "$TEST_HIST" = 1 ] && [ ! -f "$W/test.h5" ]; then  # beside the training, on the same GPU
+  python3 -m icrl.histories generate --family "$FAMILY" --out "$W/test.h5" --split test --tasks 3 \
+    --backend batched --device cuda --workers 4 --no-progress "${SRC[@]}" > "$OUT/test-histories.log" 2>&1
+  t "test histories rc=$? $(tail -1 "$OUT/test-histories.log")"
+fi
 wait $g; t "train gaussian rc=$?"
 cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
 if [ "$MSE" = 1 ]; then
@@ -58,9 +64,10 @@ ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian he
 wait $a; t "eval gauss-sampled rc=$?"; wait $b; t "eval gauss-mean rc=$?"
 [ "$MSE" = 1 ] && { wait $c; t "eval mse rc=$?"; }
 if [ "$DIAG" = 1 ]; then
-  python3 -m icrl.ad diagnose --checkpoint "$W/gauss" --histories "$W/h.h5" \
-    --out-dir "$OUT/diagnose-gauss-train-tasks" --set n_tasks=3 --set split_tasks=3 \
-    > "$OUT/diagnose.log" 2>&1
+  held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
+  python3 -m icrl.ad diagnose --checkpoint "$W/gauss" --histories "$W/$held" \
+    --out-dir "$OUT/diagnose-gauss-$split-tasks" --set n_tasks=3 --set split_tasks=3 \
+    --set 'prompt_episodes=[0,10,50,100]' > "$OUT/diagnose.log" 2>&1
   t "diagnose rc=$?"
 fi
 t "done"
