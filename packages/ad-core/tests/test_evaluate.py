@@ -89,6 +89,25 @@ def test_evaluate_writes_results_and_plot(tmp_path, trained) -> None:
         evaluate(cfg, [trained.checkpoint], tmp_path / "eval")
 
 
+@pytest.mark.parametrize("head", ["mse", "gaussian"])
+def test_seeds_rolled_out_together_equal_one_by_one(tmp_path, histories_file, tiny, head) -> None:
+    """batch_seeds: one vector env of tasks × seeds gives each seed's returns exactly as its own
+    rollout does (same env seeds, same sampling stream), with sampled actions too."""
+    ckpts = []
+    for seed in (0, 1):
+        cfg = tiny([histories_file], data__context="episodes", data__n_episodes=2, max_steps=3,
+                   seed=seed, model__action_head=head)  # fmt: skip
+        ckpts.append(train(cfg, tmp_path / f"s{seed}").checkpoint)
+    results = {}
+    for together in (True, False):
+        cfg = EvalConfig(n_tasks=3, asynchronous=False, reference_episodes=0, progress=False,
+                         batch_seeds=together, seed=7)  # fmt: skip
+        results[together] = evaluate(cfg, ckpts, tmp_path / f"eval-{together}").returns
+    assert results[True].shape == (3, 2, 2)
+    np.testing.assert_array_equal(results[True], results[False])
+    assert not np.array_equal(results[True][:, 0], results[True][:, 1])  # two different models
+
+
 def test_histories_with_other_dims_are_refused_before_training(record) -> None:
     h = record(episodes=1)
     small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})

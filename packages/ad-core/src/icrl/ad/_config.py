@@ -231,6 +231,11 @@ class EvalConfig(_Frozen):
     cuda_graph: bool = True
     """On CUDA, replay the backbone's one-token step as a CUDA graph (single-token steps are bound
     by kernel launches); ignored on CPU. Off: plain eager `step`."""
+    batch_seeds: bool = True
+    """Roll out every checkpoint (training seed) in one loop over one vector env of tasks × seeds,
+    so that all their envs step together, instead of one rollout per checkpoint. Each model still
+    acts on its own slice of envs, with the same env seeds and sampling stream as alone: the
+    returns are those of the one-by-one rollouts (tested)."""
     asynchronous: bool = True
     """Run the test tasks' environments in subprocesses (gymnasium AsyncVectorEnv)."""
     reference_episodes: int = Field(3, ge=0)

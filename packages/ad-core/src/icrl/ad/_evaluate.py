@@ -66,7 +66,7 @@ def _check_dims(envs, meta: dict[str, Any], family: str) -> None:
 
 
 def rollout(
-    model: ADModel | None,
+    model: ADModel | Sequence[ADModel] | None,
     envs,
     episodes: int,
     *,
@@ -96,12 +96,19 @@ def rollout(
     space = envs.single_action_space
     obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
     builder = TokenBuilder(n, obs_dim, act_dim, reward_ablation)
+    models = [] if model is None else [model] if isinstance(model, ADModel) else list(model)
+    if models and n % len(models):
+        raise ValueError(f"{n} sub-envs cannot be split evenly over {len(models)} models")
+    width = n // max(len(models), 1)
     act = None
-    if model is not None:
-        act = _model_actor(model, n, device, bf16, cuda_graph, max_tokens, sample, seed)
+    if models:
+        actors = [_model_actor(m, width, device, bf16, cuda_graph, max_tokens, sample, seed)
+                  for m in models]  # fmt: skip
+        act = actors[0] if len(actors) == 1 else _split_actor(actors, width)
     returns = np.zeros((n, episodes))
     ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
-    obs, _ = envs.reset(seed=seed)
+    # Each model's slice gets the env seeds it would get alone (seed + i for its i-th sub-env).
+    obs, _ = envs.reset(seed=[seed + i % width for i in range(n)])
     start = np.ones(n, dtype=bool)
     bar = tqdm(total=n * episodes, disable=not progress, desc="in-context episodes", leave=False)
     with torch.inference_mode():
@@ -130,6 +137,15 @@ def rollout(
             start = done
     bar.close()
     return returns
+
+
+def _split_actor(actors: Sequence[Policy], width: int) -> Policy:
+    """Several models as one policy: model j acts on sub-envs [j*width, (j+1)*width)."""
+
+    def act(feats: np.ndarray) -> np.ndarray:
+        return np.concatenate([a(feats[j * width : (j + 1) * width]) for j, a in enumerate(actors)])
+
+    return act
 
 
 def _model_actor(
@@ -342,23 +358,38 @@ def _rollouts(
     """Every checkpoint's in-context returns (tasks × seeds × episodes) on the family's test
     tasks, the tasks, and the reference policies' mean returns."""
     tasks = test_tasks(family, config.n_tasks)
-    envs = make_vector_env(
-        family, tasks, asynchronous=config.asynchronous, autoreset_mode=AutoresetMode.DISABLED
-    )
+    models = [model for model, _ in loaded]
+    groups = [models] if config.batch_seeds else [[m] for m in models]
+    sample = config.sample
+    if sample is None:  # sample iff the head is Gaussian: one rule for every model of a group
+        kinds = {m.gaussian for m in models}
+        sample = kinds.pop() if len(kinds) == 1 else None
+        if sample is None:
+            groups = [[m] for m in models]
+    per_seed: list[np.ndarray] = []
+    envs = None
     try:
-        for _, m in loaded:
-            _check_dims(envs, m, family)
-        returns = np.zeros((len(tasks), len(loaded), episodes))
-        for s, (model, _) in enumerate(loaded):
-            returns[:, s] = rollout(
-                model, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
+        for group in groups:
+            if envs is None or envs.num_envs != len(tasks) * len(group):
+                if envs is not None:
+                    envs.close()
+                envs = make_vector_env(family, tasks * len(group),
+                                       asynchronous=config.asynchronous,
+                                       autoreset_mode=AutoresetMode.DISABLED)  # fmt: skip
+                for _, m in loaded:
+                    _check_dims(envs, m, family)
+            r = rollout(
+                group, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
                 progress=config.progress, cuda_graph=config.cuda_graph,
                 max_tokens=episodes * episode_length(family),
-                sample=model.gaussian if config.sample is None else config.sample,
+                sample=group[0].gaussian if sample is None else sample,
                 reward_ablation=config.reward_ablation,
             )  # fmt: skip
+            per_seed += list(r.reshape(len(group), len(tasks), episodes))
     finally:
-        envs.close()
+        if envs is not None:
+            envs.close()
+    returns = np.stack(per_seed, axis=1)  # tasks × seeds × episodes
     references = {}
     if config.reference_episodes:
         for policy in ("zero", "random"):
