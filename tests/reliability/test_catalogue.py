@@ -726,6 +726,11 @@ CASES: list[Case] = [
          r"^error: .*rep is in use by another reproduce\.py \(pid \d+\); wait for it to finish, "
          r"or give another --out",
          _repro_held("rep", _cli(lambda d: [*REPRO, "--out", d / "rep"]))),
+    Case("repro-disk-full", "disk full during a run (apps)",
+         "apps/reproduce.py --out rep_full  (writes limited to 64 KiB)",
+         r"^error: .*rep_full/stages/histories-ReacherGoal-.*\.tmp: File too large; nothing "
+         r"finished was lost: fix it and rerun the same command to resume",
+         _cli(lambda d: [*REPRO, "--out", d / "rep_full"], limit_bytes=64 * 1024)),
     Case("repro-interrupt", "Ctrl-C during a run (apps)",
          "apps/reproduce.py --out rep_int --histories.workers 0  (Ctrl-C in the histories stage)",
          r"interrupted; finished stages are kept in .*rep_int: rerun the same command to resume",
