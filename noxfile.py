@@ -59,7 +59,8 @@ def architecture(session: nox.Session) -> None:
 def reliability(session: nox.Session) -> None:
     """The bad-input catalogue (docs/reliability.md) and the kill -9 and resume tests."""
     _sync(session, "--all-packages", "--group", "dev")
-    session.run("pytest", "tests/reliability", "--durations=10", *session.posargs, env=ENV)
+    # -rP: the output of passed tests, i.e. the kill tests' report of how many kills landed.
+    session.run("pytest", "tests/reliability", "--durations=10", "-rP", *session.posargs, env=ENV)
 
 
 @nox.session
