@@ -209,6 +209,18 @@ def test_cli_help_and_info(reference: tuple[Path, Any], capsys: pytest.CaptureFi
     assert "steps_per_task" in capsys.readouterr().err
 
 
+def test_info_into_a_closed_pipe_is_quiet(reference: tuple[Path, Any]) -> None:
+    """`info FILE | head -n 0`: the reader goes away before the first line; that is not an error."""
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m icrl.histories info {reference[0]} | head -n 0"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout == ""
+
+
 def test_a_failing_task_is_named_and_finished_work_is_kept(
     tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

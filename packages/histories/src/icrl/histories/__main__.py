@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -321,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         except (HistoryFileError, ValueError, RunLockedError) as exc:  # refusals, device, lock
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # `info FILE | head` closed our stdout: not an error. Point stdout at /dev/null so
+            # that the interpreter's final flush does not complain either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except OSError as exc:
             print(describe_os_error(exc, out), file=sys.stderr)
             return 2
