@@ -116,3 +116,25 @@ def test_family_summary_has_the_fields_programs_read(tmp_path: Path) -> None:
     assert {"first_mean", "first_ci95", "last10_mean", "last10_ci95"} <= set(ad)
     assert ad["first_mean"] == pytest.approx(returns[..., 0].mean())
     assert ad["last10_mean"] == pytest.approx(returns[..., -10:].mean())
+
+
+def test_a_failed_stage_is_one_line_and_its_traceback_is_kept(tmp_path: Path, capsys,
+                                                                monkeypatch) -> None:  # fmt: skip
+    from icrl.ad import NonFiniteLossError
+    from icrl.apps import _pipeline
+
+    def boom(*args, **kwargs):
+        raise NonFiniteLossError("non-finite loss at step 7; the last good checkpoint is c.pt")
+
+    monkeypatch.setattr(_pipeline, "run_family", boom)
+    out = tmp_path / "run"
+    assert main(["--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NonFiniteLossError: non-finite loss at step 7" in err
+    assert "Traceback" not in err and "rerun the same command" in err
+    assert "Traceback" in (out / "error.log").read_text()
+
+
+def test_a_missing_config_file_is_a_bad_option(tmp_path: Path, capsys) -> None:
+    assert main(["--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r")]) == 2
+    assert "--config" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -221,6 +221,18 @@ def test_info_into_a_closed_pipe_is_quiet(reference: tuple[Path, Any]) -> None:
     assert proc.stdout == ""
 
 
+def test_a_broken_pipe_in_generate_is_a_failure(monkeypatch, capsys) -> None:
+    """Only `info` takes a closed pipe as the reader's choice; in `generate`: a dead worker."""
+    from icrl.histories import __main__ as cli
+
+    def dead_worker(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_run", dead_worker)
+    assert cli.main(["generate", "--family", "ReacherGoal", "--out", "x.h5"]) == 2
+    assert "Broken pipe" in capsys.readouterr().err
+
+
 def test_a_failing_task_is_named_and_finished_work_is_kept(
     tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

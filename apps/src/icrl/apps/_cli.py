@@ -45,6 +45,10 @@ def _explain(err: ValidationError) -> str:
     return "\n".join([*lines, "see: reproduce.py --help"])
 
 
+class ConfigFileError(ValueError):
+    """The --config TOML file is missing or malformed."""
+
+
 def parse(argv: list[str]) -> ReproduceConfig:
     """Flags first; a --config TOML file fills what the flags left unset."""
     cli = CliApp.run(ReproduceConfig, cli_args=argv)
@@ -52,11 +56,11 @@ def parse(argv: list[str]) -> ReproduceConfig:
         return cli
     path = Path(cli.config)
     if not path.is_file():
-        raise SystemExit(f"error: --config {path}: no such file; give the path of a TOML file")
+        raise ConfigFileError(f"--config {path}: no such file; give the path of a TOML file")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise SystemExit(f"error: --config {path} is not valid TOML: {err}") from None
+        raise ConfigFileError(f"--config {path} is not valid TOML: {err}") from None
     return ReproduceConfig.model_validate(_merge(data, _set_fields(cli)))
 
 
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     OS errors (full disk, permissions) or Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # The only flag with a dash in its name: accept the spelling people type.
-    argv = ["--show_preset" if a == "--show-preset" else a for a in argv]
+    argv = [a.replace("--show-preset", "--show_preset", 1) if a.startswith("--show-preset")
+            else a for a in argv]  # fmt: skip
     try:
         cfg = parse(argv)
     except ValidationError as err:
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SettingsError as err:
         print(f"error: {err}\nsee: reproduce.py --help", file=sys.stderr)
+        return 2
+    except ConfigFileError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     from ._presets import StageConfigError, show_preset  # heavy imports: not for --help
 
@@ -150,9 +158,28 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # a package refused its input (a history file, a run directory)
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    except Exception as err:  # a failed stage (non-finite loss, failed source run, CUDA OOM, ...)
+        log = _save_traceback(cfg.out)
+        what = f"{type(err).__name__}: {' '.join(str(err).split())}"
+        print(f"error: {what}; the traceback is in {log}; finished stages are kept: rerun the "
+              "same command to resume", file=sys.stderr)  # fmt: skip
+        return 1
     wall = time.perf_counter() - start
     print(f"\nfinished in {wall:.0f} s; report: {report}\nfigures: {report.parent / 'figures'}")
     return 0
+
+
+def _save_traceback(out: Path) -> Path | str:
+    """Write the current exception's traceback to `<out>/error.log` (one line on the terminal,
+    the whole story on disk); "not saved" if even that fails."""
+    import traceback
+
+    path = out / "error.log"
+    try:
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return "(not saved: the run directory is not writable)"
+    return path
 
 
 def _os_error(err: OSError) -> str:

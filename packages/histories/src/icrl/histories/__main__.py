@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         except (HistoryFileError, ValueError, RunLockedError) as exc:  # refusals, device, lock
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except BrokenPipeError:
+        except BrokenPipeError as exc:
+            if args.command != "info":  # e.g. a dead env worker's pipe: a real failure
+                print(describe_os_error(exc, out), file=sys.stderr)
+                return 2
             # `info FILE | head` closed our stdout: not an error. Point stdout at /dev/null so
             # that the interpreter's final flush does not complain either.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
