@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from icrl.ad import (
+    CheckpointError,
     ContextDataset,
     NonFiniteLossError,
     RunDirError,
@@ -184,11 +185,22 @@ def test_a_moved_run_and_histories_resume_exactly_and_replaced_data_is_refused(
     saved = json.loads((there / "run" / "config.json").read_text())
     assert saved["data"]["paths"] == [str(there / "h.h5")]
 
-    other = tmp_path / "other"
-    assert train(tiny([there / "h.h5"], **kw), other, stop_after=4).step == 4
     import h5py
 
-    with h5py.File(there / "h.h5", "r+") as f:  # another file at the same path: other rewards
+    changed = Path(shutil.copy(there / "h.h5", tmp_path / "changed.h5"))
+    with h5py.File(changed, "r+") as f:  # other histories: other rewards
         f["task_000/transitions/reward"][:] -= 1.0
-    with pytest.raises(RunDirError, match="content"):
-        train(tiny([there / "h.h5"], **kw), other)
+    other = tmp_path / "other"
+    assert train(tiny([there / "h.h5"], **kw), other, stop_after=4).step == 4
+    with pytest.raises(RunDirError, match="content"):  # "moved" onto other data: refused
+        train(tiny([changed], **kw), other)
+    paths = json.loads((other / "config.json").read_text())["data"]["paths"]
+    assert paths == [str(there / "h.h5")]  # and the refused attempt left config.json alone
+
+    # Evaluating the moved run directory accepts its own checkpoints ...
+    assert load_model(there / "run")[1]["step"] == 12
+    # ... but not one trained with the same config on other histories.
+    foreign = train(tiny([changed], **kw), tmp_path / "foreign")
+    shutil.copy(foreign.checkpoint, there / "run" / "checkpoints" / "step_000000099.pt")
+    with pytest.raises(CheckpointError, match="other histories"):
+        load_model(there / "run")

@@ -102,7 +102,7 @@ def run_family(
         cache.run(
             f"histories-{family}",
             gen.identity(),
-            lambda d: {"path": str(generate(gen, d / "histories.h5"))},
+            lambda d: {"path": generate(gen, d / "histories.h5").name},  # relative to the stage
         )
     )
     out = FamilyResults(family, hist.path / "histories.h5")
@@ -145,7 +145,8 @@ def _ad_runs(fam: _Family, backbone: str, ctx: str, episodes: int | None) -> tup
     ec = P.eval_config(h5, episodes, cfg)
     # (older runs recorded absolute checkpoint paths; joining keeps those as they were)
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
-    key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories"})
+    # batch_seeds changes how the seeds are rolled out, not their returns (tested in icrl.ad)
+    key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories", "batch_seeds"})
     res = fam.stage("eval", f"{backbone}-{_slug(ctx)}", key_cfg, _eval_fn(ec, ckpts), runs)
     out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
     summary = fam.cache.summary(res)

@@ -17,6 +17,7 @@ from ._model import ADModel, NormStats
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DATA_RECORD",
     "MOVABLE_FIELDS",
     "CheckpointError",
     "check_belongs",
@@ -26,7 +27,9 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_weights",
+    "record_data",
     "run_diff",
+    "same_data",
     "save_checkpoint",
 ]
 
@@ -155,6 +158,30 @@ def run_diff(a: Any, b: Any) -> set[str]:
     return config_diff(a, b) - MOVABLE_FIELDS
 
 
+DATA_RECORD = "data.json"
+"""A run directory's record of its training data: the normalisation statistics it was trained
+with, the fingerprint that lets its histories move (MOVABLE_FIELDS) but not change."""
+
+
+def record_data(run_dir: Path, norm: dict[str, Any]) -> None:
+    """Write `run_dir/data.json` with the run's normalisation statistics (atomically)."""
+    text = json.dumps({"norm": norm}, indent=1, sort_keys=True).encode()
+    atomic_write_bytes(Path(run_dir) / DATA_RECORD, lambda f: f.write(text))
+
+
+def same_data(run_dir: Path, norm: dict[str, Any] | None) -> bool:
+    """Whether `norm` is the statistics recorded in `run_dir/data.json` (False without one)."""
+    path = Path(run_dir) / DATA_RECORD
+    if norm is None or not path.is_file():
+        return False
+    try:
+        recorded = json.loads(path.read_text())["norm"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    # Through JSON both ways: tuples and lists, and floats, compare as stored.
+    return json.loads(json.dumps(norm, sort_keys=True)) == recorded
+
+
 def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
     """Refuse a checkpoint that another run wrote (e.g. a transformer's copied into a Mamba run):
     resuming or evaluating it under this run's name would silently mix two runs."""
@@ -166,6 +193,10 @@ def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); restore it") from err
     diff = sorted(run_diff(saved, ckpt.get("config")))
+    # A run moved with its histories keeps its data; another run on other histories does not.
+    moved = "data.paths" in config_diff(saved, ckpt.get("config"))
+    if not diff and moved and not same_data(run_dir, ckpt.get("norm")):
+        diff = ["data.paths (other histories: their normalisation statistics differ)"]
     if diff:
         raise CheckpointError(
             f"checkpoint {ckpt['path']} was written by another run than {path} (fields {diff} "

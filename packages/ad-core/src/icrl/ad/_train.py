@@ -21,12 +21,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ._checkpoint import (
+    DATA_RECORD,
     CheckpointError,
     atomic_write_bytes,
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     load_weights,
+    record_data,
     run_diff,
     save_checkpoint,
 )
@@ -104,8 +106,9 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
-    """Create the run directory and its config.json, or check that it holds this same run."""
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Create the run directory and its config.json, or check that it holds this same run;
+    True if config.json differs in MOVABLE_FIELDS (rewritten once the data is checked)."""
     resolved = cfg.model_dump(mode="json")
     path = run_dir / "config.json"
     if path.exists():
@@ -116,15 +119,24 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
                 f"{run_dir} holds a run with a different config (fields {diff}); "
                 "use a new run directory, or the same config to resume"
             )
-        if saved != resolved:  # moved, or shown differently: record where its files are now
-            atomic_write_bytes(path, lambda f: f.write(json.dumps(resolved, indent=2).encode()))
-        return
+        return saved != resolved
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(
             f"{run_dir} is not empty and has no config.json; refusing to write a run into it"
         )
     text = json.dumps(resolved, indent=2).encode()
     atomic_write_bytes(path, lambda f: f.write(text))
+    return False
+
+
+def _record_run(run_dir: Path, cfg: TrainConfig, norm: NormStats, moved: bool) -> None:
+    """After the resume check passed: config.json names where the files are now (a moved run)
+    and data.json holds the data's fingerprint (written once; older runs get it now)."""
+    if moved:
+        text = json.dumps(cfg.model_dump(mode="json"), indent=2).encode()
+        atomic_write_bytes(run_dir / "config.json", lambda f: f.write(text))
+    if not (run_dir / DATA_RECORD).is_file():
+        record_data(run_dir, norm.to_dict())
 
 
 def _resume_checkpoint(
@@ -339,12 +351,13 @@ def train(
     with DirLock(run_dir, "training") if ddp.main else nullcontext():
         # Only now, with the data read and the model built: a bad path or mismatched histories must
         # not leave a run directory whose config.json would refuse the corrected rerun.
-        if ddp.main:
-            _prepare_run_dir(run_dir, config)
+        moved = _prepare_run_dir(run_dir, config) if ddp.main else False
         if ddp.world > 1:
             dist.barrier()
         start, last_path = 0, None
         ckpt = _resume_checkpoint(run_dir, config, norm, device, ddp.main)
+        if ddp.main:
+            _record_run(run_dir, config, norm, moved)
         if ckpt is not None:
             load_weights(model, ckpt)
             optim.load_state_dict(ckpt["optimizer"])
