@@ -97,8 +97,9 @@ def test_cli_train_and_online_evaluation_write_ad_format(
     # ReacherGoal: −distance − ‖a‖² per step for 50 steps, distances under about 0.4 m.
     assert np.all(np.isfinite(rets)) and np.all(rets < 0) and np.all(rets > -200)
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileExistsError):
-        main(args)
+    before = (out / "returns.csv").read_bytes()
+    assert main(args) == 2  # the CLI refuses to overwrite results (one line, no traceback)
+    assert (out / "returns.csv").read_bytes() == before
 
 
 def test_offline_protocol_on_file_tasks(reacher_histories: Path, tmp_path: Path) -> None:
