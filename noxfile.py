@@ -60,7 +60,12 @@ def reliability(session: nox.Session) -> None:
     """The bad-input catalogue (docs/reliability.md) and the kill -9 and resume tests."""
     _sync(session, "--all-packages", "--group", "dev")
     # -rP: the output of passed tests, i.e. the kill tests' report of how many kills landed.
-    session.run("pytest", "tests/reliability", "--durations=10", "-rP", *session.posargs, env=ENV)
+    # -n 2: two workers share the catalogue cases and the kill tests
+    # (both mostly wait on subprocesses, so one worker left a core idle).
+    session.run(
+        "pytest", "tests/reliability", "--durations=10", "-rP", "-n", "2",
+        *session.posargs, env=ENV,
+    )  # fmt: skip
 
 
 @nox.session
