@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from icrl.baselines._common import read_config_file
 from icrl.baselines._macaw_config import MacawEvalConfig, MacawTrainConfig
 from icrl.baselines._macaw_eval import evaluate_macaw, run_macaw
 from icrl.baselines._macaw_train import train_macaw
-
-
-def _read_config(path: Path | None) -> dict[str, Any]:
-    """A JSON or TOML file of config fields (train fields at the top, eval fields in [eval])."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if path.suffix not in (".toml", ".json"):
-        raise ValueError(f"--config {path}: expected a .toml or .json file")
-    if not path.is_file():
-        raise ValueError(f"--config {path} does not exist")
-    text = path.read_text()
-    try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--config {path} is not valid {path.suffix[1:]}: {err}") from None
 
 
 def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
@@ -85,7 +68,7 @@ def add_macaw_parser(sub: argparse._SubParsersAction) -> None:
 
 def main_macaw(args: argparse.Namespace) -> int:
     """Run a parsed ``macaw`` command."""
-    raw = _read_config(args.config)
+    raw = read_config_file(args.config)
     eval_raw = raw.pop("eval", {})
     progress = not args.no_progress
     if args.macaw_cmd in ("train", "run"):

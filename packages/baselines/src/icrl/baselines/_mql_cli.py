@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from icrl.baselines._common import read_config_file
 from icrl.baselines._mql_config import mql_preset
 from icrl.baselines._mql_run import evaluate_mql, run_mql, train_mql
 from icrl.baselines._results import write_results_csv
@@ -15,18 +15,7 @@ from icrl.baselines._results import write_results_csv
 
 def _config(args: argparse.Namespace) -> Any:
     """Preset for --family/--size, then a TOML/JSON --config file, then --set field=JSON."""
-    fields: dict[str, Any] = {}
-    if args.config is not None:
-        path = args.config
-        if path.suffix not in (".toml", ".json"):
-            raise ValueError(f"--config {path}: expected a .toml or .json file")
-        if not path.is_file():
-            raise ValueError(f"--config {path} does not exist")
-        text = path.read_text()
-        try:
-            fields.update(tomllib.loads(text) if path.suffix == ".toml" else json.loads(text))
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"--config {path} is not valid {path.suffix[1:]}: {err}") from None
+    fields: dict[str, Any] = read_config_file(args.config)
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE (VALUE as JSON, e.g. 1e6)")
