@@ -359,13 +359,12 @@ def _rollouts(
     tasks, the tasks, and the reference policies' mean returns."""
     tasks = test_tasks(family, config.n_tasks)
     models = [model for model, _ in loaded]
-    groups = [models] if config.batch_seeds else [[m] for m in models]
-    sample = config.sample
-    if sample is None:  # sample iff the head is Gaussian: one rule for every model of a group
-        kinds = {m.gaussian for m in models}
-        sample = kinds.pop() if len(kinds) == 1 else None
-        if sample is None:
-            groups = [[m] for m in models]
+    # One rollout acts with one rule (sample or mean): with sample=None ("iff Gaussian") the
+    # models of a group must share their head.
+    together = config.batch_seeds and (
+        config.sample is not None or len({m.gaussian for m in models}) == 1
+    )
+    groups = [models] if together else [[m] for m in models]
     per_seed: list[np.ndarray] = []
     envs = None
     try:
@@ -382,7 +381,7 @@ def _rollouts(
                 group, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
                 progress=config.progress, cuda_graph=config.cuda_graph,
                 max_tokens=episodes * episode_length(family),
-                sample=group[0].gaussian if sample is None else sample,
+                sample=group[0].gaussian if config.sample is None else config.sample,
                 reward_ablation=config.reward_ablation,
             )  # fmt: skip
             per_seed += list(r.reshape(len(group), len(tasks), episodes))
