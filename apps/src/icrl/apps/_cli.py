@@ -118,32 +118,26 @@ def main(argv: list[str] | None = None) -> int:
         print(_explain(err), file=sys.stderr)
         return 2
     except SettingsError as err:
-        print(f"error: {err}\nsee: reproduce.py --help", file=sys.stderr)
-        return 2
+        return _fail(f"{err}\nsee: reproduce.py --help", 2)
     except ConfigFileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
     from ._presets import StageConfigError, show_preset  # heavy imports: not for --help
 
     if cfg.show_preset is not None:
         try:
             print(show_preset(cfg.model_copy(update={"preset": cfg.show_preset})))
         except StageConfigError as err:
-            print(f"error: invalid stage config: {err}", file=sys.stderr)
-            return 2
+            return _fail(f"invalid stage config: {err}", 2)
         return 0
     start = time.perf_counter()
     try:
         report = run(cfg, _command(argv))
     except StageConfigError as err:
-        print(f"error: invalid stage config: {err}\nsee: reproduce.py --help", file=sys.stderr)
-        return 2
+        return _fail(f"invalid stage config: {err}\nsee: reproduce.py --help", 2)
     except OutDirError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
     except RunLockedError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _fail(str(err), 1)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; finished stages are kept in {cfg.out}: rerun the same command to "
@@ -152,21 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     except OSError as err:
-        print(f"error: {_os_error(err)}; nothing finished was lost: fix it and rerun the same "
-              "command to resume", file=sys.stderr)  # fmt: skip
-        return 1
+        return _fail(f"{_os_error(err)}; nothing finished was lost: fix it and rerun the same "
+                     "command to resume", 1)  # fmt: skip
     except ValueError as err:  # a package refused its input (a history file, a run directory)
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
+        return _fail(" ".join(str(err).split()), 1)
     except Exception as err:  # a failed stage (non-finite loss, failed source run, CUDA OOM, ...)
         log = _save_traceback(cfg.out)
         what = f"{type(err).__name__}: {' '.join(str(err).split())}"
-        print(f"error: {what}; the traceback is in {log}; finished stages are kept: rerun the "
-              "same command to resume", file=sys.stderr)  # fmt: skip
-        return 1
+        return _fail(f"{what}; the traceback is in {log}; finished stages are kept: rerun the "
+                     "same command to resume", 1)  # fmt: skip
     wall = time.perf_counter() - start
     print(f"\nfinished in {wall:.0f} s; report: {report}\nfigures: {report.parent / 'figures'}")
     return 0
+
+
+def _fail(message: str, code: int) -> int:
+    """Print `error: message` on stderr and return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _save_traceback(out: Path) -> Path | str:
