@@ -10,7 +10,6 @@ new key, so only the stages that depend on the change run again.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -104,33 +103,27 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run directory (``<run>/.lock``), held while a run writes into it.
-
-    It is an advisory ``flock``: the kernel drops it when the holder exits or is killed, so a
-    crashed run never leaves a stale lock behind.
-    """
+    """An exclusive lock on a run directory, held while a run writes into it: icrl.ad's DirLock
+    on ``<run>/.lock`` (an advisory flock the kernel drops when the holder exits or is killed),
+    refused with reproduce's own message."""
 
     def __init__(self, root: Path) -> None:
-        self.path = Path(root) / ".lock"
-        self._fd: int | None = None
+        from icrl.ad import DirLock  # here, not at import: `reproduce.py --help` needs no torch
+
+        self._lock = DirLock(Path(root), "reproduce")
 
     def __enter__(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from icrl.ad import DirectoryInUseError
+
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
+            self._lock.acquire()
+        except DirectoryInUseError:
+            holder = self._lock.path.read_text().strip() or "?"
             raise RunLockedError(
-                f"{self.path.parent} is in use by another reproduce.py (pid {holder}); wait for it "
-                "to finish, or give another --out"
+                f"{self._lock.directory} is in use by another reproduce.py (pid {holder}); wait "
+                "for it to finish, or give another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
-            self._fd = None
+        self._lock.release()

@@ -30,6 +30,7 @@ from icrl.ad._config import (
 from icrl.ad._data import ContextDataset, DataInfo, StepBatchSampler, collate_contexts
 from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, diagnose
 from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
+from icrl.ad._lock import DirectoryInUseError, DirLock
 from icrl.ad._model import ADModel, NormStats, compute_norm_stats
 from icrl.ad._presets import PAPER_TABLE, SIZES, preset, preset_dict
 from icrl.ad._results import (
@@ -58,6 +59,8 @@ __all__ = [
     "DataInfo",
     "DiagnoseConfig",
     "DiagnoseResult",
+    "DirLock",
+    "DirectoryInUseError",
     "EvalConfig",
     "EvalResult",
     "NonFiniteLossError",
