@@ -10,9 +10,14 @@
 # DIAG=1 runs `icrl.ad diagnose` on the Gaussian-head model last: on 3 *training* tasks of the
 # histories file, or with TEST_HIST=1 on 3 canonical *test* tasks whose histories are generated
 # beside the training (the held-out diagnosis; HalfCheetahVel's next step, see its report).
+# EVALS="gauss-sampled gauss-mean" (default both) picks the 250-episode evaluations;
+# PROMPTS (default [0,10,50,100]) and AFTER (default 5) set the diagnosis's prompt lengths and the
+# episodes the model plays after each prompt; with TEST_HIST=1 a second diagnosis runs only the
+# prompted rollouts with the mean action, beside the first.
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
-DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}
+DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
+PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -58,16 +63,23 @@ ev() {  # name run-dir extra --set ...
   python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
     --set progress=false "$@" > "$OUT/eval-$name.log" 2>&1
 }
-ev gauss-sampled "$W/gauss" --set 'method="AD-Mamba (Gaussian head, sampled)"' & a=$!
-ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian head, mean)"' & b=$!
-[ "$MSE" = 1 ] && { ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & c=$!; }
-wait $a; t "eval gauss-sampled rc=$?"; wait $b; t "eval gauss-mean rc=$?"
-[ "$MSE" = 1 ] && { wait $c; t "eval mse rc=$?"; }
-if [ "$DIAG" = 1 ]; then
+declare -A pid
+case " $EVALS " in *" gauss-sampled "*)
+  ev gauss-sampled "$W/gauss" --set 'method="AD-Mamba (Gaussian head, sampled)"' & pid[gauss-sampled]=$!;; esac
+case " $EVALS " in *" gauss-mean "*)
+  ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian head, mean)"' & pid[gauss-mean]=$!;; esac
+[ "$MSE" = 1 ] && { ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & pid[mse]=$!; }
+if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for all of them
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
-  python3 -m icrl.ad diagnose --checkpoint "$W/gauss" --histories "$W/$held" \
-    --out-dir "$OUT/diagnose-gauss-$split-tasks" --set n_tasks=3 --set split_tasks=3 \
-    --set 'prompt_episodes=[0,10,50,100]' > "$OUT/diagnose.log" 2>&1
-  t "diagnose rc=$?"
+  dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
+      --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER")
+  python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
+    > "$OUT/diagnose.log" 2>&1 & pid[diagnose]=$!
+  if [ "$TEST_HIST" = 1 ]; then
+    python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-mean-$split-tasks" \
+      --set sample=false --set 'parts=["prompted"]' > "$OUT/diagnose-mean.log" 2>&1 &
+    pid[diagnose-mean]=$!
+  fi
 fi
+for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"
