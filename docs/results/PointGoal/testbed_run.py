@@ -32,13 +32,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--max-steps", type=int, help="training steps (default: the preset's)")
+    parser.add_argument(
+        "--noise-distilled",
+        type=int,
+        metavar="EPISODES",
+        help="train on noise-distilled histories of this many episodes per task instead of the "
+        "learning runs (GenerateConfig.noise_distillation)",
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help='a further TrainConfig override, e.g. model.d_model=128')  # fmt: skip
     args = parser.parse_args()
     t0 = time.time()
+    noise = None if args.noise_distilled is None else {"episodes": args.noise_distilled}
     gen = GenerateConfig(family="PointGoal", tasks=args.tasks, backend="batched",
-                         device=args.device, workers=0, progress=False)  # fmt: skip
+                         device=args.device, workers=0, progress=False,
+                         noise_distillation=noise)  # fmt: skip
     h = generate(gen, args.out / "histories.h5")
     print(f"histories {time.time() - t0:.0f} s", flush=True)
     for name in args.variants:

@@ -66,6 +66,7 @@ _FLAGS = {
     "workers": "--workers",
     "device": "--device",
     "backend": "--backend",
+    "noise_distillation": "--noise-distilled",
 }
 
 
@@ -142,10 +143,16 @@ def build_config(args: argparse.Namespace) -> GenerateConfig:
         data["algorithm"] = algo
     for field, flag in _FLAGS.items():
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
-        if field != "family" and value is not None:
+        if field not in ("family", "noise_distillation") and value is not None:
             data[field] = value
     if args.no_progress:
         data["progress"] = False
+    if args.noise_distilled is not None:
+        noise = data.get("noise_distillation")
+        data["noise_distillation"] = {
+            **(noise if isinstance(noise, dict) else {}),
+            "episodes": args.noise_distilled,
+        }
     return GenerateConfig.model_validate(data)
 
 
@@ -301,6 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=["tianshou", "batched"],
         help="tianshou (default): one learner per task and process; batched: all tasks at once "
         "on --device, --workers env processes",
+    )
+    gen.add_argument(
+        "--noise-distilled",
+        type=int,
+        metavar="EPISODES",
+        help="not the paper's recipe: after each task's learning run, keep EPISODES episodes of "
+        "its final policy with noise annealed from uniform random to none (AD-epsilon) instead "
+        "of the run itself (batched backend; anneal fraction via --config "
+        '{"noise_distillation": {"anneal": 0.8}})',
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     info = sub.add_parser("info", help="list the tasks and metadata of a history file")

@@ -18,7 +18,7 @@ task's exact trajectory depends on the tasks it was batched with (its distributi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,13 @@ from icrl.histories._batched_ppo import BatchedPPO, flat
 from icrl.histories._batched_record import StreamRecorder
 from icrl.histories._batched_replay import TaskReplay
 from icrl.histories._batched_sac import BatchedSAC
-from icrl.histories._config import AlgorithmConfig, DroQConfig, PPOConfig, SACConfig
+from icrl.histories._config import (
+    AlgorithmConfig,
+    DroQConfig,
+    NoiseDistillation,
+    PPOConfig,
+    SACConfig,
+)
 from icrl.histories._learners import ProgressFn, env_seeds
 
 
@@ -43,6 +49,8 @@ class TaskResult:
     unfinished: int
     obs_dim: int
     act_dim: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """Attributes beyond every backend's (noise distillation: its settings, the source's end)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class BatchSpec:
     device: str = "cpu"
     env_workers: int = 0
     cuda_graph: bool = True
+    noise: NoiseDistillation | None = None
+    """Record a noise-distilled history of the final policy instead of the learning run."""
 
 
 LAST_RUN: dict[str, Any] = {}
@@ -101,14 +111,68 @@ def _run(
     with EnvPool(spec.family, sub_tasks, sub_seeds, spec.env_workers) as pool:
         rec = StreamRecorder(t, spec.steps // n, n, pool.obs_dim, pool.act_dim)
         loop = _ppo_loop if isinstance(spec.algorithm, PPOConfig) else _off_policy_loop
-        loop(spec, pool, rec, progress or (lambda _: None), stop or (lambda: False))
+        model = loop(spec, pool, rec, progress or (lambda _: None), stop or (lambda: False))
+        k, steps, attrs = spec.k, rec.vsteps * n, [{} for _ in range(t)]
+        if spec.noise is not None:
+            attrs = [_distilled_attrs(spec.noise, rec, i) for i in range(t)]
+            rec = _noise_distilled(spec, pool, model)
+            k, steps = 1, steps + rec.vsteps * n
     results = []
     for i in range(t):
-        trans, eps, unfinished = rec.task_history(i, spec.k)
+        trans, eps, unfinished = rec.task_history(i, k)
         results.append(
-            TaskResult(trans, eps, rec.vsteps * n, unfinished, pool.obs_dim, pool.act_dim)
+            TaskResult(trans, eps, steps, unfinished, pool.obs_dim, pool.act_dim, attrs[i])
         )
     return results
+
+
+def _distilled_attrs(noise: NoiseDistillation, learning: StreamRecorder, task: int) -> dict:
+    """What a noise-distilled file records of its source: the settings and the learning run's end
+    (mean stochastic return of its last 10 episodes), since its own episodes replace the run's."""
+    returns = learning.task_history(task, learning.vsteps + 1)[1]["return"]
+    return {
+        "k": 1,  # every noise-distilled episode is kept
+        "noise_distillation": noise.model_dump(mode="json"),
+        "source_final_return": float(returns[-10:].mean()) if len(returns) else float("nan"),
+        "source_episodes": len(returns),
+    }
+
+
+def _noise_distilled(spec: BatchSpec, pool: EnvPool, model: Any) -> StreamRecorder:
+    """The final policies' noise-distilled episodes of every task (see NoiseDistillation)."""
+    from icrl.histories._envs import episode_length
+
+    noise = spec.noise
+    assert noise is not None
+    t, n, o, a = len(spec.tasks), spec.n_envs, pool.obs_dim, pool.act_dim
+    device = torch.device(spec.device)
+    length = episode_length(spec.family)
+    rounds = -(-noise.episodes // n)  # episodes per env; early terminations only add episodes
+    rec = StreamRecorder(t, rounds * length, n, o, a)
+    rng = np.random.default_rng(run_seed(spec.task_seeds) + 1)
+    started = np.zeros(t * n, np.int64)  # episodes begun per sub-env
+    env_index = np.tile(np.arange(n), t)
+    obs = pool.reset().copy()
+    for _ in range(rounds * length):
+        eps = noise.epsilon(started * n + env_index)[:, None]  # episode order: round, then env
+        mean = model.act_and_mean(_to(device, obs, t, n, o))[1].view(t * n, a).cpu().numpy()
+        mean = np.clip(mean, -1.0, 1.0)  # PPO's mean is unbounded; SAC's is tanh-squashed
+        act = (1.0 - eps) * mean + eps * rng.uniform(-1.0, 1.0, size=(t * n, a))
+        env_act = pool.to_env(act.astype(np.float32))
+        sh = pool.step(env_act)
+        rec.record(
+            obs,
+            env_act,
+            sh.rew,
+            sh.next_obs,
+            sh.terminated,
+            sh.truncated,
+            False,
+            mean_action=pool.to_env(mean),
+        )
+        started += sh.terminated | sh.truncated
+        obs = sh.obs.copy()
+    return rec
 
 
 def _to(device: torch.device, x: np.ndarray, *shape: int) -> torch.Tensor:
@@ -121,7 +185,7 @@ def _off_policy_loop(
     rec: StreamRecorder,
     progress: ProgressFn,
     stop: Callable[[], bool],
-) -> None:
+) -> BatchedSAC:
     """SAC / DroQ: warm-up, then act, step, store, `gradient_steps` updates per vector step."""
     algo = spec.algorithm
     assert isinstance(algo, SACConfig | DroQConfig)
@@ -167,6 +231,7 @@ def _off_policy_loop(
         if stop():
             break
     LAST_RUN["update_mode"] = update.mode
+    return model
 
 
 def _ppo_loop(
@@ -175,7 +240,7 @@ def _ppo_loop(
     rec: StreamRecorder,
     progress: ProgressFn,
     stop: Callable[[], bool],
-) -> None:
+) -> BatchedPPO:
     """PPO: rollouts of steps_per_env vector steps, each followed by the batched update."""
     algo = spec.algorithm
     assert isinstance(algo, PPOConfig)
@@ -214,12 +279,13 @@ def _ppo_loop(
             obs = sh.obs.copy()
             progress(t * n)
             if stop():
-                return
+                return model
         r_obs, r_act = roll[..., :o], roll[..., o : o + a]
         rew, r_next = roll[..., o + a], roll[..., o + a + 1 : 2 * o + a + 1]
         term, done_t = roll[..., -2], roll[..., -1]
         adv, ret = model.advantages(r_obs, rew, r_next, term, done_t)
         model.update(flat(r_obs), flat(r_act), flat(adv), flat(ret))
+    return model
 
 
 class _Updater:

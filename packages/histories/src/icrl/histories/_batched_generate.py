@@ -60,6 +60,7 @@ def run_tasks_batched(
         algorithm=config.algorithm,
         device=device or devices_of(config.device)[0],
         env_workers=config.workers if env_workers is None else env_workers,
+        noise=config.noise_distillation,
     )
     results = run_batched(spec, progress)
     return [
@@ -74,6 +75,7 @@ def run_tasks_batched(
             r.unfinished,
             r.obs_dim,
             r.act_dim,
+            r.attrs,
         )
         for i, task, seed, r in zip(indices, tasks, seeds, results, strict=True)
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _MODEL = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
@@ -138,6 +139,34 @@ PRESETS: dict[str, Preset] = {
 NON_IDENTITY_FIELDS = frozenset({"workers", "progress"})
 
 
+class NoiseDistillation(BaseModel):
+    """Record a noise-distilled history instead of the learning run (AD-epsilon; not the paper's
+    recipe).
+
+    After the source's learning run on a task, its final policy mu plays `episodes` more episodes
+    with actions (1 - eps) * mu(s) + eps * u, u uniform over the action box (in the policy's
+    [-1, 1] units), eps falling linearly from 1 (uniform random) at the first episode to 0 at the
+    `anneal` fraction of them and 0 after: a synthetic learning history whose improvement is
+    smooth and paced by the schedule, not by the learner (Zisman et al. 2023, "Emergence of
+    in-context reinforcement learning from noise distillation"; Polubarov et al. 2025, Vintix,
+    for continuous actions). These episodes are what the file keeps, all of them (k does not
+    apply); `mean_action` records mu(s), the denoised action.
+    """
+
+    model_config = _MODEL
+
+    episodes: int = Field(ge=2)
+    """Noise-distilled episodes per task (the history's length; e.g. the context the AD model
+    should cover). At least this many are recorded (n_envs play them in parallel)."""
+    anneal: float = Field(0.8, gt=0, le=1)
+    """Fraction of the episodes over which eps falls from 1 to 0; the rest play mu with eps 0."""
+
+    def epsilon(self, episode: np.ndarray) -> np.ndarray:
+        """eps of each episode index (0-based, in the order the episodes start)."""
+        span = max(1.0, self.anneal * (self.episodes - 1))
+        return np.clip(1.0 - episode / span, 0.0, 1.0)
+
+
 class GenerateConfig(BaseModel):
     """Everything that decides a history file; missing algorithm/steps/k come from the preset."""
 
@@ -172,6 +201,10 @@ class GenerateConfig(BaseModel):
     GPU, one process each; "cuda:0,cuda:1" over those; "cuda:1" or "cpu" uses that one device."""
     progress: bool = True
     """Show a progress bar (tasks done, env-steps/s, ETA)."""
+    noise_distillation: NoiseDistillation | None = None
+    """None (the paper's recipe): the file keeps every k-th episode of the source's learning run.
+    Set: it keeps a noise-distilled history of the source's final policy instead (batched
+    backend only; see NoiseDistillation)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +243,11 @@ class GenerateConfig(BaseModel):
                 + (" x algorithm.steps_per_env)" if isinstance(algo, PPOConfig) else ")")
             )
         self._check_one_episode(unit, warm)
+        if self.noise_distillation is not None and self.backend != "batched":
+            raise ValueError(
+                "noise_distillation needs backend='batched' (the tianshou backend records the "
+                "learning run only); add --backend batched"
+            )
         return self
 
     def _check_one_episode(self, unit: int, warm: int) -> None:
@@ -233,7 +271,10 @@ class GenerateConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the file's content (all but workers/progress), as JSON data."""
-        return self.model_dump(mode="json", exclude=set(NON_IDENTITY_FIELDS))
+        ident = self.model_dump(mode="json", exclude=set(NON_IDENTITY_FIELDS))
+        if ident["noise_distillation"] is None:  # files written before the field existed match
+            del ident["noise_distillation"]
+        return ident
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

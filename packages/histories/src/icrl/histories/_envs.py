@@ -48,3 +48,8 @@ def definition_version() -> str:
 def task_from_dict(d: dict[str, Any]) -> Any:
     """A task value from its dict."""
     return _metaenvs().task_from_dict(d)
+
+
+def episode_length(family: str) -> int:
+    """Steps of one episode of `family` (its time limit)."""
+    return int(_metaenvs().episode_length(family))

@@ -184,8 +184,9 @@ def task_record(
     unfinished: int,
     obs_dim: int,
     act_dim: int,
+    extra: dict[str, Any] | None = None,
 ) -> TaskRecord:
-    """A finished task's arrays with the attributes every backend writes."""
+    """A finished task's arrays with the attributes every backend writes (`extra` added last)."""
     algo = config.algorithm
     attrs = {
         "task": _envs.task_to_dict(task),
@@ -210,7 +211,7 @@ def task_record(
         "obs_dim": obs_dim,
         "act_dim": act_dim,
     }
-    return TaskRecord(transitions=trans, episodes=eps, attrs=attrs)
+    return TaskRecord(transitions=trans, episodes=eps, attrs={**attrs, **(extra or {})})
 
 
 def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:

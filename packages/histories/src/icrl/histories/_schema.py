@@ -81,7 +81,13 @@ EPISODE_FIELDS: dict[str, np.dtype] = {
     "first_row": np.dtype(np.int64),
 }
 # Attributes whose value is JSON text (decoded by the reader).
-JSON_ATTRS = ("task", "hyperparameters", "library_versions", "generate_config")
+JSON_ATTRS = (
+    "task",
+    "hyperparameters",
+    "library_versions",
+    "generate_config",
+    "noise_distillation",
+)
 REQUIRED_TASK_ATTRS = (
     "task",
     "task_index",
