@@ -13,7 +13,9 @@
 # EVALS="gauss-sampled gauss-mean" (default both) picks the 250-episode evaluations;
 # PROMPTS (default [0,10,50,100]) and AFTER (default 5) set the diagnosis's prompt lengths and the
 # episodes the model plays after each prompt; with TEST_HIST=1 a second diagnosis runs only the
-# prompted rollouts with the mean action, beside the first.
+# prompted rollouts with the mean action, beside the first. ND=EPISODES records noise-distilled
+# histories of that many episodes per task instead of the learning runs (AD-epsilon, not the
+# paper's recipe; HalfCheetahVel: 250, the paper's full-history context).
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
@@ -33,6 +35,7 @@ fi
 # The source: the paper's SAC (Table 2) with one update per transition (5 per vector step of 5
 # envs, Tianshou's own ratio) and an initial temperature of 0.1 instead of 1.
 SRC=(--set gradient_steps="$GRAD_STEPS" --set init_alpha=0.1)
+[ -n "${ND:-}" ] && SRC+=(--noise-distilled "$ND")
 if [ ! -f "$W/h.h5" ]; then
   python3 -m icrl.histories generate --family "$FAMILY" --out "$W/h.h5" --backend batched \
     --device cuda --workers 8 --no-progress "${SRC[@]}" > "$OUT/histories.log" 2>&1
