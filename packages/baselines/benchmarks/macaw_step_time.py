@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from icrl.baselines import Macaw, MacawConfig, build_macaw_buffer, meta_step
-from icrl.baselines._macaw_algo import make_optimizers
+from icrl.baselines.macaw import Macaw, MacawConfig, build_macaw_buffer, meta_step
+from icrl.baselines.macaw._algo import make_optimizers
 
 
 def main() -> None:

@@ -22,19 +22,17 @@ import numpy as np
 import torch
 
 from icrl.baselines import (
-    MQLAgent,
-    MultiTaskReplay,
     evaluate_mql,
-    mql_adapt,
     mql_preset,
     read_results_csv,
     run_mql,
     train_mql,
     write_results_csv,
 )
-from icrl.baselines._mql_graph import make_updater
-from icrl.baselines._mql_rollout import run_episodes
 from icrl.baselines._results import summarize
+from icrl.baselines.mql import MQLAgent, MultiTaskReplay, mql_adapt
+from icrl.baselines.mql._graph import make_updater
+from icrl.baselines.mql._rollout import run_episodes
 from icrl.metaenvs import make_env, test_tasks, train_tasks
 
 

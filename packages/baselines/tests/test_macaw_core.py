@@ -9,10 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from icrl.baselines._macaw_algo import Macaw, awr_weights, inner_step, policy_loss
-from icrl.baselines._macaw_config import MacawConfig
-from icrl.baselines._macaw_data import build_macaw_buffer, returns_to_go, sample_batch
-from icrl.baselines._macaw_nets import MacawMLP, WLinear
+from icrl.baselines.macaw import (
+    Macaw,
+    MacawConfig,
+    MacawMLP,
+    WLinear,
+    awr_weights,
+    build_macaw_buffer,
+    inner_step,
+    sample_batch,
+)
+from icrl.baselines.macaw._algo import policy_loss
+from icrl.baselines.macaw._data import returns_to_go
 
 
 def test_inner_step_on_scalar_quadratic_matches_hand_derivation() -> None:
@@ -293,7 +301,7 @@ def test_value_meta_gradient_uses_adapted_parameters() -> None:
     got = z.grad[:3].clone()
 
     # Recompute by finite differences on z, holding the bootstrap target at its original value.
-    from icrl.baselines._macaw_algo import value_loss, value_of
+    from icrl.baselines.macaw._algo import value_loss, value_of
 
     phi0 = {k: v.detach().clone() for k, v in model.value_params().items()}
     loss_in = value_loss(model.value, model.value_params(), inner, None)
@@ -323,7 +331,7 @@ def test_value_meta_gradient_uses_adapted_parameters() -> None:
 
 
 def test_test_time_adapt_is_the_training_inner_step() -> None:
-    from icrl.baselines._macaw_algo import value_loss
+    from icrl.baselines.macaw._algo import value_loss
 
     model = _tiny_model(3)
     batch = _tiny_batch(7)

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from icrl.baselines._macaw_config import MacawConfig, MacawTrainConfig
-from icrl.baselines._macaw_data import build_macaw_buffer, sample_batch
-from icrl.baselines._macaw_train import TaskData, load_macaw, train_macaw
-from icrl.baselines._results import (
-    EpisodeResult,
-    read_results_csv,
-    summarize,
-    write_results,
+from icrl.baselines import EpisodeResult, read_results_csv, write_results
+from icrl.baselines._results import summarize
+from icrl.baselines.macaw import (
+    MacawConfig,
+    MacawTrainConfig,
+    TaskData,
+    build_macaw_buffer,
+    load_macaw,
+    sample_batch,
+    train_macaw,
 )
 
 TOY = MacawConfig(

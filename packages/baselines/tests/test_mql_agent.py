@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent, prox_penalty
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_config import mql_preset
+from icrl.baselines.mql import MQLAgent, MultiTaskReplay, mql_preset, prox_penalty
 
 OBS, ACT, H = 4, 2, 3
 

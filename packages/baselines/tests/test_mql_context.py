@@ -6,10 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_config import mql_preset
-from icrl.baselines._mql_rollout import run_episodes
+from icrl.baselines.mql import MQLAgent, MultiTaskReplay, mql_preset
+from icrl.baselines.mql._rollout import run_episodes
 
 OBS, ACT, H = 3, 2, 4
 

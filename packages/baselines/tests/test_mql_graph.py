@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_config import mql_preset
-from icrl.baselines._mql_graph import GraphedUpdater, make_updater
+from icrl.baselines.mql import MQLAgent, MultiTaskReplay, mql_preset
+from icrl.baselines.mql._graph import GraphedUpdater, make_updater
 
 OBS, ACT, H = 5, 2, 4
 

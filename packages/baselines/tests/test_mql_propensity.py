@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from icrl.baselines._mql_propensity import (
+from icrl.baselines.mql import (
     effective_sample_size,
     fit_propensity,
     propensity_weights,

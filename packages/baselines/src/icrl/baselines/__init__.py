@@ -19,30 +19,13 @@ last H (action, reward, observation) tuples, meta-trained online on the train ta
 
 Results use AD's format: ``returns.csv`` with columns ``method,seed,task,episode,return`` and a
 PNG of the mean return ± 95% CI against the episode (`write_results`).
+
+This namespace holds what a user calls: the configs, the train/evaluate/run functions and the
+results format. The algorithms' internals (networks, buffers, inner and meta steps, the TD3 agent,
+propensity weights) are public in the sub-packages ``icrl.baselines.macaw`` and
+``icrl.baselines.mql``.
 """
 
-from icrl.baselines._macaw_algo import Macaw, awr_weights, inner_step, meta_step
-from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig, MacawTrainConfig
-from icrl.baselines._macaw_data import (
-    MacawBuffer,
-    buffer_from_history,
-    build_macaw_buffer,
-    sample_batch,
-)
-from icrl.baselines._macaw_eval import evaluate_macaw, run_macaw
-from icrl.baselines._macaw_nets import MacawMLP, WLinear
-from icrl.baselines._macaw_train import TaskData, load_macaw, train_macaw
-from icrl.baselines._mql_adapt import AdaptStats, mql_adapt
-from icrl.baselines._mql_agent import MQLAgent, prox_penalty
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_config import AD_DATA_VOLUME, MQLConfig, mql_preset
-from icrl.baselines._mql_propensity import (
-    Propensity,
-    effective_sample_size,
-    fit_propensity,
-    propensity_weights,
-)
-from icrl.baselines._mql_run import evaluate_mql, run_mql, train_mql
 from icrl.baselines._results import (
     EpisodeResult,
     plot_results,
@@ -50,42 +33,31 @@ from icrl.baselines._results import (
     write_results,
     write_results_csv,
 )
+from icrl.baselines.macaw import (
+    MacawConfig,
+    MacawEvalConfig,
+    MacawTrainConfig,
+    evaluate_macaw,
+    load_macaw,
+    run_macaw,
+    train_macaw,
+)
+from icrl.baselines.mql import MQLConfig, evaluate_mql, mql_preset, run_mql, train_mql
 
 __all__ = [
-    "AD_DATA_VOLUME",
-    "AdaptStats",
     "EpisodeResult",
-    "MQLAgent",
     "MQLConfig",
-    "Macaw",
-    "MacawBuffer",
     "MacawConfig",
     "MacawEvalConfig",
-    "MacawMLP",
     "MacawTrainConfig",
-    "MultiTaskReplay",
-    "Propensity",
-    "TaskData",
-    "WLinear",
-    "awr_weights",
-    "buffer_from_history",
-    "build_macaw_buffer",
-    "effective_sample_size",
     "evaluate_macaw",
     "evaluate_mql",
-    "fit_propensity",
-    "inner_step",
     "load_macaw",
-    "meta_step",
-    "mql_adapt",
     "mql_preset",
     "plot_results",
-    "propensity_weights",
-    "prox_penalty",
     "read_results_csv",
     "run_macaw",
     "run_mql",
-    "sample_batch",
     "train_macaw",
     "train_mql",
     "write_results",

@@ -8,8 +8,8 @@ import sys
 
 from pydantic import ValidationError
 
-from icrl.baselines._macaw_cli import add_macaw_parser, main_macaw
-from icrl.baselines._mql_cli import add_mql_parser, main_mql
+from icrl.baselines.macaw._cli import add_macaw_parser, main_macaw
+from icrl.baselines.mql._cli import add_mql_parser, main_mql
 
 # Errors of a full or unwritable output location: the message says to free space or move.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent
+from icrl.baselines.mql._agent import MQLAgent
 
 
 class GraphedUpdater:

@@ -26,15 +26,15 @@ import torch
 from tqdm.auto import tqdm
 
 from icrl.baselines._eval import Episode, run_episode
-from icrl.baselines._macaw_algo import Macaw, Params
-from icrl.baselines._macaw_config import MacawConfig, MacawEvalConfig, MacawTrainConfig
-from icrl.baselines._macaw_data import (
+from icrl.baselines._results import EpisodeResult, write_results
+from icrl.baselines.macaw._algo import Macaw, Params
+from icrl.baselines.macaw._config import MacawConfig, MacawEvalConfig, MacawTrainConfig
+from icrl.baselines.macaw._data import (
     MacawBuffer,
     build_macaw_buffer,
     sample_batch,
 )
-from icrl.baselines._macaw_train import history_buffer, load_macaw, train_macaw
-from icrl.baselines._results import EpisodeResult, write_results
+from icrl.baselines.macaw._train import history_buffer, load_macaw, train_macaw
 
 
 def _policy_fn(

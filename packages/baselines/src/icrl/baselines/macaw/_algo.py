@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from icrl.baselines._macaw_config import MacawConfig
-from icrl.baselines._macaw_data import MacawBuffer, sample_batch
-from icrl.baselines._macaw_nets import MacawMLP
+from icrl.baselines.macaw._config import MacawConfig
+from icrl.baselines.macaw._data import MacawBuffer, sample_batch
+from icrl.baselines.macaw._nets import MacawMLP
 
 Params = dict[str, torch.Tensor]
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from icrl.baselines._mql_config import MQLConfig
-from icrl.baselines._mql_nets import Actor, TwinCritic
+from icrl.baselines.mql._config import MQLConfig
+from icrl.baselines.mql._nets import Actor, TwinCritic
 
 
 def _deepcopy(net: nn.Module) -> nn.Module:

@@ -20,9 +20,9 @@ from icrl.baselines._common import (
     resolve_device,
     run_dir_lock,
 )
-from icrl.baselines._macaw_algo import Macaw, make_optimizers, meta_step
-from icrl.baselines._macaw_config import MacawConfig, MacawTrainConfig
-from icrl.baselines._macaw_data import MacawBuffer, buffer_from_history
+from icrl.baselines.macaw._algo import Macaw, make_optimizers, meta_step
+from icrl.baselines.macaw._config import MacawConfig, MacawTrainConfig
+from icrl.baselines.macaw._data import MacawBuffer, buffer_from_history
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"

@@ -21,12 +21,6 @@ from icrl.baselines._common import (
     resolve_device,
     run_dir_lock,
 )
-from icrl.baselines._mql_adapt import mql_adapt
-from icrl.baselines._mql_agent import MQLAgent
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_config import MQLConfig
-from icrl.baselines._mql_graph import make_updater
-from icrl.baselines._mql_rollout import run_episodes
 from icrl.baselines._results import (
     EpisodeResult,
     read_results_csv,
@@ -34,6 +28,12 @@ from icrl.baselines._results import (
     write_results,
     write_results_csv,
 )
+from icrl.baselines.mql._adapt import mql_adapt
+from icrl.baselines.mql._agent import MQLAgent
+from icrl.baselines.mql._buffer import MultiTaskReplay
+from icrl.baselines.mql._config import MQLConfig
+from icrl.baselines.mql._graph import make_updater
+from icrl.baselines.mql._rollout import run_episodes
 
 METHOD = "MQL"
 CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"

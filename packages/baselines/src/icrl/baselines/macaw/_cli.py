@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from icrl.baselines._common import read_config_file
-from icrl.baselines._macaw_config import MacawEvalConfig, MacawTrainConfig
-from icrl.baselines._macaw_eval import evaluate_macaw, run_macaw
-from icrl.baselines._macaw_train import train_macaw
+from icrl.baselines.macaw._config import MacawEvalConfig, MacawTrainConfig
+from icrl.baselines.macaw._eval import evaluate_macaw, run_macaw
+from icrl.baselines.macaw._train import train_macaw
 
 
 def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent
+from icrl.baselines.mql._agent import MQLAgent
 
 Mode = Literal["random", "noisy", "deterministic"]
 

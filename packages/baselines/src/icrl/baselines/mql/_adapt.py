@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from icrl.baselines._mql_agent import MQLAgent
-from icrl.baselines._mql_buffer import MultiTaskReplay
-from icrl.baselines._mql_propensity import (
+from icrl.baselines.mql._agent import MQLAgent
+from icrl.baselines.mql._buffer import MultiTaskReplay
+from icrl.baselines.mql._propensity import (
     effective_sample_size,
     fit_propensity,
     propensity_weights,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from icrl.baselines._common import read_config_file
-from icrl.baselines._mql_config import mql_preset
-from icrl.baselines._mql_run import evaluate_mql, run_mql, train_mql
 from icrl.baselines._results import write_results_csv
+from icrl.baselines.mql._config import mql_preset
+from icrl.baselines.mql._run import evaluate_mql, run_mql, train_mql
 
 
 def _config(args: argparse.Namespace) -> Any:
