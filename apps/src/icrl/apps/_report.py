@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from icrl.ad import mean_ci, method_summary, read_results
+from icrl.histories.runtime import atomic_write
 
 from ._pipeline import FamilyResults
 from ._stages import write_json_atomic
@@ -31,10 +32,7 @@ def _save(fig, path: Path) -> Path:
     """Render to memory, then write atomically (a killed run never leaves half a PNG)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -203,8 +201,6 @@ def write_report(results: Sequence[FamilyResults], root: Path, preset: str, comm
     lines += ["## Machine and versions", "", f"- machine: {_machine()}"]
     lines += [f"- {v}" for v in _versions()]
     report = root / "report.md"
-    tmp = root / ".report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(report)
+    atomic_write(report, "\n".join(lines) + "\n")
     write_json_atomic(root / "summary.json", summary)
     return report

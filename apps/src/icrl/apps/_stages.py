@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from icrl.histories.runtime import atomic_write
 
 RECORD = "stage.json"
 
@@ -41,13 +42,8 @@ def stage_key(name: str, config: Any, deps: Sequence[StageResult] = ()) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name, flush it to disk, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write `data` as JSON, atomically (icrl.histories.runtime.atomic_write)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 class StageCache:

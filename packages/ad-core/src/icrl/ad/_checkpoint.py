@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from icrl.histories.runtime import atomic_write
 
 from ._config import ADConfig
 from ._model import ADModel, NormStats
@@ -41,22 +41,6 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit what it is used with."""
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(file) on a temporary file next to `path`, fsync it, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     """Where the checkpoint of `step` lives in a run directory."""
     return Path(run_dir) / "checkpoints" / f"step_{step:09d}.pt"
@@ -64,7 +48,7 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically (a crash never leaves a truncated file under its name)."""
-    atomic_write_bytes(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f))
+    atomic_write(path, lambda p: torch.save({"format": CHECKPOINT_FORMAT, **payload}, p))
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -165,8 +149,8 @@ with, the fingerprint that lets its histories move (MOVABLE_FIELDS) but not chan
 
 def record_data(run_dir: Path, norm: dict[str, Any]) -> None:
     """Write `run_dir/data.json` with the run's normalisation statistics (atomically)."""
-    text = json.dumps({"norm": norm}, indent=1, sort_keys=True).encode()
-    atomic_write_bytes(Path(run_dir) / DATA_RECORD, lambda f: f.write(text))
+    text = json.dumps({"norm": norm}, indent=1, sort_keys=True)
+    atomic_write(Path(run_dir) / DATA_RECORD, text)
 
 
 def same_data(run_dir: Path, norm: dict[str, Any] | None) -> bool:

@@ -33,7 +33,9 @@ import torch
 from gymnasium.vector import AutoresetMode
 from pydantic import Field, field_validator
 
-from ._checkpoint import atomic_write_bytes, load_model
+from icrl.histories.runtime import atomic_write
+
+from ._checkpoint import load_model
 from ._config import _Frozen
 from ._evaluate import _model_actor, rollout
 from ._model import ADModel
@@ -488,8 +490,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]
     w.writerow(columns)
     for r in rows:
         w.writerow([repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns])
-    data = buf.getvalue().encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write(path, buf.getvalue())
     return path
 
 
@@ -532,8 +533,7 @@ def _plot_mse(rows: list[dict[str, Any]], path: Path, title: str, series: dict[s
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    data = buf.getvalue()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write(path, buf.getvalue())
     return path
 
 
@@ -900,7 +900,6 @@ def diagnose(
         *[f"- {n}" for n in res.notes],
         "",
     ]
-    text = "\n".join(head + lines).encode()
     res.files["summary"] = out_dir / "diagnose.md"
-    atomic_write_bytes(res.files["summary"], lambda f: f.write(text))
+    atomic_write(res.files["summary"], "\n".join(head + lines))
     return res

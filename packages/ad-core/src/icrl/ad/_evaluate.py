@@ -18,9 +18,10 @@ import torch
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
+from icrl.histories.runtime import atomic_write
 from icrl.metaenvs import episode_length, make_vector_env, reference_returns, test_tasks
 
-from ._checkpoint import CheckpointError, atomic_write_bytes, load_model
+from ._checkpoint import CheckpointError, load_model
 from ._config import EvalConfig
 from ._lock import DirLock
 from ._model import ADModel
@@ -335,8 +336,7 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
             f"({source_path.name}), k-downsampled axis",
         }
         files["summary"] = out_dir / "summary.json"
-        text = json.dumps(summary, indent=2).encode()
-        atomic_write_bytes(files["summary"], lambda f: f.write(text))
+        atomic_write(files["summary"], json.dumps(summary, indent=2))
         curve = {f"source ({algo}, k-downsampled axis)": source} if source is not None else None
         files["png"] = plot_curves(
             {method: returns},

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checkpoint import atomic_write_bytes
+from icrl.histories.runtime import atomic_write
 
 __all__ = [
     "CSV_COLUMNS",
@@ -101,19 +101,19 @@ def write_results(
         for s, seed in enumerate(seeds):
             for e in range(returns.shape[2]):
                 w.writerow([method, seed, t, e, repr(float(returns[t, s, e]))])
-    text = buf.getvalue().encode()
-    atomic_write_bytes(csv_path, lambda f: f.write(text))
+    atomic_write(csv_path, buf.getvalue())
 
-    def _npz(f) -> None:
-        np.savez(
-            f,
-            returns=returns,
-            seeds=np.asarray(seeds, dtype=np.int64),
-            method=np.asarray(method),
-            tasks_json=np.asarray(json.dumps(list(tasks))),
-        )
+    def _npz(p: Path) -> None:
+        with open(p, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(
+                f,
+                returns=returns,
+                seeds=np.asarray(seeds, dtype=np.int64),
+                method=np.asarray(method),
+                tasks_json=np.asarray(json.dumps(list(tasks))),
+            )
 
-    atomic_write_bytes(npz_path, _npz)
+    atomic_write(npz_path, _npz)
     return {"csv": csv_path, "npz": npz_path}
 
 
@@ -235,6 +235,5 @@ def plot_curves(
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    data = buf.getvalue()
-    atomic_write_bytes(out_png, lambda f: f.write(data))
+    atomic_write(out_png, buf.getvalue())
     return out_png

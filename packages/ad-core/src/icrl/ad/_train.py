@@ -20,10 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from icrl.histories.runtime import atomic_write
+
 from ._checkpoint import (
     DATA_RECORD,
     CheckpointError,
-    atomic_write_bytes,
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
@@ -124,8 +125,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
         raise RunDirError(
             f"{run_dir} is not empty and has no config.json; refusing to write a run into it"
         )
-    text = json.dumps(resolved, indent=2).encode()
-    atomic_write_bytes(path, lambda f: f.write(text))
+    atomic_write(path, json.dumps(resolved, indent=2))
     return False
 
 
@@ -133,8 +133,7 @@ def _record_run(run_dir: Path, cfg: TrainConfig, norm: NormStats, moved: bool) -
     """After the resume check passed: config.json names where the files are now (a moved run)
     and data.json holds the data's fingerprint (written once; older runs get it now)."""
     if moved:
-        text = json.dumps(cfg.model_dump(mode="json"), indent=2).encode()
-        atomic_write_bytes(run_dir / "config.json", lambda f: f.write(text))
+        atomic_write(run_dir / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2))
     if not (run_dir / DATA_RECORD).is_file():
         record_data(run_dir, norm.to_dict())
 
@@ -269,8 +268,7 @@ class _Metrics:
                 for line in self.path.read_text().splitlines()
                 if line and json.loads(line)["step"] <= start_step
             ]
-            text = "".join(line + "\n" for line in kept).encode()
-            atomic_write_bytes(self.path, lambda f: f.write(text))
+            atomic_write(self.path, "".join(line + "\n" for line in kept))
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:

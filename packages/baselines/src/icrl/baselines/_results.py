@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icrl.baselines._common import atomic_write, atomic_write_text
+from icrl.histories.runtime import atomic_write
 
 COLUMNS = ("method", "seed", "task", "episode", "return")
 Z95 = 1.959963984540054  # normal 97.5% quantile, as icrl.ad
@@ -50,7 +50,7 @@ def write_results_csv(
     rows: Iterable[EpisodeResult], path: Path, *, overwrite: bool = False
 ) -> None:
     """Write the results CSV atomically; an existing file is kept unless `overwrite`."""
-    atomic_write_text(Path(path), results_to_csv_text(rows), overwrite=overwrite)
+    atomic_write(Path(path), results_to_csv_text(rows), overwrite=overwrite)
 
 
 def read_results_csv(path: Path) -> list[EpisodeResult]:

@@ -48,6 +48,7 @@ from icrl.histories._schema import (
     write_root_attrs,
     write_task,
 )
+from icrl.histories.runtime import atomic_write
 
 _LIBRARIES = (
     "icrl-histories",
@@ -215,21 +216,17 @@ def task_record(
 
 
 def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:
-    """Write an HDF5 file under a temporary name, fsync it, then rename it into place."""
+    """Write an HDF5 file under a temporary name (`NAME.tmp`, which a later run cleans up),
+    fsync it, then rename it into place (runtime.atomic_write)."""
     tmp = final.with_name(final.name + ".tmp")
     image = _h5_image(fill)
-    try:
-        with _writing(tmp):
-            with open(tmp, "wb") as fh:
-                fh.write(image)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a partial file helps no one (and fills the disk)
-            tmp.unlink(missing_ok=True)
-        raise
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            fh.write(image)
+
+    with _writing(tmp):
+        atomic_write(final, write, tmp=tmp)
 
 
 def _h5_image(fill: Callable[[h5py.File], None]) -> bytes:
@@ -259,14 +256,6 @@ def _writing(target: Path) -> Iterator[None]:
         if exc.errno is None:
             raise
         raise OutputWriteError(exc.errno, os.strerror(exc.errno), str(target)) from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_task_file(path: Path, config: GenerateConfig, index: int, record: TaskRecord) -> None:
@@ -466,9 +455,8 @@ def _prepare_parts(parts: Path, config: GenerateConfig, path: Path) -> None:
             stacklevel=3,
         )
     with _writing(cfg):
-        tmp = cfg.with_name("config.json.tmp")
-        tmp.write_text(json.dumps(config.identity(), sort_keys=True, indent=1))
-        os.replace(tmp, cfg)
+        text = json.dumps(config.identity(), sort_keys=True, indent=1)
+        atomic_write(cfg, text, tmp=cfg.with_name("config.json.tmp"))
 
 
 def _merge(path: Path, parts: Path, config: GenerateConfig, names: list[str]) -> None:

@@ -14,8 +14,6 @@ import torch
 from tqdm.auto import tqdm
 
 from icrl.baselines._common import (
-    atomic_torch_save,
-    atomic_write_text,
     load_torch,
     resolve_device,
     run_dir_lock,
@@ -23,6 +21,7 @@ from icrl.baselines._common import (
 from icrl.baselines.macaw._algo import Macaw, make_optimizers, meta_step
 from icrl.baselines.macaw._config import MacawConfig, MacawTrainConfig
 from icrl.baselines.macaw._data import MacawBuffer, buffer_from_history
+from icrl.histories.runtime import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -105,7 +104,7 @@ def _write_metrics(run_dir: Path, metrics: list[dict[str, float]]) -> None:
     writer.writeheader()
     writer.writerows(metrics)
     # The run's own metrics file is rewritten at each checkpoint (it mirrors the checkpoint).
-    atomic_write_text(run_dir / METRICS, buf.getvalue(), overwrite=True)
+    atomic_write(run_dir / METRICS, buf.getvalue())
 
 
 # Fields that may change when a run is resumed (more steps, another device, other logging).
@@ -124,7 +123,7 @@ def _check_run_config(run_dir: Path, cfg: MacawTrainConfig) -> None:
             )
         if saved == cfg:
             return
-    atomic_write_text(path, cfg.model_dump_json(indent=2), overwrite=True)
+    atomic_write(path, cfg.model_dump_json(indent=2))
 
 
 def train_macaw(
@@ -194,7 +193,7 @@ def _train_locked(
             "metrics": metrics,
             "meta": meta,
         }
-        atomic_torch_save(state, ckpt_path, overwrite=True)
+        atomic_write(ckpt_path, lambda p: torch.save(state, p))
         _write_metrics(run_dir, metrics)
 
     bar = tqdm(total=cfg.steps, initial=step, desc="MACAW meta-train", disable=not progress)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icrl.baselines._common import atomic_write
+from icrl.histories.runtime import atomic_write
 
 
 class MultiTaskReplay:

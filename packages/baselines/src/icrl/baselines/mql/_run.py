@@ -15,8 +15,6 @@ import torch
 from tqdm.auto import tqdm
 
 from icrl.baselines._common import (
-    atomic_torch_save,
-    atomic_write_text,
     load_torch,
     resolve_device,
     run_dir_lock,
@@ -34,6 +32,7 @@ from icrl.baselines.mql._buffer import MultiTaskReplay
 from icrl.baselines.mql._config import MQLConfig
 from icrl.baselines.mql._graph import make_updater
 from icrl.baselines.mql._rollout import run_episodes
+from icrl.histories.runtime import atomic_write
 
 METHOD = "MQL"
 CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"
@@ -147,17 +146,19 @@ def _save_checkpoint(
     # replay first: a crash between the two writes leaves a checkpoint that refuses to load
     # with a mismatched replay rather than silently resuming from inconsistent state
     replay.save(run_dir / REPLAY)
-    atomic_torch_save(
-        {
-            "config": cfg.model_dump(mode="json"),
-            "agent": agent.state_dict(),
-            "counters": {**counters, "replay_written": replay.written},
-            "np_rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        },
+    atomic_write(
         run_dir / CKPT,
-        overwrite=True,
+        lambda p: torch.save(
+            {
+                "config": cfg.model_dump(mode="json"),
+                "agent": agent.state_dict(),
+                "counters": {**counters, "replay_written": replay.written},
+                "np_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            p,
+        ),
     )
 
 
@@ -195,7 +196,7 @@ def _train_locked(
     if (run_dir / CONFIG).exists():
         _check_compatible(json.loads((run_dir / CONFIG).read_text()), cfg, run_dir / CONFIG)
     else:
-        atomic_write_text(run_dir / CONFIG, cfg.model_dump_json(indent=2))
+        atomic_write(run_dir / CONFIG, cfg.model_dump_json(indent=2), overwrite=False)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tasks = list(tasks) if tasks is not None else _train_tasks(cfg)
