@@ -74,3 +74,42 @@ def test_overwrite_false_refuses_an_existing_file(tmp_path: Path) -> None:
     assert target.read_text() == "first\n"
     runtime.atomic_write(target, "second\n")  # the default replaces
     assert target.read_text() == "second\n" and _listing(tmp_path) == ["returns.csv"]
+
+
+# -- seeds and devices ---------------------------------------------------------------------------
+
+
+def test_seed_everything_seeds_python_numpy_and_torch() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    def draw() -> tuple[float, float, float]:
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    runtime.seed_everything(2**40 + 3)  # larger than NumPy's 32-bit seeds
+    first = draw()
+    runtime.seed_everything(2**40 + 3)
+    assert draw() == first
+
+
+def test_devices_are_checked_and_named_as_the_caller_names_them() -> None:
+    import torch
+
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+    auto = runtime.resolve_device("auto", local_rank=0)
+    assert auto == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(runtime.DeviceError, match=r"^device='gpu0' is not a torch device \("):
+        runtime.resolve_device("gpu0")
+    with pytest.raises(ValueError, match=r"^device 'gpu0' \(--device\) is not a torch device .*; "):
+        runtime.check_device("gpu0", label="device 'gpu0' (--device)", cpu="--device cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            runtime.DeviceError,
+            match=r"^device='cuda' needs CUDA, but no CUDA device is available on this machine; "
+            r"use device='cpu', or run",
+        ):
+            runtime.resolve_device("cuda", local_rank=0)  # named as the user wrote it
+    with pytest.raises(runtime.DeviceError, match=r"'cuda:99'"):
+        runtime.check_device("cuda:99")

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from icrl.histories import runtime
 from icrl.histories.runtime import atomic_write
 
 from ._checkpoint import (
@@ -85,26 +86,13 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """ "auto" -> CUDA (the local rank's GPU) when available, else CPU.
 
     Raises ValueError for a device that is not "auto", "cpu", "cuda[:N]" or "mps", or that this
-    machine does not have (rather than failing later inside torch).
+    machine does not have (rather than failing later inside torch): icrl.ad's device kinds, then
+    icrl.histories.runtime.resolve_device.
     """
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        spec = f"cuda:{local_rank}"
     problem = device_type_error(spec)
     if problem:
         raise ValueError(problem)
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={spec!r} but CUDA is not available; use device='cpu' or 'auto'")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"device={spec!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
-            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={spec!r} but MPS is not available; use device='cpu' or 'auto'")
-    return device
+    return runtime.resolve_device(spec, local_rank=local_rank)
 
 
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:

@@ -1,5 +1,5 @@
-"""Small helpers shared by the baselines: run-directory locks, checked checkpoint reads, seeding,
-device choice. Atomic writes are icrl.histories.runtime.atomic_write."""
+"""Small helpers shared by the baselines: run-directory locks, checked checkpoint reads,
+--config files. Atomic writes, seeds and devices are icrl.histories.runtime's."""
 
 from __future__ import annotations
 
@@ -7,35 +7,13 @@ import contextlib
 import fcntl
 import json
 import os
-import random
 import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's global and torch's generators (for library code that uses them)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(device: str) -> torch.device:
-    """`"auto"` picks CUDA when available; anything else is passed to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} asked for CUDA but no CUDA device is visible; use 'cpu'"
-        )
-    return dev
-
 
 LOCK_NAME = ".lock"
 

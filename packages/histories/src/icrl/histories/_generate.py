@@ -33,7 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from icrl.histories import _envs
+from icrl.histories import _envs, runtime
 from icrl.histories._config import GenerateConfig, config_differences
 from icrl.histories._learners import BACKENDS, TaskSpec
 from icrl.histories._recorder import HistoryRecorder
@@ -48,7 +48,7 @@ from icrl.histories._schema import (
     write_root_attrs,
     write_task,
 )
-from icrl.histories.runtime import atomic_write
+from icrl.histories.runtime import DeviceError, atomic_write
 
 _LIBRARIES = (
     "icrl-histories",
@@ -72,10 +72,6 @@ class TaskFailedError(RuntimeError):
 
 class OutputPathError(ValueError):
     """The output path cannot hold a history file (it is a directory, or lies under a file)."""
-
-
-class DeviceError(ValueError):
-    """The configured torch device does not exist or is not available on this machine."""
 
 
 class RunLockedError(RuntimeError):
@@ -656,8 +652,6 @@ def check_writable(path: Path) -> None:
 def check_device(device: str, backend: str) -> None:
     """Refuse a torch device that does not exist here (before a task fails on it, or a file is
     written): a CUDA device without CUDA, an index past the visible GPUs, a typo."""
-    import torch
-
     names = [d.strip() for d in device.split(",")]
     if len(names) > 1 and backend != "batched":
         raise DeviceError(
@@ -665,38 +659,7 @@ def check_device(device: str, backend: str) -> None:
             "tasks over devices (the tianshou backend uses one)"
         )
     for name in names:
-        try:
-            dev = torch.device(name)
-        except (RuntimeError, ValueError) as exc:
-            raise DeviceError(
-                f"device {name!r} (--device) is not a torch device ({exc}); use cpu or cuda[:N]"
-            ) from exc
-        _check_available(dev, name)
-
-
-def _check_available(dev: Any, name: str) -> None:
-    import torch
-
-    if dev.type == "cpu":
-        return
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise DeviceError(
-                f"device {name!r} (--device) needs CUDA, but no CUDA device is available on "
-                "this machine; use --device cpu, or run on a machine with a GPU"
-            )
-        if dev.index is not None and dev.index >= count:
-            raise DeviceError(
-                f"device {name!r} (--device): this machine has {count} CUDA device(s), "
-                f"cuda:0..cuda:{count - 1}"
-            )
-        return
-    if dev.type == "mps" and torch.backends.mps.is_available():
-        return
-    raise DeviceError(
-        f"device {name!r} (--device) is not available here; use --device cpu or cuda[:N]"
-    )
+        runtime.check_device(name, label=f"device {name!r} (--device)", cpu="--device cpu")
 
 
 def _unlock(parts: Path, fd: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from torch import nn
 from icrl.histories import _envs
 from icrl.histories._config import AlgorithmConfig, DroQConfig, PPOConfig, SACConfig
 from icrl.histories._recorder import HistoryRecorder
+from icrl.histories.runtime import seed_everything
 
 ProgressFn = Callable[[int], None]
 """Called with the number of env steps taken since the previous call."""
@@ -56,13 +56,6 @@ class Learner(ABC):
         progress: ProgressFn | None = None,
     ) -> None:
         """Run the whole learning run of `spec`; `recorder=None` runs without recording."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy's global RNG (Tianshou's buffers sample from it) and torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def env_seeds(task_seed: int, n_envs: int) -> list[int]:

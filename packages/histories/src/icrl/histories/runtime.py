@@ -12,11 +12,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["atomic_write", "fsync_dir"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DeviceError",
+    "atomic_write",
+    "check_device",
+    "fsync_dir",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 # -- atomic writes -------------------------------------------------------------------------------
@@ -85,3 +97,74 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
             raise
     finally:
         os.close(fd)
+
+
+# -- seeds and devices ---------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's global and torch's generators (for library code that draws from
+    them, such as Tianshou's replay buffers)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class DeviceError(ValueError):
+    """The configured torch device does not exist or is not available on this machine."""
+
+
+def check_device(name: str, *, label: str | None = None, cpu: str = "device='cpu'") -> torch.device:
+    """`torch.device(name)`, refused with DeviceError when it is not a torch device or this machine
+    does not have it (rather than failing later inside torch).
+
+    Messages name the setting as `label` (default ``device='cuda:3'``) and the CPU choice as
+    `cpu`, the way the caller's users write them (the histories CLI: ``device 'cuda' (--device)``
+    and ``--device cpu``).
+    """
+    import torch
+
+    label = f"device={name!r}" if label is None else label
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise DeviceError(f"{label} is not a torch device ({exc}); use {cpu} or cuda[:N]") from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"{label} needs CUDA, but no CUDA device is available on this machine; use "
+                f"{cpu}, or run on a machine with a GPU"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"{label}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+            )
+        return dev
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    raise DeviceError(f"{label} is not available here; use {cpu} or cuda[:N]")
+
+
+def resolve_device(
+    spec: str, *, local_rank: int | None = None, label: str | None = None, cpu: str = "device='cpu'"
+) -> torch.device:
+    """The torch device that `spec` names, checked to exist here (check_device).
+
+    "auto" is CUDA when available, else CPU. With `local_rank` (a distributed run), "auto" and
+    "cuda" mean that rank's GPU, ``cuda:<local_rank>``.
+    """
+    import torch
+
+    label = f"device={spec!r}" if label is None else label
+    name = spec
+    if spec == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and local_rank is not None:
+        name = f"cuda:{local_rank}"
+    return check_device(name, label=label, cpu=cpu)

@@ -15,13 +15,12 @@ from tqdm.auto import tqdm
 
 from icrl.baselines._common import (
     load_torch,
-    resolve_device,
     run_dir_lock,
 )
 from icrl.baselines.macaw._algo import Macaw, make_optimizers, meta_step
 from icrl.baselines.macaw._config import MacawConfig, MacawTrainConfig
 from icrl.baselines.macaw._data import MacawBuffer, buffer_from_history
-from icrl.histories.runtime import atomic_write
+from icrl.histories.runtime import atomic_write, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"

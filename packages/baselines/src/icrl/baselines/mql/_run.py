@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from icrl.baselines._common import (
     load_torch,
-    resolve_device,
     run_dir_lock,
 )
 from icrl.baselines._results import (
@@ -32,7 +31,7 @@ from icrl.baselines.mql._buffer import MultiTaskReplay
 from icrl.baselines.mql._config import MQLConfig
 from icrl.baselines.mql._graph import make_updater
 from icrl.baselines.mql._rollout import run_episodes
-from icrl.histories.runtime import atomic_write
+from icrl.histories.runtime import atomic_write, resolve_device
 
 METHOD = "MQL"
 CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"
