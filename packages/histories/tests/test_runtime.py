@@ -113,3 +113,80 @@ def test_devices_are_checked_and_named_as_the_caller_names_them() -> None:
             runtime.resolve_device("cuda", local_rank=0)  # named as the user wrote it
     with pytest.raises(runtime.DeviceError, match=r"'cuda:99'"):
         runtime.check_device("cuda:99")
+
+
+# -- --config FILE and --set KEY=VALUE -----------------------------------------------------------
+
+
+def test_set_items_parse_json_values_and_keep_bare_strings() -> None:
+    assert runtime.parse_sets(
+        ["lr=3e-4", "hidden_sizes=[64, 64]", "device=cuda", "x=", 'n="5"']
+    ) == {
+        "lr": 3e-4,
+        "hidden_sizes": [64, 64],
+        "device": "cuda",  # not JSON: the text itself
+        "x": "",
+        "n": "5",
+    }
+    base = {"optim": {"lr": 1.0}, "data": {"paths": [Path("a.h5")]}}
+    out = runtime.apply_sets(base, ["optim.lr=1e-4", "model.d_model=64", "seed=2"])
+    assert out == {
+        "optim": {"lr": 1e-4},
+        "data": {"paths": ["a.h5"]},  # JSON-normalised copy
+        "model": {"d_model": 64},
+        "seed": 2,
+    }
+    assert base["optim"] == {"lr": 1.0}  # the base is not changed
+
+
+def test_a_bad_set_item_is_named() -> None:
+    with pytest.raises(
+        runtime.SetError, match=r"^--set expects KEY=VALUE \(VALUE in JSON\), got 'lr'$"
+    ):
+        runtime.parse_sets(["lr"])
+    with pytest.raises(ValueError, match=r"^override expects section\.field=VALUE .*got '=3'$"):
+        runtime.apply_sets({}, ["=3"], label="override")
+    with pytest.raises(runtime.SetError, match=r"^--set 'seed\.x=1': 'seed' is not a section$"):
+        runtime.apply_sets({"seed": 0}, ["seed.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("c.json", None, r"^--config .*c\.json: no such file; give the path of a \.toml or \.json"),
+        ("c.json", '{"family": ', r"^--config .*c\.json is not valid JSON \(Expecting"),
+        ("c.toml", "k = [", r"^--config .*c\.toml is not valid TOML \("),
+        (
+            "c.json",
+            "[1]",
+            r"^--config .*c\.json holds a JSON list; it needs an object of settings$",
+        ),
+        ("c.yaml", "k: 1", r"^--config .*c\.yaml: expected a \.toml or \.json file$"),
+        ("d", "", r"^--config .*d is a directory; give a JSON file$"),
+    ],
+)
+def test_config_file_errors_name_the_file(
+    tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if name == "d":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    fmt = "json" if name == "d" else None
+    with pytest.raises(runtime.ConfigFileError, match=message):
+        runtime.read_config_file(path, fmt=fmt)
+
+
+def test_config_files_are_read_by_suffix_or_as_the_given_format(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('family = "AntDir"\n[eval]\nepisodes = 3\n')
+    (tmp_path / "b.json").write_text('{"family": "AntDir", "k": 4}')
+    (tmp_path / "c.cfg").write_text('{"k": 4}')
+    assert runtime.read_config_file(tmp_path / "a.toml") == {
+        "family": "AntDir",
+        "eval": {"episodes": 3},
+    }
+    assert runtime.read_config_file(tmp_path / "b.json") == {"family": "AntDir", "k": 4}
+    assert runtime.read_config_file(tmp_path / "c.cfg", fmt="json") == {"k": 4}
+    with pytest.raises(runtime.ConfigFileError, match=r"^config file .*a\.toml is not valid JSON"):
+        runtime.read_config_file(tmp_path / "a.toml", label="config file", fmt="json")

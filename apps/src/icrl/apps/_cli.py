@@ -6,7 +6,6 @@ import os
 import shlex
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +44,14 @@ def _explain(err: ValidationError) -> str:
     return "\n".join([*lines, "see: reproduce.py --help"])
 
 
-class ConfigFileError(ValueError):
-    """The --config TOML file is missing or malformed."""
-
-
 def parse(argv: list[str]) -> ReproduceConfig:
     """Flags first; a --config TOML file fills what the flags left unset."""
     cli = CliApp.run(ReproduceConfig, cli_args=argv)
     if cli.config is None:
         return cli
-    path = Path(cli.config)
-    if not path.is_file():
-        raise ConfigFileError(f"--config {path}: no such file; give the path of a TOML file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigFileError(f"--config {path} is not valid TOML: {err}") from None
+    from icrl.histories.runtime import read_config_file  # loads torch: only with --config
+
+    data = read_config_file(cli.config, fmt="toml")  # ConfigFileError, a ValueError
     return ReproduceConfig.model_validate(_merge(data, _set_fields(cli)))
 
 
@@ -119,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SettingsError as err:
         return _fail(f"{err}\nsee: reproduce.py --help", 2)
-    except ConfigFileError as err:
+    except ValueError as err:  # a --config file that cannot be read (runtime.ConfigFileError)
         return _fail(str(err), 2)
     from ._presets import StageConfigError, show_preset  # heavy imports: not for --help
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icrl.histories.runtime import atomic_write
-
 RECORD = "stage.json"
 
 
@@ -43,6 +41,8 @@ def stage_key(name: str, config: Any, deps: Sequence[StageResult] = ()) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write `data` as JSON, atomically (icrl.histories.runtime.atomic_write)."""
+    from icrl.histories.runtime import atomic_write  # icrl.histories loads torch: not for --help
+
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from icrl.histories import runtime
 
 from ._tokens import RewardAblation
 
@@ -249,40 +249,24 @@ class EvalConfig(_Frozen):
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a dict (validated later by the config class)."""
+    """Read a TOML or JSON config file into a dict (validated later by the config class):
+    icrl.histories.runtime.read_config_file, raising ConfigError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(text)
-        if path.suffix == ".json":
-            return json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {err}") from err
-    raise ConfigError(f"config file {path}: expected a .toml or .json file")
+        return runtime.read_config_file(path, label="config file")
+    except runtime.ConfigFileError as err:
+        raise ConfigError(str(err)) from None
 
 
 def apply_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply "a.b=value" overrides to a nested dict; values are parsed as JSON when they can be."""
-    out = json.loads(json.dumps(base, default=str))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form section.field=value")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = value
-    return out
+    """Apply "a.b=value" overrides to a nested dict; values are parsed as JSON when they can be
+    (icrl.histories.runtime.apply_sets, raising ConfigError)."""
+    try:
+        return runtime.apply_sets(base, overrides, label="override")
+    except runtime.SetError as err:
+        raise ConfigError(str(err)) from None
 
 
 def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:

@@ -1,13 +1,11 @@
-"""Small helpers shared by the baselines: run-directory locks, checked checkpoint reads,
---config files. Atomic writes, seeds and devices are icrl.histories.runtime's."""
+"""Small helpers shared by the baselines: run-directory locks, checked checkpoint reads. Atomic
+writes, seeds, devices and --config/--set parsing are icrl.histories.runtime's."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,20 +71,3 @@ def load_torch(path: Path, map_location: Any = "cpu") -> Any:
             f"checkpoint {path} cannot be read: {what}; restore it, or remove it to train the "
             "run again from the start"
         ) from err
-
-
-def read_config_file(path: Path | None) -> dict[str, Any]:
-    """The fields of a --config file (.toml or .json; {} for None), with one-line errors that name
-    the file: the MACAW and MQL command lines both read theirs here."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if path.suffix not in (".toml", ".json"):
-        raise ValueError(f"--config {path}: expected a .toml or .json file")
-    if not path.is_file():
-        raise ValueError(f"--config {path} does not exist")
-    text = path.read_text()
-    try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--config {path} is not valid {path.suffix[1:]}: {err}") from None

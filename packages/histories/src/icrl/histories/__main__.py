@@ -25,6 +25,7 @@ from icrl.histories._generate import (
     resume_command,
 )
 from icrl.histories._schema import HistoryFileError
+from icrl.histories.runtime import parse_sets, read_config_file
 
 _EPILOG = """\
 presets (paper, Tables 1-5): ReacherGoal SAC 1e5 steps k=4; PusherGoal PPO 5e5 k=10;
@@ -39,19 +40,6 @@ examples:
 A rerun with the same arguments resumes (finished tasks are skipped); a rerun with other
 arguments into the same --out is refused and the differences are listed.
 """
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE (VALUE in JSON), got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
 
 
 # GenerateConfig fields set by their own flags (the rest come from --config or --set).
@@ -97,40 +85,14 @@ def describe_invalid(exc: ValidationError) -> str:
     return "error: invalid configuration:\n" + "\n".join(f"  {ln}" for ln in lines) + f"\n{see}"
 
 
-class ConfigFileError(ValueError):
-    """The --config file is missing or is not a JSON object."""
-
-
-def _read_config_file(path: str) -> dict[str, Any]:
-    """The GenerateConfig fields in a --config JSON file, every failure naming the file."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigFileError(f"--config {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigFileError(f"--config {path} is a directory; give a JSON file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError(f"--config {path} cannot be read ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigFileError(f"--config {path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigFileError(
-            f"--config {path} holds a JSON {type(data).__name__}; it needs an object of "
-            "GenerateConfig fields"
-        )
-    return data
-
-
 def build_config(args: argparse.Namespace) -> GenerateConfig:
     """The GenerateConfig that the parsed `generate` arguments describe."""
     data: dict[str, Any] = {}
     if args.config:
-        data.update(_read_config_file(args.config))
+        data.update(read_config_file(args.config, fmt="json", holds="GenerateConfig fields"))
     data["family"] = args.family or data.get("family")
     algo_kind = args.algorithm
-    overrides = _parse_set(args.set)
+    overrides = parse_sets(args.set)
     if algo_kind or overrides:
         base = data.get("algorithm")
         if isinstance(base, dict) and (algo_kind is None or base.get("kind") == algo_kind):

@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import random
 import secrets
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "ConfigFileError",
     "DeviceError",
+    "SetError",
+    "apply_sets",
     "atomic_write",
     "check_device",
     "fsync_dir",
+    "parse_set",
+    "parse_sets",
+    "read_config_file",
     "resolve_device",
     "seed_everything",
 ]
@@ -168,3 +176,95 @@ def resolve_device(
     if name == "cuda" and local_rank is not None:
         name = f"cuda:{local_rank}"
     return check_device(name, label=label, cpu=cpu)
+
+
+# -- --config FILE and --set KEY=VALUE -----------------------------------------------------------
+
+
+class ConfigFileError(ValueError):
+    """A --config file is missing, unreadable, malformed, or not a table of settings."""
+
+
+_FORMATS: dict[str, Literal["json", "toml"]] = {".json": "json", ".toml": "toml"}
+
+
+def read_config_file(
+    path: str | os.PathLike[str],
+    *,
+    label: str = "--config",
+    fmt: Literal["json", "toml"] | None = None,
+    holds: str = "settings",
+) -> dict[str, Any]:
+    """The settings in a config file: JSON or TOML by its suffix (`fmt=None`), or always `fmt`.
+
+    Every failure is a one-line ConfigFileError that names the file as ``{label} {path}``: a
+    suffix other than .json/.toml, no such file, a directory, unreadable, a syntax error, or (JSON)
+    a top level that is not an object of `holds`.
+    """
+    path = Path(path)
+    kind = ".toml or .json" if fmt is None else fmt.upper()  # what the messages ask for
+    fmt = fmt or _FORMATS.get(path.suffix)
+    if fmt is None:
+        raise ConfigFileError(f"{label} {path}: expected a .toml or .json file")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigFileError(
+            f"{label} {path}: no such file; give the path of a {kind} file"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"{label} {path} is a directory; give a {kind} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{label} {path} cannot be read ({exc})") from exc
+    try:
+        data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigFileError(f"{label} {path} is not valid {fmt.upper()} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            f"{label} {path} holds a JSON {type(data).__name__}; it needs an object of {holds}"
+        )
+    return data
+
+
+class SetError(ValueError):
+    """A --set item is not KEY=VALUE, or its KEY does not fit the settings it is applied to."""
+
+
+def parse_set(item: str, *, label: str = "--set", form: str = "KEY=VALUE") -> tuple[str, Any]:
+    """`"KEY=VALUE"` -> (KEY, VALUE parsed as JSON, or the text itself when it is not JSON, so
+    that bare strings such as ``device=cuda`` need no quotes). SetError names the item."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise SetError(f"{label} expects {form} (VALUE in JSON), got {item!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def parse_sets(items: Iterable[str], *, label: str = "--set", form: str = "KEY=VALUE") -> dict:
+    """Several flat --set items as a dict (a later KEY wins)."""
+    return dict(parse_set(item, label=label, form=form) for item in items)
+
+
+def apply_sets(
+    base: Mapping[str, Any],
+    items: Iterable[str],
+    *,
+    label: str = "--set",
+    form: str = "section.field=VALUE",
+) -> dict[str, Any]:
+    """A copy of the nested settings `base` (JSON-normalised: paths become strings) with each
+    ``a.b.c=VALUE`` item set at that path, creating missing sections."""
+    out = json.loads(json.dumps(base, default=str))
+    for item in items:
+        key, value = parse_set(item, label=label, form=form)
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SetError(f"{label} {item!r}: {part!r} is not a section")
+        node[leaf] = value
+    return out

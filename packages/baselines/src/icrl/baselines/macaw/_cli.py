@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from icrl.baselines._common import read_config_file
 from icrl.baselines.macaw._config import MacawEvalConfig, MacawTrainConfig
 from icrl.baselines.macaw._eval import evaluate_macaw, run_macaw
 from icrl.baselines.macaw._train import train_macaw
+from icrl.histories.runtime import read_config_file
 
 
 def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def add_macaw_parser(sub: argparse._SubParsersAction) -> None:
 
 def main_macaw(args: argparse.Namespace) -> int:
     """Run a parsed ``macaw`` command."""
-    raw = read_config_file(args.config)
+    raw = read_config_file(args.config) if args.config else {}
     eval_raw = raw.pop("eval", {})
     progress = not args.no_progress
     if args.macaw_cmd in ("train", "run"):

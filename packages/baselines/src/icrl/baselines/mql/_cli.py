@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from icrl.baselines._common import read_config_file
 from icrl.baselines._results import write_results_csv
 from icrl.baselines.mql._config import mql_preset
 from icrl.baselines.mql._run import evaluate_mql, run_mql, train_mql
+from icrl.histories.runtime import parse_sets, read_config_file
 
 
 def _config(args: argparse.Namespace) -> Any:
     """Preset for --family/--size, then a TOML/JSON --config file, then --set field=JSON."""
-    fields: dict[str, Any] = read_config_file(args.config)
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE (VALUE as JSON, e.g. 1e6)")
-        key, value = item.split("=", 1)
-        try:
-            fields[key] = json.loads(value)
-        except json.JSONDecodeError:
-            fields[key] = value  # bare strings such as device=cuda
+    fields: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    fields.update(parse_sets(args.set, form="FIELD=VALUE"))  # bare strings such as device=cuda
     return mql_preset(args.family, args.size, **fields)
 
 
