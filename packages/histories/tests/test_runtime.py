@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,59 @@ def test_config_files_are_read_by_suffix_or_as_the_given_format(tmp_path: Path) 
     assert runtime.read_config_file(tmp_path / "c.cfg", fmt="json") == {"k": 4}
     with pytest.raises(runtime.ConfigFileError, match=r"^config file .*a\.toml is not valid JSON"):
         runtime.read_config_file(tmp_path / "a.toml", label="config file", fmt="json")
+
+
+# -- validation errors ---------------------------------------------------------------------------
+
+
+def _errors() -> Any:
+    from pydantic import BaseModel, Field, ValidationError, model_validator
+
+    class Inner(BaseModel):
+        lr: float = Field(1.0, gt=0)
+
+    class Settings(BaseModel):
+        steps: int = Field(1, ge=1)
+        optim: Inner = Inner()
+        tags: list[str] = []
+
+        @model_validator(mode="after")
+        def _enough(self) -> Settings:
+            if self.steps == 2:
+                raise ValueError("steps=2 is too few for tags")
+            return self
+
+    def error(**data: Any) -> ValidationError:
+        with pytest.raises(ValidationError) as info:
+            Settings.model_validate(data)
+        return info.value
+
+    return error
+
+
+def test_validation_errors_one_line_or_one_per_field() -> None:
+    error = _errors()
+    one = error(steps=0)
+    assert runtime.describe_validation_error(one, head="error: bad:", see="see --help") == (
+        "error: bad: steps: Input should be greater than or equal to 1 (got 0); see --help"
+    )
+    two = error(steps=0, optim={"lr": -1}, tags="x" * 100)
+    text = runtime.describe_validation_error(two, head="invalid Settings:", layout="lines")
+    lines = text.split("\n")
+    assert lines[:3] == [
+        "invalid Settings:",
+        "  steps: Input should be greater than or equal to 1 (got 0)",
+        "  optim.lr: Input should be greater than 0 (got -1)",
+    ]
+    assert lines[3] == "  tags: Input should be a valid list (got '" + "x" * 76 + "...)"  # 80 chars
+    flags = runtime.describe_validation_error(
+        two, layout="line", name=lambda loc: "--" + ".".join(map(str, loc))
+    )
+    assert flags.startswith("--steps: Input should be") and "; --optim.lr: " in flags
+
+
+def test_a_check_across_fields_is_its_message_or_named_top() -> None:
+    across = _errors()(steps=2)
+    assert runtime.describe_validation_error(across) == "steps=2 is too few for tags"
+    named = runtime.describe_validation_error(across, top="(top level)")
+    assert named.startswith("(top level): Value error, steps=2 is too few for tags (got ")

@@ -37,11 +37,15 @@ def _set_fields(model: Any) -> dict[str, Any]:
 
 def _explain(err: ValidationError) -> str:
     """One line per bad field: which flag, what was given, what is expected."""
-    lines = ["error: invalid options:"]
-    for e in err.errors():
-        flag = "--" + ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {flag}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join([*lines, "see: reproduce.py --help"])
+    from icrl.histories.runtime import describe_validation_error  # loads torch: not for --help
+
+    return describe_validation_error(
+        err,
+        head="error: invalid options:",
+        see="see: reproduce.py --help",
+        layout="lines",
+        name=lambda loc: "--" + ".".join(str(p) for p in loc),
+    )
 
 
 def parse(argv: list[str]) -> ReproduceConfig:

@@ -11,11 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from icrl.ad import EvalConfig, TrainConfig
 from icrl.ad import preset as ad_preset
 from icrl.baselines import MacawConfig, MacawEvalConfig, MacawTrainConfig, MQLConfig, mql_preset
 from icrl.histories import PRESETS as SOURCE_PRESETS
 from icrl.histories import GenerateConfig
+from icrl.histories.runtime import describe_validation_error
 
 from ._config import ReproduceConfig, parse_context
 
@@ -265,15 +268,6 @@ def validate(cfg: ReproduceConfig) -> None:
 
 
 def _one_line(err: ValueError) -> str:
-    errors = getattr(err, "errors", None)
-    if callable(errors):  # a pydantic ValidationError: field path and message of each error
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']} (got {_short(e.get('input'))})"
-            for e in errors()
-        )
+    if isinstance(err, ValidationError):  # field path and message of each error
+        return describe_validation_error(err, layout="line", top="config")
     return " ".join(str(err).split())
-
-
-def _short(value: Any, width: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."

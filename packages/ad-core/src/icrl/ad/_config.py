@@ -274,10 +274,6 @@ def validate(cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            got = repr(e.get("input"))
-            got = got if len(got) <= 80 else got[:77] + "..."
-            lines.append(f"  {loc}: {e['msg']} (got {got})")
-        raise ConfigError(f"invalid {cls.__name__} from {source}:\n" + "\n".join(lines)) from None
+        head = f"invalid {cls.__name__} from {source}:"
+        text = runtime.describe_validation_error(err, head=head, layout="lines", top="(top level)")
+        raise ConfigError(text) from None

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from icrl.baselines.macaw._cli import add_macaw_parser, main_macaw
 from icrl.baselines.mql._cli import add_mql_parser, main_mql
+from icrl.histories.runtime import describe_validation_error
 
 # Errors of a full or unwritable output location: the message says to free space or move.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -23,12 +24,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _invalid(err: ValidationError) -> str:
     """A pydantic error as one line: each bad field with its value."""
-    fields = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']} "
-        f"(got {e.get('input')!r})"
-        for e in err.errors()
+    return describe_validation_error(
+        err,
+        head=f"invalid {err.title} settings:",
+        see="see --help for the flags",
+        layout="line",
+        top="(top level)",
     )
-    return f"invalid {err.title} settings: {fields}; see --help for the flags"
 
 
 def _output_dir(args: argparse.Namespace) -> str:

@@ -25,7 +25,7 @@ from icrl.histories._generate import (
     resume_command,
 )
 from icrl.histories._schema import HistoryFileError
-from icrl.histories.runtime import parse_sets, read_config_file
+from icrl.histories.runtime import describe_validation_error, parse_sets, read_config_file
 
 _EPILOG = """\
 presets (paper, Tables 1-5): ReacherGoal SAC 1e5 steps k=4; PusherGoal PPO 5e5 k=10;
@@ -58,31 +58,27 @@ _FLAGS = {
 }
 
 
+def _where(loc: tuple[Any, ...]) -> str:
+    """The flag or --set KEY that sets a GenerateConfig field ("" for a check across fields:
+    its message names them itself)."""
+    loc = tuple(str(part) for part in loc)
+    if loc and loc[0] in _FLAGS:
+        return _FLAGS[loc[0]]
+    if len(loc) >= 3 and loc[0] == "algorithm":  # algorithm.<kind>.<field>
+        return f"--set {'.'.join(loc[2:])} (algorithm {loc[1]})"
+    return ".".join(loc)
+
+
 def describe_invalid(exc: ValidationError) -> str:
     """pydantic's errors, each named as the user set it (flag or --set KEY); one line when there
     is one error (the common case), else one line per field."""
-    lines = []
-    for err in exc.errors():
-        loc = [str(part) for part in err["loc"]]
-        if loc and loc[0] in _FLAGS:
-            where = _FLAGS[loc[0]]
-        elif len(loc) >= 3 and loc[0] == "algorithm":  # algorithm.<kind>.<field>
-            where = f"--set {'.'.join(loc[2:])} (algorithm {loc[1]})"
-        else:
-            where = ".".join(loc)
-        if not where:  # a check across fields: its message names them itself
-            lines.append(err["msg"].removeprefix("Value error, "))
-            continue
-        got = repr(err.get("input"))
-        got = got if len(got) <= 80 else got[:77] + "..."
-        lines.append(f"{where}: {err['msg']} (got {got})")
-    see = (
-        "see `python -m icrl.histories generate --help` for the flags; --set takes the "
-        "algorithm's fields (its Config class in icrl.histories)"
+    return describe_validation_error(
+        exc,
+        head="error: invalid configuration:",
+        see="see `python -m icrl.histories generate --help` for the flags; --set takes the "
+        "algorithm's fields (its Config class in icrl.histories)",
+        name=_where,
     )
-    if len(lines) == 1:
-        return f"error: invalid configuration: {lines[0]}; {see}"
-    return "error: invalid configuration:\n" + "\n".join(f"  {ln}" for ln in lines) + f"\n{see}"
 
 
 def build_config(args: argparse.Namespace) -> GenerateConfig:

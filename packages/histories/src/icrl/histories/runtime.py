@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
+    from pydantic import ValidationError
 
 __all__ = [
     "ConfigFileError",
@@ -30,6 +31,7 @@ __all__ = [
     "apply_sets",
     "atomic_write",
     "check_device",
+    "describe_validation_error",
     "fsync_dir",
     "parse_set",
     "parse_sets",
@@ -268,3 +270,42 @@ def apply_sets(
                 raise SetError(f"{label} {item!r}: {part!r} is not a section")
         node[leaf] = value
     return out
+
+
+# -- validation errors ---------------------------------------------------------------------------
+
+
+def describe_validation_error(
+    err: ValidationError,
+    *,
+    head: str = "",
+    see: str = "",
+    layout: Literal["auto", "line", "lines"] = "auto",
+    name: Callable[[tuple[Any, ...]], str] | None = None,
+    top: str | None = None,
+) -> str:
+    """pydantic's errors for a user: each as ``where: message (got value)``, the value cut to 80
+    characters.
+
+    `name` turns an error's location into the name the user set it by (default ``a.b.c``; the
+    histories CLI names flags, apps ``--a.b``). A location that names nothing (a check across
+    fields) is shown as `top`, or, with no `top`, as the bare message, which names its fields
+    itself. `layout` "line" joins the errors with "; " after `head` and ends with "; {see}";
+    "lines" puts each on its own indented line under `head`, then `see`; "auto" is "line" for one
+    error, else "lines".
+    """
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = name(loc) if name is not None else ".".join(str(part) for part in loc)
+        where = where or top
+        if not where:
+            lines.append(e["msg"].removeprefix("Value error, "))
+            continue
+        got = repr(e.get("input"))
+        got = got if len(got) <= 80 else got[:77] + "..."
+        lines.append(f"{where}: {e['msg']} (got {got})")
+    if layout == "line" or (layout == "auto" and len(lines) == 1):
+        text = " ".join(filter(None, [head, "; ".join(lines)]))
+        return f"{text}; {see}" if see else text
+    return head + "".join(f"\n  {line}" for line in lines) + (f"\n{see}" if see else "")
