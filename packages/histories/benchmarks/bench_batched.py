@@ -60,9 +60,9 @@ def bench_batched(
     import numpy as np
 
     from icrl.histories import PRESETS
-    from icrl.histories._batched import LAST_RUN, BatchSpec, run_batched
     from icrl.histories._envs import train_tasks
     from icrl.histories._generate import task_seed
+    from icrl.histories.batched import LAST_RUN, BatchSpec, run_batched
 
     preset = PRESETS[family]
     algo = preset.algorithm
@@ -107,8 +107,8 @@ def bench_batched(
 
 def bench_env_pool(family: str, seconds: float, env_workers: int, n_tasks: int | None) -> float:
     """Random-action env-steps/s of the batched backend's env pool (its upper bound)."""
-    from icrl.histories._batched_envs import EnvPool
     from icrl.histories._envs import train_tasks
+    from icrl.histories.batched import EnvPool
 
     tasks = [t for t in train_tasks(family, n_tasks) for _ in range(5)]
     with EnvPool(family, tasks, list(range(len(tasks))), env_workers) as pool:
@@ -130,9 +130,8 @@ def graph_vs_eager(device: str) -> dict[str, float]:
     import torch
 
     from icrl.histories import SACConfig
-    from icrl.histories._batched import _capture
-    from icrl.histories._batched_replay import TaskReplay
-    from icrl.histories._batched_sac import BatchedSAC
+    from icrl.histories.batched import BatchedSAC, TaskReplay
+    from icrl.histories.batched._run import _capture
 
     torch.manual_seed(0)
     model = BatchedSAC(SACConfig(), 8, 2, list(range(8)), device)

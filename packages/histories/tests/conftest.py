@@ -70,11 +70,11 @@ def initial_mean_action(config: GenerateConfig, index: int, obs: Any) -> Any:
             seed_everything(seed)
             loc = _build(spec, env.observation_space, box)[0].policy.actor(obs_t)[0][0]
         elif ppo:
-            from icrl.histories._batched_ppo import BatchedPPO
+            from icrl.histories.batched import BatchedPPO
 
             loc = BatchedPPO(algo, obs_t.shape[1], box.shape[0], [seed]).dist(obs_t[None])[0][0]
         else:
-            from icrl.histories._batched_sac import BatchedSAC
+            from icrl.histories.batched import BatchedSAC
 
             loc = BatchedSAC(algo, obs_t.shape[1], box.shape[0], [seed]).actor._heads(obs_t[None])
             loc = loc[0][0]

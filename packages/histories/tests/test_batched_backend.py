@@ -10,10 +10,8 @@ import pytest
 import torch
 
 from icrl.histories import GenerateConfig, HistoryFile, HistoryRecorder, generate
-from icrl.histories._batched_envs import EnvPool
-from icrl.histories._batched_record import StreamRecorder
-from icrl.histories._batched_replay import TaskReplay
 from icrl.histories._envs import train_tasks
+from icrl.histories.batched import EnvPool, StreamRecorder, TaskReplay
 
 
 def _random_stream(rng: np.random.Generator, t: int, v: int, n: int) -> dict[str, np.ndarray]:

@@ -15,8 +15,8 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from icrl.histories import DroQConfig, SACConfig, TaskSpec
-from icrl.histories._batched_sac import Batch, BatchedSAC
 from icrl.histories._learners import _build_droq, _build_sac
+from icrl.histories.batched import Batch, BatchedSAC
 
 OBS, ACT, B, T = 5, 2, 32, 3
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)
@@ -204,8 +204,8 @@ def test_ppo_update_equals_tianshou_per_task() -> None:
     from tianshou.data import VectorReplayBuffer
 
     from icrl.histories import PPOConfig
-    from icrl.histories._batched_ppo import BatchedPPO, flat
     from icrl.histories._learners import _build_ppo
+    from icrl.histories.batched import BatchedPPO, flat
 
     v, n, t = 20, 2, 2
     cfg = PPOConfig(hidden_sizes=(8, 8), steps_per_env=v, epochs=2, batch_size=16, lr=3e-3)

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from icrl.histories._batched_sac import BatchedSAC
 from icrl.histories._config import DroQConfig, SACConfig
 from icrl.histories._learners import _auto_alpha
+from icrl.histories.batched import BatchedSAC
 
 
 @pytest.mark.parametrize("config", [SACConfig(hidden_sizes=(8,)), DroQConfig(hidden_sizes=(8,))])

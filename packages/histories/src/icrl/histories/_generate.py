@@ -128,8 +128,8 @@ def run_task(
     """Run the source algorithm on one task and return what it recorded."""
     import torch
 
-    if config.backend == "batched":  # batched backend: see _batched_generate
-        from icrl.histories._batched_generate import run_tasks_batched
+    if config.backend == "batched":  # batched backend: see batched._generate
+        from icrl.histories.batched._generate import run_tasks_batched
 
         return run_tasks_batched(config, [index], [task], progress)[0]
 
@@ -575,7 +575,7 @@ def _run_todo(config: GenerateConfig, tasks: list[Any], names: list[str], parts:
     )
     try:
         if config.backend == "batched":  # all tasks at once, one process per device
-            from icrl.histories._batched_generate import generate_batched
+            from icrl.histories.batched._generate import generate_batched
 
             generate_batched(config, tasks, todo, parts, bar)
         elif config.workers == 0:

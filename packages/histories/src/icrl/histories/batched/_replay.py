@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from icrl.histories._batched_sac import Batch
+from icrl.histories.batched._sac import Batch
 
 
 class TaskReplay:

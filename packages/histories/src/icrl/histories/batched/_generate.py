@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from icrl.histories import _envs
-from icrl.histories._batched import BatchSpec, run_batched
 from icrl.histories._config import GenerateConfig
 from icrl.histories._schema import TaskRecord
+from icrl.histories.batched._run import BatchSpec, run_batched
 
 
 def devices_of(device: str) -> list[str]:

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import torch
 from tianshou.utils.net.common import EnsembleLinear
 
-from icrl.histories._batched_nets import _init_members
-from icrl.histories._batched_sac import task_generators
 from icrl.histories._config import PPOConfig
+from icrl.histories.batched._nets import _init_members
+from icrl.histories.batched._sac import task_generators
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from icrl.histories._batched_nets import StackedActor, StackedCritics
 from icrl.histories._config import DroQConfig, SACConfig
+from icrl.histories.batched._nets import StackedActor, StackedCritics
 
 NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]
 

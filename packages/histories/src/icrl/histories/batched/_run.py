@@ -4,10 +4,10 @@ One loop runs all tasks in lock-step, with the reference backend's per-task sche
 warm-up vector steps of uniform random actions, then per vector step one action of every sub-env
 from the current policy, one env step of all sub-envs, the transitions into each task's replay
 memory, and `gradient_steps` batched gradient steps. PPO: rollouts, then the batched PPO update
-(`_batched_ppo`). Networks and Adam states are stacked along a task
-dimension (`_batched_sac`), replay memories live on the device (`_batched_replay`), sub-envs are
-stepped by worker processes over shared memory (`_batched_envs`), and the stream is recorded in
-preallocated arrays (`_batched_record`). On CUDA the update step is captured once as a CUDA graph.
+(`_ppo`). Networks and Adam states are stacked along a task dimension (`_sac`), replay memories
+live on the device (`_replay`), sub-envs are stepped by worker processes over shared memory
+(`_pool`), and the stream is recorded in preallocated arrays (`_record`). On CUDA the update step
+is captured once as a CUDA graph.
 
 What differs from the reference backend, by design: random numbers. Weights are initialised from a
 per-task generator (so they do not depend on the other tasks), but mini-batch indices, policy noise
@@ -24,11 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from icrl.histories._batched_envs import EnvPool
-from icrl.histories._batched_ppo import BatchedPPO, flat
-from icrl.histories._batched_record import StreamRecorder
-from icrl.histories._batched_replay import TaskReplay
-from icrl.histories._batched_sac import BatchedSAC
 from icrl.histories._config import (
     AlgorithmConfig,
     DroQConfig,
@@ -37,6 +32,11 @@ from icrl.histories._config import (
     SACConfig,
 )
 from icrl.histories._learners import ProgressFn, env_seeds
+from icrl.histories.batched._pool import EnvPool
+from icrl.histories.batched._ppo import BatchedPPO, flat
+from icrl.histories.batched._record import StreamRecorder
+from icrl.histories.batched._replay import TaskReplay
+from icrl.histories.batched._sac import BatchedSAC
 
 
 @dataclass
