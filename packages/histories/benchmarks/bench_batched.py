@@ -61,7 +61,7 @@ def bench_batched(
 
     from icrl.histories import PRESETS
     from icrl.histories._envs import train_tasks
-    from icrl.histories._generate import task_seed
+    from icrl.histories._records import task_seed
     from icrl.histories.batched import LAST_RUN, BatchSpec, run_batched
 
     preset = PRESETS[family]

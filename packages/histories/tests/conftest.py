@@ -53,8 +53,8 @@ def initial_mean_action(config: GenerateConfig, index: int, obs: Any) -> Any:
     import torch
 
     from icrl.histories import PPOConfig, TaskSpec, _envs
-    from icrl.histories._generate import task_seed
     from icrl.histories._learners import _build, seed_everything
+    from icrl.histories._records import task_seed
 
     task = _envs.train_tasks(config.family, index + 1)[index]
     env = _envs.make_env(config.family, task)

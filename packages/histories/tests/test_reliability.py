@@ -37,7 +37,8 @@ from icrl.histories import (
     generate,
 )
 from icrl.histories.__main__ import main
-from icrl.histories._generate import LOCK_NAME, parts_dir, task_record
+from icrl.histories._generate import LOCK_NAME, parts_dir
+from icrl.histories._records import task_record
 
 
 def fake_run_task(config: Any, index: int, task: Any, progress: Any = None, **_: Any) -> Any:

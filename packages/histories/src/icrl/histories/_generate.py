@@ -1,4 +1,8 @@
-"""Generating a history file: tasks in parallel processes, atomic per-task commits, resume, merge.
+"""Generating a history file: the backends' runs, atomic per-task commits, resume, merge.
+
+A backend (`BACKENDS`: the Tianshou one here, the batched one in `icrl.histories.batched`; the
+seam is `_backend.Backend`) trains the tasks and hands back each finished task's record; this
+module alone writes files.
 
 On disk, while a run is going on, `out.h5` has a sibling directory `out.h5.parts/` holding
 `config.json` (the run's identity), `lock` (flock'ed by the one process generating `out.h5`) and
@@ -17,16 +21,9 @@ import fcntl
 import io
 import json
 import os
-import platform
-import queue
 import shutil
-import signal
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +31,11 @@ import h5py
 import numpy as np
 
 from icrl.histories import _envs, runtime
+from icrl.histories._backend import Backend, Job, ProgressFn, QueueProgress, in_helper_processes
 from icrl.histories._config import GenerateConfig, config_differences
-from icrl.histories._learners import BACKENDS, TaskSpec
+from icrl.histories._learners import TaskSpec, TianshouLearner
 from icrl.histories._recorder import HistoryRecorder
+from icrl.histories._records import task_record, task_seed
 from icrl.histories._schema import (
     SCHEMA_VERSION,
     HistoryFileError,
@@ -49,17 +48,6 @@ from icrl.histories._schema import (
     write_task,
 )
 from icrl.histories.runtime import DeviceError, atomic_write
-
-_LIBRARIES = (
-    "icrl-histories",
-    "icrl-metaenvs",
-    "tianshou",
-    "torch",
-    "gymnasium",
-    "mujoco",
-    "numpy",
-    "h5py",
-)
 
 
 class ConfigMismatchError(ValueError):
@@ -89,33 +77,12 @@ LOCK_NAME = "lock"
 """The lock file inside `OUT.parts`: held (fcntl.flock) by the one process generating OUT."""
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that decide a history's content."""
-    out = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def task_seed(seed: int, index: int) -> int:
-    """The seed of task `index` of a run seeded `seed` (independent streams per task)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint32)[0])
-
-
 def parts_dir(path: Path) -> Path:
     """The directory of finished per-task files of an unfinished run."""
     return path.with_name(path.name + ".parts")
 
 
-@dataclass(frozen=True)
-class _Job:
-    config_json: str
-    index: int
-    task: dict[str, Any]
-    out: str
+# -- the backends ------------------------------------------------------------------------------
 
 
 def run_task(
@@ -125,90 +92,105 @@ def run_task(
     progress: Callable[[int], None] | None = None,
     record: bool = True,
 ) -> TaskRecord:
-    """Run the source algorithm on one task and return what it recorded."""
-    import torch
+    """Run the source algorithm on one task, in this process, and return what it recorded."""
+    return BACKENDS[config.backend]().run_task(config, Job(index, task), progress, record)
 
-    if config.backend == "batched":  # batched backend: see batched._generate
-        from icrl.histories.batched._generate import run_tasks_batched
 
-        return run_tasks_batched(config, [index], [task], progress)[0]
+class TianshouBackend(Backend):
+    """Each task on its own with `TianshouLearner` and one torch thread: one after the other in
+    this process (`workers=0`), or `workers` at a time in helper processes.
 
-    spec = TaskSpec(
-        family=config.family,
-        task=task,
-        task_index=index,
-        task_seed=task_seed(config.seed, index),
-        steps=config.steps_per_task,
-        n_envs=config.n_envs,
-        algorithm=config.algorithm,
-        device=config.device,
-    )
-    probe = _envs.make_env(config.family, task)
-    obs_dim = int(np.prod(probe.observation_space.shape))
-    act_dim = int(np.prod(probe.action_space.shape))
-    probe.close()
-    recorder = HistoryRecorder(config.n_envs, config.k, obs_dim, act_dim)
-    threads = torch.get_num_threads()
-    # One thread per task keeps runs bit-reproducible and lets tasks run side by side.
-    torch.set_num_threads(1)
+    Every task runs by `run_task`, looked up at call time (tests replace the source run there).
+    """
+
+    name = "tianshou"
+
+    def run(
+        self, config: GenerateConfig, jobs: Sequence[Job], progress: ProgressFn
+    ) -> Iterator[TaskRecord]:
+        if config.workers == 0:
+            for job in jobs:
+                try:
+                    record = run_task(config, job.index, job.task, progress)
+                except Exception as exc:
+                    raise TaskFailedError(
+                        f"task {task_name(job.index)} ({job.task}) failed: {exc!r}"
+                    ) from exc
+                yield record
+            return
+        cfg = config.model_dump_json()
+        calls = [(cfg, job.index, _envs.task_to_dict(job.task)) for job in jobs]
+        yield from in_helper_processes(_work, calls, min(config.workers, len(jobs)), progress)
+
+    def run_task(
+        self,
+        config: GenerateConfig,
+        job: Job,
+        progress: ProgressFn | None = None,
+        record: bool = True,
+    ) -> TaskRecord:
+        import torch
+
+        spec = TaskSpec(
+            family=config.family,
+            task=job.task,
+            task_index=job.index,
+            task_seed=task_seed(config.seed, job.index),
+            steps=config.steps_per_task,
+            n_envs=config.n_envs,
+            algorithm=config.algorithm,
+            device=config.device,
+        )
+        probe = _envs.make_env(config.family, job.task)
+        obs_dim = int(np.prod(probe.observation_space.shape))
+        act_dim = int(np.prod(probe.action_space.shape))
+        probe.close()
+        recorder = HistoryRecorder(config.n_envs, config.k, obs_dim, act_dim)
+        threads = torch.get_num_threads()
+        # One thread per task keeps runs bit-reproducible and lets tasks run side by side.
+        torch.set_num_threads(1)
+        try:
+            TianshouLearner().run(spec, recorder if record else None, progress)
+        finally:
+            torch.set_num_threads(threads)
+        trans, eps = recorder.result()
+        return task_record(
+            config,
+            job.index,
+            job.task,
+            spec.task_seed,
+            trans,
+            eps,
+            recorder.env_steps,
+            recorder.unfinished_transitions(),
+            obs_dim,
+            act_dim,
+        )
+
+
+def _work(config_json: str, index: int, task: dict[str, Any], q: Any) -> TaskRecord:
+    """One task in a helper process of the Tianshou backend; its record goes back to the driver."""
+    config = GenerateConfig.model_validate_json(config_json)
+    progress = QueueProgress(q)
     try:
-        BACKENDS[config.backend]().run(spec, recorder if record else None, progress)
-    finally:
-        torch.set_num_threads(threads)
-    trans, eps = recorder.result()
-    return task_record(
-        config,
-        index,
-        task,
-        spec.task_seed,
-        trans,
-        eps,
-        recorder.env_steps,
-        recorder.unfinished_transitions(),
-        obs_dim,
-        act_dim,
-    )
+        record = run_task(config, index, _envs.task_from_dict(task), progress)
+    except Exception as exc:
+        raise TaskFailedError(f"task {task_name(index)} ({task}) failed: {exc!r}") from exc
+    progress.flush()
+    return record
 
 
-def task_record(
-    config: GenerateConfig,
-    index: int,
-    task: Any,
-    seed: int,
-    trans: dict[str, np.ndarray],
-    eps: dict[str, np.ndarray],
-    env_steps: int,
-    unfinished: int,
-    obs_dim: int,
-    act_dim: int,
-    extra: dict[str, Any] | None = None,
-) -> TaskRecord:
-    """A finished task's arrays with the attributes every backend writes (`extra` added last)."""
-    algo = config.algorithm
-    attrs = {
-        "task": _envs.task_to_dict(task),
-        "task_index": index,
-        "family": config.family,
-        "env_id": _envs.env_id(config.family),
-        "env_definition_version": _envs.definition_version(),
-        "algorithm": algo.kind,
-        "hyperparameters": algo.model_dump(mode="json"),
-        "k": config.k,
-        "seed": config.seed,
-        "task_seed": seed,
-        "n_envs": config.n_envs,
-        "steps": config.steps_per_task,
-        "backend": config.backend,
-        "device": config.device,
-        "library_versions": library_versions(),
-        "n_episodes": int(eps["return"].shape[0]),
-        "n_transitions_total": env_steps,
-        "n_transitions_kept": int(trans["reward"].shape[0]),
-        "n_unfinished_transitions": unfinished,
-        "obs_dim": obs_dim,
-        "act_dim": act_dim,
-    }
-    return TaskRecord(transitions=trans, episodes=eps, attrs={**attrs, **(extra or {})})
+def _batched() -> Backend:
+    from icrl.histories.batched import BatchedBackend  # loads Tianshou's layers: only when used
+
+    return BatchedBackend()
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"tianshou": TianshouBackend, "batched": _batched}
+"""Every backend, by its `GenerateConfig.backend` name."""
+
+
+# -- files -------------------------------------------------------------------------------------
 
 
 def _atomic_h5(final: Path, fill: Callable[[h5py.File], None]) -> None:
@@ -269,61 +251,6 @@ def write_task_file(path: Path, config: GenerateConfig, index: int, record: Task
         f.attrs["complete"] = True
 
     _atomic_h5(path, fill)
-
-
-# -- worker side -----------------------------------------------------------------------------
-
-_QUEUE: Any = None
-
-
-def init_helper_process() -> None:
-    """Set up a worker process so that the driver can stop it cleanly (on Ctrl-C or an error).
-
-    Ctrl-C is left to the driver, which stops the helpers itself (a terminal's Ctrl-C reaches
-    every process of the group, and each would print a traceback); and tqdm (which the learners
-    use) gets a thread lock instead of its default multiprocessing one, whose semaphore a
-    stopped worker could not unregister (Python then warns of a "leaked semaphore" at exit).
-    """
-    import threading
-
-    from tqdm import tqdm
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tqdm.set_lock(threading.RLock())
-
-
-def _init_worker(q: Any) -> None:
-    global _QUEUE
-    _QUEUE = q
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    init_helper_process()
-
-
-def _work(job: _Job) -> int:
-    """Run one task in a worker process and commit its file; returns the task index."""
-    config = GenerateConfig.model_validate_json(job.config_json)
-    task = _task_from_dict(job.task)
-    pending = [0, time.monotonic()]
-
-    def progress(n: int) -> None:
-        pending[0] += n
-        now = time.monotonic()
-        if _QUEUE is not None and now - pending[1] > 0.5:
-            _QUEUE.put(pending[0])
-            pending[0], pending[1] = 0, now
-
-    try:
-        record = run_task(config, job.index, task, progress)
-    except Exception as exc:
-        raise TaskFailedError(f"task {task_name(job.index)} ({job.task}) failed: {exc!r}") from exc
-    if _QUEUE is not None and pending[0]:
-        _QUEUE.put(pending[0])
-    write_task_file(Path(job.out), config, job.index, record)
-    return job.index
-
-
-def _task_from_dict(d: dict[str, Any]) -> Any:
-    return _envs.task_from_dict(d)
 
 
 # -- driver side -----------------------------------------------------------------------------
@@ -574,20 +501,14 @@ def _run_todo(config: GenerateConfig, tasks: list[Any], names: list[str], parts:
         enabled=config.progress,
     )
     try:
-        if config.backend == "batched":  # all tasks at once, one process per device
-            from icrl.histories.batched._generate import generate_batched
-
-            generate_batched(config, tasks, todo, parts, bar)
-        elif config.workers == 0:
-            for i in todo:
-                try:
-                    record = run_task(config, i, tasks[i], bar.steps)
-                except Exception as exc:
-                    raise TaskFailedError(f"task {names[i]} ({tasks[i]}) failed: {exc!r}") from exc
-                write_task_file(parts / f"{names[i]}.h5", config, i, record)
-                bar.task_done()
-        else:
-            _run_pool(config, tasks, todo, parts, names, bar)
+        if todo:
+            jobs = [Job(i, tasks[i]) for i in todo]
+            run = BACKENDS[config.backend]().run(config, jobs, bar.steps)
+            with contextlib.closing(run) as records:  # closing stops a backend's helpers
+                for record in records:
+                    i = int(record.attrs["task_index"])
+                    write_task_file(parts / f"{names[i]}.h5", config, i, record)
+                    bar.task_done()
     finally:
         bar.close()
 
@@ -711,75 +632,3 @@ def _lock_parts(parts: Path) -> tuple[int, bool]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd, created
-
-
-def _run_pool(
-    config: GenerateConfig,
-    tasks: list[Any],
-    todo: list[int],
-    parts: Path,
-    names: list[str],
-    bar: _Progress,
-) -> None:
-    import multiprocessing as mp
-
-    if not todo:
-        return
-    ctx = mp.get_context("spawn")
-    cfg = config.model_dump_json()
-    jobs = [_Job(cfg, i, _envs.task_to_dict(tasks[i]), str(parts / f"{names[i]}.h5")) for i in todo]
-    with (
-        sigint_free_manager(ctx) as manager,
-        ProcessPoolExecutor(
-            max_workers=min(config.workers, len(jobs)),
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(q := manager.Queue(),),
-        ) as pool,
-    ):
-        try:
-            pending: set[Future[int]] = {pool.submit(_work, j) for j in jobs}
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(q, bar)
-                for fut in finished:
-                    fut.result()  # re-raise a worker's error
-                    bar.task_done()
-            _drain(q, bar)
-        except BaseException:
-            stop_workers(pool)
-            raise
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def sigint_free_manager(ctx: Any) -> Any:
-    """A started multiprocessing manager that ignores Ctrl-C (the driver shuts it down)."""
-    from multiprocessing.managers import SyncManager
-
-    manager = SyncManager(ctx=ctx)
-    manager.start(_ignore_sigint)
-    return manager
-
-
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel the queued tasks and stop the running ones now (on an error or Ctrl-C).
-
-    A task commits only when whole, so a stopped one loses nothing committed; waiting for the
-    running tasks instead (what leaving the `with` block does) could take hours, and a worker
-    would start the next queued task meanwhile. Workers ignore SIGINT, hence the SIGTERM.
-    """
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.join(timeout=10)
-
-
-def _drain(q: Any, bar: _Progress) -> None:
-    with contextlib.suppress(queue.Empty):
-        while True:
-            bar.steps(q.get_nowait())

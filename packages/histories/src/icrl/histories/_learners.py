@@ -1,4 +1,5 @@
-"""Source learners: the backend interface and its Tianshou 2.0.1 implementation (SAC, PPO, DroQ)."""
+"""Source learners: the per-task learner interface and its Tianshou 2.0.1 implementation (SAC,
+PPO, DroQ), which the Tianshou backend (`_generate.TianshouBackend`) runs on each task."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ import torch
 from torch import nn
 
 from icrl.histories import _envs
+from icrl.histories._backend import ProgressFn
 from icrl.histories._config import AlgorithmConfig, DroQConfig, PPOConfig, SACConfig
 from icrl.histories._recorder import HistoryRecorder
 from icrl.histories.runtime import seed_everything
-
-ProgressFn = Callable[[int], None]
-"""Called with the number of env steps taken since the previous call."""
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,14 @@ class TaskSpec:
 
 
 class Learner(ABC):
-    """A backend that runs a source algorithm on one task and feeds every vector step to a recorder.
+    """A source algorithm run on one task, feeding every vector step to a recorder (what the
+    Tianshou backend runs on each task; `generate`'s seam is `_backend.Backend`).
 
-    Every backend must call `recorder.record_step` once per vector-env step (warm-up included, with
-    `recorder.warmup` set during it), passing the executed action and the policy's deterministic
-    action (`mean_action`, in env units; in warm-up the current policy's), and must be
-    deterministic given `spec.task_seed`, so files from different backends have the same meaning;
-    `name` is recorded in the file.
+    Every learner must call `recorder.record_step` once per vector-env step (warm-up included,
+    with `recorder.warmup` set during it), passing the executed action and the policy's
+    deterministic action (`mean_action`, in env units; in warm-up the current policy's), and must
+    be deterministic given `spec.task_seed`, so files from different learners have the same
+    meaning; `name` is recorded in the file.
     """
 
     name: str
@@ -398,6 +398,3 @@ def _build_ppo(
 def _normal_dist(loc_scale: tuple[torch.Tensor, torch.Tensor]) -> torch.distributions.Distribution:
     loc, scale = loc_scale
     return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
-
-
-BACKENDS: dict[str, Callable[[], Learner]] = {"tianshou": TianshouLearner}

@@ -1,6 +1,6 @@
 """The batched backend (`GenerateConfig.backend="batched"`): all tasks' learners trained at once.
 
-Modules: `_generate` (the backend: tasks split over devices, one process per device), `_run` (one
+Modules: `_generate` (`BatchedBackend`: tasks split over devices, one process each), `_run` (one
 device's training loop, CUDA graphs), `_nets` (layers stacked along a task axis), `_sac` and
 `_ppo` (the batched updates), `_replay` (replay memories on the device), `_pool` (sub-envs
 stepped by worker processes over shared memory) and `_record` (the recorded stream).
@@ -8,8 +8,7 @@ stepped by worker processes over shared memory) and `_record` (the recorded stre
 Importing it imports Tianshou's layers; `icrl.histories` itself does not, until a batched run.
 """
 
-from icrl.histories.batched._generate import devices_of, generate_batched, run_tasks_batched
-from icrl.histories.batched._nets import StackedActor, StackedCritics
+from icrl.histories.batched._generate import BatchedBackend, devices_of
 from icrl.histories.batched._pool import EnvPool
 from icrl.histories.batched._ppo import BatchedPPO, flat
 from icrl.histories.batched._record import StreamRecorder
@@ -21,17 +20,14 @@ __all__ = [
     "LAST_RUN",
     "Batch",
     "BatchSpec",
+    "BatchedBackend",
     "BatchedPPO",
     "BatchedSAC",
     "EnvPool",
-    "StackedActor",
-    "StackedCritics",
     "StreamRecorder",
     "TaskReplay",
     "TaskResult",
     "devices_of",
     "flat",
-    "generate_batched",
     "run_batched",
-    "run_tasks_batched",
 ]

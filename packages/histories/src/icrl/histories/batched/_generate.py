@@ -1,24 +1,22 @@
-"""`generate` with the batched backend: tasks split over devices, one process per device.
+"""The batched backend: tasks split over devices, each device's share trained together.
 
-Each device's process trains its share of the tasks together (`run_batched`) and commits every
-task's file (atomically, as the per-task backend does) when its batch ends; a run killed before
-that redoes the whole batch of that device on resume, never a half-written task.
+One device trains its tasks in this process; several train theirs in one helper process each
+(`"cuda"`: every visible GPU), which hands its records back when its batch ends. `generate`
+commits a device's tasks when its records arrive, so a run killed before that redoes that
+device's whole batch on resume, never a half-written task.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import queue
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from icrl.histories import _envs
+from icrl.histories._backend import Backend, Job, ProgressFn, QueueProgress, in_helper_processes
 from icrl.histories._config import GenerateConfig
+from icrl.histories._records import task_record, task_seed
 from icrl.histories._schema import TaskRecord
 from icrl.histories.batched._run import BatchSpec, run_batched
 
@@ -38,21 +36,51 @@ def devices_of(device: str) -> list[str]:
     return [device]
 
 
+class BatchedBackend(Backend):
+    """All tasks of a device trained at once (`run_batched`), one process per device;
+    `GenerateConfig.workers` env worker processes (split over the devices)."""
+
+    name = "batched"
+
+    def run(
+        self, config: GenerateConfig, jobs: Sequence[Job], progress: ProgressFn
+    ) -> Iterator[TaskRecord]:
+        devices = devices_of(config.device)[: len(jobs)]
+        if len(devices) == 1:
+            yield from run_tasks_batched(config, jobs, progress, devices[0])
+            return
+        cfg = config.model_dump_json()
+        workers = max(config.workers // len(devices), 0)
+        groups = np.array_split(np.arange(len(jobs)), len(devices))
+        calls = [
+            (cfg, [(jobs[i].index, _envs.task_to_dict(jobs[i].task)) for i in group], dev, workers)
+            for group, dev in zip(groups, devices, strict=True)
+        ]
+        for records in in_helper_processes(_device_main, calls, len(devices), progress):
+            yield from records
+
+    def run_task(
+        self,
+        config: GenerateConfig,
+        job: Job,
+        progress: ProgressFn | None = None,
+        record: bool = True,
+    ) -> TaskRecord:
+        return run_tasks_batched(config, [job], progress)[0]  # always records
+
+
 def run_tasks_batched(
     config: GenerateConfig,
-    indices: Sequence[int],
-    tasks: Sequence[Any],
-    progress: Callable[[int], None] | None = None,
+    jobs: Sequence[Job],
+    progress: ProgressFn | None = None,
     device: str | None = None,
     env_workers: int | None = None,
 ) -> list[TaskRecord]:
-    """Train `tasks` (indices into the family's train split) together; one record per task."""
-    from icrl.histories._generate import task_record, task_seed
-
-    seeds = [task_seed(config.seed, i) for i in indices]
+    """Train the jobs' tasks together in this process; one record per job, in order."""
+    seeds = [task_seed(config.seed, job.index) for job in jobs]
     spec = BatchSpec(
         family=config.family,
-        tasks=list(tasks),
+        tasks=[job.task for job in jobs],
         task_seeds=seeds,
         steps=config.steps_per_task,
         n_envs=config.n_envs,
@@ -66,8 +94,8 @@ def run_tasks_batched(
     return [
         task_record(
             config,
-            i,
-            task,
+            job.index,
+            job.task,
             seed,
             r.transitions,
             r.episodes,
@@ -77,105 +105,21 @@ def run_tasks_batched(
             r.act_dim,
             r.attrs,
         )
-        for i, task, seed, r in zip(indices, tasks, seeds, results, strict=True)
+        for job, seed, r in zip(jobs, seeds, results, strict=True)
     ]
-
-
-def _commit(config: GenerateConfig, records: Sequence[TaskRecord], parts: Path) -> None:
-    from icrl.histories._generate import write_task_file
-    from icrl.histories._schema import task_name
-
-    for rec in records:
-        index = int(rec.attrs["task_index"])
-        write_task_file(parts / f"{task_name(index)}.h5", config, index, rec)
 
 
 def _device_main(
     config_json: str,
-    indices: list[int],
-    task_dicts: list[dict[str, Any]],
-    parts: str,
+    tasks: list[tuple[int, dict[str, Any]]],
     device: str,
     env_workers: int,
     q: Any,
-) -> int:
-    """One device's process: train its tasks, commit their files, report progress on `q`."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
+) -> list[TaskRecord]:
+    """One device's helper process: train its (index, task) pairs together, return the records."""
     config = GenerateConfig.model_validate_json(config_json)
-    tasks = [_envs.task_from_dict(d) for d in task_dicts]
-    pending = [0, time.monotonic()]
-
-    def progress(n: int) -> None:
-        pending[0] += n
-        if time.monotonic() - pending[1] > 0.5:
-            q.put(pending[0])
-            pending[0], pending[1] = 0, time.monotonic()
-
-    records = run_tasks_batched(config, indices, tasks, progress, device, env_workers)
-    q.put(pending[0])
-    _commit(config, records, Path(parts))
-    return len(records)
-
-
-def generate_batched(
-    config: GenerateConfig,
-    tasks: Sequence[Any],
-    todo: Sequence[int],
-    parts: Path,
-    bar: Any,
-) -> None:
-    """Train the `todo` tasks, split evenly over the devices, and commit their task files."""
-    if not todo:
-        return
-    devices = devices_of(config.device)[: len(todo)]
-    if len(devices) == 1:
-        records = run_tasks_batched(config, todo, [tasks[i] for i in todo], bar.steps, devices[0])
-        _commit(config, records, parts)
-        for _ in records:
-            bar.task_done()
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from icrl.histories._generate import init_helper_process, sigint_free_manager, stop_workers
-
-    ctx = mp.get_context("spawn")
-    groups = [list(g) for g in np.array_split(np.asarray(todo), len(devices))]
-    workers = max(config.workers // len(devices), 0)
-    with (
-        sigint_free_manager(ctx) as manager,
-        ProcessPoolExecutor(
-            max_workers=len(devices), mp_context=ctx, initializer=init_helper_process
-        ) as pool,
-    ):
-        q = manager.Queue()
-        try:
-            futures = [
-                pool.submit(
-                    _device_main,
-                    config.model_dump_json(),
-                    [int(i) for i in group],
-                    [_envs.task_to_dict(tasks[int(i)]) for i in group],
-                    str(parts),
-                    dev,
-                    workers,
-                    q,
-                )
-                for group, dev in zip(groups, devices, strict=True)
-            ]
-            while any(not f.done() for f in futures):
-                time.sleep(0.5)
-                _drain(q, bar)
-            _drain(q, bar)
-            for f in futures:
-                for _ in range(f.result()):
-                    bar.task_done()
-        except BaseException:  # Ctrl-C or a failed device: stop the others now
-            stop_workers(pool)
-            raise
-
-
-def _drain(q: Any, bar: Any) -> None:
-    with contextlib.suppress(queue.Empty):
-        while True:
-            bar.steps(q.get_nowait())
+    jobs = [Job(i, _envs.task_from_dict(d)) for i, d in tasks]
+    progress = QueueProgress(q)
+    records = run_tasks_batched(config, jobs, progress, device, env_workers)
+    progress.flush()
+    return records

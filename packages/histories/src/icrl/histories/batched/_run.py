@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from icrl.histories._backend import ProgressFn
 from icrl.histories._config import (
     AlgorithmConfig,
     DroQConfig,
@@ -31,7 +32,7 @@ from icrl.histories._config import (
     PPOConfig,
     SACConfig,
 )
-from icrl.histories._learners import ProgressFn, env_seeds
+from icrl.histories._learners import env_seeds
 from icrl.histories.batched._pool import EnvPool
 from icrl.histories.batched._ppo import BatchedPPO, flat
 from icrl.histories.batched._record import StreamRecorder
