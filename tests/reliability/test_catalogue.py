@@ -158,13 +158,20 @@ def _repro_held(out: str, run: Callable[[Path], tuple[int | None, str]]):
     return wrapped
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted(argv: Callable[[Path], list[str]], progress: str):
     """Start the command, press Ctrl-C (SIGINT) once `progress` exists (a checkpoint: a point
     of progress, not a delay, so it lands on any machine) and return (exit code, message)."""
 
     def run(d: Path) -> tuple[int | None, str]:
+        # Ctrl-C's default action in the child, whatever this process inherited: a test run
+        # started in the background (`nohup uv run nox &`) ignores SIGINT, and so would the child.
         proc = subprocess.Popen([str(a) for a in argv(d)], env=ENV, cwd=d, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=_default_sigint)  # fmt: skip
         try:
             deadline = time.monotonic() + 300  # only fails a hung job; never picks the moment
             while not (d / progress).exists():
