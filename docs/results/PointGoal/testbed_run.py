@@ -39,12 +39,19 @@ def main() -> None:
         help="train on noise-distilled histories of this many episodes per task instead of the "
         "learning runs (GenerateConfig.noise_distillation)",
     )
+    parser.add_argument("--anneal", type=float, default=0.8,
+                        help="with --noise-distilled: fraction of the episodes over which the "
+                        "noise falls to 0 (default 0.8)")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help='a further TrainConfig override, e.g. model.d_model=128')  # fmt: skip
     args = parser.parse_args()
     t0 = time.time()
-    noise = None if args.noise_distilled is None else {"episodes": args.noise_distilled}
+    noise = (
+        None
+        if args.noise_distilled is None
+        else {"episodes": args.noise_distilled, "anneal": args.anneal}
+    )
     gen = GenerateConfig(family="PointGoal", tasks=args.tasks, backend="batched",
                          device=args.device, workers=0, progress=False,
                          noise_distillation=noise)  # fmt: skip
