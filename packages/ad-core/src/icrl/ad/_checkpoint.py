@@ -48,7 +48,14 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically (a crash never leaves a truncated file under its name)."""
-    atomic_write(path, lambda p: torch.save({"format": CHECKPOINT_FORMAT, **payload}, p))
+
+    def write(p: Path) -> None:
+        # Through a Python file object: a full disk is then an OSError, which the CLI reports in
+        # one line (torch's own writer, given a path, raises RuntimeError "iostream error").
+        with open(p, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
+
+    atomic_write(path, write)
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
