@@ -98,3 +98,13 @@ def test_module_help(capsys) -> None:
         main(["evaluate", "--help"])
     assert done.value.code == 0
     assert "method,seed,task,episode,return" in capsys.readouterr().out
+
+
+def test_paper_sizes_name_a_backbone_of_each_kind_for_every_paper_family() -> None:
+    from icrl.ad import PAPER_SIZES, PAPER_TABLE
+    from icrl.seqmodels import PAPER_CONFIGS, MambaConfig, TransformerConfig
+
+    assert set(PAPER_SIZES) == set(PAPER_TABLE)
+    for sizes in PAPER_SIZES.values():
+        assert isinstance(PAPER_CONFIGS[sizes["mamba"]], MambaConfig)
+        assert isinstance(PAPER_CONFIGS[sizes["transformer"]], TransformerConfig)

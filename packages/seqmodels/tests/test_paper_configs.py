@@ -7,7 +7,6 @@ import pytest
 from icrl.seqmodels import (
     PAPER_CONFIGS,
     PAPER_PARAM_COUNTS,
-    PAPER_SIZES_BY_ENV,
     MambaConfig,
     TransformerBackbone,
     build_backbone,
@@ -72,9 +71,3 @@ def test_paper_transformers_have_4_heads_ff_2048_and_flash_friendly_heads() -> N
     for name, config in PAPER_CONFIGS.items():
         if name.startswith("transformer"):
             assert config.n_heads == 4 and config.d_ff == 2048 and config.head_dim % 8 == 0
-
-
-def test_every_environment_names_existing_configs() -> None:
-    for sizes in PAPER_SIZES_BY_ENV.values():
-        assert set(sizes) == {"mamba", "transformer"}
-        assert all(name in PAPER_CONFIGS for name in sizes.values())

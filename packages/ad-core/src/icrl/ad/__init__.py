@@ -32,7 +32,7 @@ from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, di
 from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
 from icrl.ad._lock import DirectoryInUseError, DirLock
 from icrl.ad._model import ADModel, NormStats, compute_norm_stats
-from icrl.ad._presets import PAPER_TABLE, SIZES, preset, preset_dict
+from icrl.ad._presets import PAPER_SIZES, PAPER_TABLE, SIZES, preset, preset_dict
 from icrl.ad._results import (
     CSV_COLUMNS,
     mean_ci,
@@ -48,6 +48,7 @@ from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, resolve
 __all__ = [
     "CSV_COLUMNS",
     "DIAGNOSE_PARTS",
+    "PAPER_SIZES",
     "PAPER_TABLE",
     "SIZES",
     "ADConfig",

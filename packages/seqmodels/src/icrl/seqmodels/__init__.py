@@ -20,7 +20,6 @@ from ._base import SequenceModel
 from ._config import (
     PAPER_CONFIGS,
     PAPER_PARAM_COUNTS,
-    PAPER_SIZES_BY_ENV,
     MambaConfig,
     TransformerConfig,
 )
@@ -33,7 +32,6 @@ from ._transformer import TransformerBackbone, TransformerState
 __all__ = [
     "PAPER_CONFIGS",
     "PAPER_PARAM_COUNTS",
-    "PAPER_SIZES_BY_ENV",
     "CudaGraphStep",
     "KernelUnavailableError",
     "MambaBackbone",

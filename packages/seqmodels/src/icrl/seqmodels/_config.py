@@ -143,7 +143,7 @@ class TransformerConfig:
 # Table 6 gives d_model and depth for Mamba. Table 7 gives only depth, heads and ff width for the
 # transformer (its "embedding dim." 42/64/128 is the per-component token embedding, not the
 # width), so the widths below are the multiples of 32 (head dim a multiple of 8) whose counts land
-# nearest the table's totals. The environments that use each size are in PAPER_SIZES_BY_ENV.
+# nearest the table's totals. Which family uses which size is icrl.ad's business (its presets).
 # Table 6's 512 x 8 Mamba has 13.56M parameters with mamba-ssm's block, not the printed "12M";
 # "mamba-12m" keeps the printed dimensions (what the paper's runs used), "mamba-12m-matched" is
 # the same depth narrowed to 480 so it matches the printed count (11.95M) and the 12M transformer,
@@ -167,11 +167,3 @@ PAPER_PARAM_COUNTS: dict[str, int] = {
     "transformer-14m": 14_000_000,
 }
 """Parameter counts as printed in the paper's Tables 6-7 (rounded to millions there)."""
-
-PAPER_SIZES_BY_ENV: dict[str, dict[str, str]] = {
-    "ReacherGoal": {"mamba": "mamba-6m", "transformer": "transformer-6m"},
-    "PusherGoal": {"mamba": "mamba-12m", "transformer": "transformer-12m"},
-    "HalfCheetahVel": {"mamba": "mamba-12m", "transformer": "transformer-12m"},
-    "AntDir": {"mamba": "mamba-12m", "transformer": "transformer-14m"},
-}
-"""Which PAPER_CONFIGS entry the paper uses per task family (icrl.metaenvs names) and backbone."""

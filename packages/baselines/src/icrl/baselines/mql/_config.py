@@ -6,13 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Env steps of AD's source data per family: train tasks × steps per task (paper, Table 4).
-AD_DATA_VOLUME = {
-    "ReacherGoal": 70 * 100_000,
-    "PusherGoal": 35 * 500_000,
-    "HalfCheetahVel": 15 * 400_000,
-    "AntDir": 30 * 500_000,
-}
+from icrl.histories import PRESETS
+from icrl.metaenvs import PAPER_FAMILIES, train_count
+
+# Env steps of AD's source data per family: train tasks × steps per task (paper, Table 4), read
+# from where those facts live (metaenvs' train split, histories' presets).
+AD_DATA_VOLUME = {f: train_count(f) * PRESETS[f].steps_per_task for f in PAPER_FAMILIES}
 
 PresetSize = Literal["tiny", "small", "paper"]
 
