@@ -62,7 +62,7 @@ def bench_batched(
     from icrl.histories import PRESETS
     from icrl.histories._envs import train_tasks
     from icrl.histories._records import task_seed
-    from icrl.histories.batched import LAST_RUN, BatchSpec, run_batched
+    from icrl.histories.batched import BatchSpec, run_batched
 
     preset = PRESETS[family]
     algo = preset.algorithm
@@ -84,7 +84,8 @@ def bench_batched(
     start_after = (getattr(algo, "warmup_steps", 0) + 20 * n_envs) * len(tasks)
     progress, stop, st = _window(seconds, start_after)
     t = time.perf_counter()
-    results = run_batched(spec, progress, stop)
+    run = run_batched(spec, progress, stop)
+    results = run.results
     wall = time.perf_counter() - t
     rets = [r.episodes["return"] for r in results]
     n_ep = min(len(x) for x in rets)
@@ -98,7 +99,7 @@ def bench_batched(
         "sub_envs": len(tasks) * n_envs,
         "env_steps_per_s": _rate(st),
         "env_steps_per_task": results[0].env_steps,
-        "update_mode": LAST_RUN.get("update_mode"),
+        "update_mode": run.update_mode,
         "wall_s_total": wall,
         "mean_return_first_quarter_of_episodes": early,
         "mean_return_last_quarter_of_episodes": late,

@@ -13,12 +13,12 @@ from icrl.histories.batched._pool import EnvPool
 from icrl.histories.batched._ppo import BatchedPPO, flat
 from icrl.histories.batched._record import StreamRecorder
 from icrl.histories.batched._replay import TaskReplay
-from icrl.histories.batched._run import LAST_RUN, BatchSpec, TaskResult, run_batched
+from icrl.histories.batched._run import BatchRun, BatchSpec, TaskResult, run_batched
 from icrl.histories.batched._sac import Batch, BatchedSAC
 
 __all__ = [
-    "LAST_RUN",
     "Batch",
+    "BatchRun",
     "BatchSpec",
     "BatchedBackend",
     "BatchedPPO",

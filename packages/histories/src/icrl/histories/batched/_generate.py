@@ -90,7 +90,7 @@ def run_tasks_batched(
         env_workers=config.workers if env_workers is None else env_workers,
         noise=config.noise_distillation,
     )
-    results = run_batched(spec, progress)
+    results = run_batched(spec, progress).results
     return [
         task_record(
             config,

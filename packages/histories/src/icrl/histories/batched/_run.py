@@ -72,8 +72,13 @@ class BatchSpec:
     """Record a noise-distilled history of the final policy instead of the learning run."""
 
 
-LAST_RUN: dict[str, Any] = {}
-"""Facts about the last batched run in this process (e.g. "update_mode": eager or cuda_graph)."""
+@dataclass
+class BatchRun:
+    """What a batched run produced: one result per task, in the order of `BatchSpec.tasks`."""
+
+    results: list[TaskResult]
+    update_mode: str
+    """How the gradient steps ran: "cuda_graph" (captured once, replayed) or "eager"."""
 
 
 def run_seed(task_seeds: Sequence[int]) -> int:
@@ -86,7 +91,7 @@ def run_batched(
     spec: BatchSpec,
     progress: ProgressFn | None = None,
     stop: Callable[[], bool] | None = None,
-) -> list[TaskResult]:
+) -> BatchRun:
     """Train every task of `spec` from scratch; returns one result per task, in order.
 
     `stop()` is polled once per vector step; when true the run ends early (benchmarks).
@@ -102,9 +107,7 @@ def run_batched(
         torch.set_num_threads(threads)
 
 
-def _run(
-    spec: BatchSpec, progress: ProgressFn | None, stop: Callable[[], bool] | None
-) -> list[TaskResult]:
+def _run(spec: BatchSpec, progress: ProgressFn | None, stop: Callable[[], bool] | None) -> BatchRun:
     t, n = len(spec.tasks), spec.n_envs
     sub_tasks = [task for task in spec.tasks for _ in range(n)]
     sub_seeds = [s for ts in spec.task_seeds for s in env_seeds(int(ts), n)]
@@ -112,7 +115,7 @@ def _run(
     with EnvPool(spec.family, sub_tasks, sub_seeds, spec.env_workers) as pool:
         rec = StreamRecorder(t, spec.steps // n, n, pool.obs_dim, pool.act_dim)
         loop = _ppo_loop if isinstance(spec.algorithm, PPOConfig) else _off_policy_loop
-        model = loop(spec, pool, rec, progress or (lambda _: None), stop or (lambda: False))
+        model, mode = loop(spec, pool, rec, progress or (lambda _: None), stop or (lambda: False))
         k, steps, attrs = spec.k, rec.vsteps * n, [{} for _ in range(t)]
         if spec.noise is not None:
             attrs = [_distilled_attrs(spec.noise, rec, i) for i in range(t)]
@@ -124,7 +127,7 @@ def _run(
         results.append(
             TaskResult(trans, eps, steps, unfinished, pool.obs_dim, pool.act_dim, attrs[i])
         )
-    return results
+    return BatchRun(results, mode)
 
 
 def _distilled_attrs(noise: NoiseDistillation, learning: StreamRecorder, task: int) -> dict:
@@ -186,8 +189,9 @@ def _off_policy_loop(
     rec: StreamRecorder,
     progress: ProgressFn,
     stop: Callable[[], bool],
-) -> BatchedSAC:
-    """SAC / DroQ: warm-up, then act, step, store, `gradient_steps` updates per vector step."""
+) -> tuple[BatchedSAC, str]:
+    """SAC / DroQ: warm-up, then act, step, store, `gradient_steps` updates per vector step;
+    returns the trained model and the update mode."""
     algo = spec.algorithm
     assert isinstance(algo, SACConfig | DroQConfig)
     t, n, o, a = len(spec.tasks), spec.n_envs, pool.obs_dim, pool.act_dim
@@ -231,8 +235,7 @@ def _off_policy_loop(
         progress(t * n)
         if stop():
             break
-    LAST_RUN["update_mode"] = update.mode
-    return model
+    return model, update.mode
 
 
 def _ppo_loop(
@@ -241,14 +244,14 @@ def _ppo_loop(
     rec: StreamRecorder,
     progress: ProgressFn,
     stop: Callable[[], bool],
-) -> BatchedPPO:
-    """PPO: rollouts of steps_per_env vector steps, each followed by the batched update."""
+) -> tuple[BatchedPPO, str]:
+    """PPO: rollouts of steps_per_env vector steps, each followed by the batched update (eager);
+    returns the trained model and the update mode."""
     algo = spec.algorithm
     assert isinstance(algo, PPOConfig)
     t, n, o, a = len(spec.tasks), spec.n_envs, pool.obs_dim, pool.act_dim
     device = torch.device(spec.device)
     model = BatchedPPO(algo, o, a, spec.task_seeds, device)
-    LAST_RUN["update_mode"] = "eager"
     length = algo.steps_per_env
     # rollout rows: obs, raw act, rew, next_obs, terminated, done (on the device)
     roll = torch.zeros(t, length, n, 2 * o + a + 3, device=device)
@@ -280,13 +283,13 @@ def _ppo_loop(
             obs = sh.obs.copy()
             progress(t * n)
             if stop():
-                return model
+                return model, "eager"
         r_obs, r_act = roll[..., :o], roll[..., o : o + a]
         rew, r_next = roll[..., o + a], roll[..., o + a + 1 : 2 * o + a + 1]
         term, done_t = roll[..., -2], roll[..., -1]
         adv, ret = model.advantages(r_obs, rew, r_next, term, done_t)
         model.update(flat(r_obs), flat(r_act), flat(adv), flat(ret))
-    return model
+    return model, "eager"
 
 
 class _Updater:
