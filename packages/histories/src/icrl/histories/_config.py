@@ -194,7 +194,7 @@ class GenerateConfig(BaseModel):
     """Parallel worker processes (0: run in this process, for debugging and tests)."""
     backend: Literal["tianshou", "batched"] = "tianshou"
     """Learner backend (recorded in the file): "tianshou" runs one Tianshou learner per task and
-    process; "batched" trains all tasks at once on `device` (see _batched.py), with
+    process; "batched" trains all tasks at once on `device` (see the batched sub-package), with
     `workers` env worker processes (0: envs stepped in the driver)."""
     device: str = "cpu"
     """Torch device of the learner. Batched backend: "cuda" splits the tasks over every visible
