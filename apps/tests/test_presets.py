@@ -138,3 +138,238 @@ def test_a_failed_stage_is_one_line_and_its_traceback_is_kept(tmp_path: Path, ca
 def test_a_missing_config_file_is_a_bad_option(tmp_path: Path, capsys) -> None:
     assert main(["--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r")]) == 2
     assert "--config" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+# --- unit tests of _presets.py: building configs only (no training, no env stepping) ---------
+
+H5 = Path("h.h5")
+
+
+@pytest.fixture
+def cpu_machine(monkeypatch):
+    """A 16-core machine without CUDA, so backend, device and workers do not depend on this one."""
+    monkeypatch.setattr(P, "_cuda", lambda: False)
+    monkeypatch.setattr(P.os, "cpu_count", lambda: 16)
+
+
+@pytest.mark.parametrize(
+    ("preset", "family", "tasks", "steps", "k", "kind"),
+    [
+        ("tiny", "ReacherGoal", 4, 1_100, 4, "sac"),
+        ("tiny", "PusherGoal", 4, 2_000, 4, "ppo"),
+        ("tiny", "AntDir", 4, 2_100, 4, "droq"),
+        ("small", "ReacherGoal", 35, 30_400, 4, "sac"),
+        ("small", "PusherGoal", 20, 100_000, 10, "ppo"),
+        ("small", "HalfCheetahVel", 15, 60_400, 8, "sac"),
+        ("small", "AntDir", 15, 40_400, 10, "droq"),
+        ("paper", "ReacherGoal", None, 100_000, 4, "sac"),
+        ("paper", "PusherGoal", None, 500_000, 10, "ppo"),
+        ("paper", "AntDir", None, 500_000, 10, "droq"),
+    ],
+)
+def test_histories_config_per_preset_and_family(
+    cpu_machine, preset, family, tasks, steps, k, kind
+) -> None:
+    gen = P.histories_config(family, _cfg(preset=preset, families=[family]))
+    assert (gen.family, gen.tasks, gen.steps_per_task, gen.k) == (family, tasks, steps, k)
+    assert gen.algorithm.kind == kind
+    assert (gen.seed, gen.n_envs, gen.backend, gen.device) == (0, 5, "tianshou", "cpu")
+    assert gen.workers == (2 if preset == "tiny" else 16)
+    if preset == "paper":  # the paper's source, unchanged (icrl.histories.PRESETS)
+        src = P.SOURCE_PRESETS[family]
+        assert gen.algorithm == src.algorithm
+        assert (gen.steps_per_task, gen.k) == (src.steps_per_task, src.k)
+
+
+def test_tiny_preset_shrinks_every_source_algorithm(cpu_machine) -> None:
+    sac = P.histories_config("ReacherGoal", _cfg()).algorithm
+    assert (sac.hidden_sizes, sac.batch_size, sac.warmup_steps) == ((32, 32), 64, 100)
+    assert (sac.gradient_steps, sac.init_alpha) == (1, 1.0)  # tiny keeps the paper's SAC values
+    ppo = P.histories_config("PusherGoal", _cfg()).algorithm
+    assert (ppo.hidden_sizes, ppo.steps_per_env, ppo.batch_size) == ((32, 32), 100, 64)
+    droq = P.histories_config("AntDir", _cfg()).algorithm
+    assert (droq.hidden_sizes, droq.gradient_steps, droq.warmup_steps) == ((32, 32), 3, 100)
+
+
+def test_small_preset_strengthens_sac_only(cpu_machine) -> None:
+    small = _cfg(preset="small")
+    for family in ("ReacherGoal", "HalfCheetahVel"):
+        algo = P.histories_config(family, small).algorithm
+        assert (algo.kind, algo.gradient_steps, algo.init_alpha) == ("sac", 5, 0.1)
+        assert (algo.hidden_sizes, algo.batch_size) == ((256, 256), 256)  # otherwise the paper's
+    droq = P.histories_config("AntDir", small).algorithm  # DroQ is not "SAC" here
+    assert (droq.gradient_steps, droq.init_alpha) == (3, 1.0)
+    ppo = P.histories_config("PusherGoal", small).algorithm
+    assert ppo == P.SOURCE_PRESETS["PusherGoal"].algorithm
+
+
+def test_user_histories_fields_reach_the_generate_config(cpu_machine) -> None:
+    cfg = _cfg(
+        preset="small",
+        histories={"tasks": 3, "steps_per_task": 800, "k": 2, "n_envs": 2, "workers": 1,
+                   "hidden_sizes": (8,), "batch_size": 16, "gradient_steps": 2,
+                   "init_alpha": 0.5},
+        progress=False,
+    )  # fmt: skip
+    gen = P.histories_config("ReacherGoal", cfg)
+    assert (gen.tasks, gen.steps_per_task, gen.k, gen.n_envs, gen.workers) == (3, 800, 2, 2, 1)
+    algo = gen.algorithm
+    assert (algo.hidden_sizes, algo.batch_size, algo.gradient_steps, algo.init_alpha) == (
+        (8,), 16, 2, 0.5)  # fmt: skip
+    assert gen.progress is False
+    # the tiny preset's sizes give way too
+    tiny = P.histories_config("PusherGoal", _cfg(histories={"steps_per_task": 1_000, "workers": 1}))
+    assert (tiny.steps_per_task, tiny.workers, tiny.tasks) == (1_000, 1, 4)
+
+
+def test_a_field_the_source_algorithm_lacks_is_refused(cpu_machine) -> None:
+    with pytest.raises(ValueError, match=r"--histories.init_alpha: PusherGoal's .*\(ppo\)"):
+        P.histories_config("PusherGoal", _cfg(histories={"init_alpha": 0.1}))
+
+
+@pytest.mark.parametrize(
+    ("preset", "n_seeds", "second_context"),
+    [("tiny", 2, "episodes:2"), ("small", 3, "episodes:4"), ("paper", 3, "episodes:4")],
+)
+def test_seeds_and_contexts_defaults(preset, n_seeds, second_context) -> None:
+    cfg = _cfg(preset=preset)
+    assert P.seeds(cfg) == list(range(n_seeds))
+    assert P.contexts(cfg) == ["full", second_context]
+    mine = _cfg(preset=preset, seeds=[7], contexts=["window:50"])
+    assert (P.seeds(mine), P.contexts(mine)) == ([7], ["window:50"])
+
+
+def test_a_bad_context_spec_is_refused_by_the_config() -> None:
+    with pytest.raises(ValueError, match="not understood"):
+        _cfg(contexts=["episodes:0"])
+
+
+@pytest.mark.parametrize(
+    ("preset", "mamba", "transformer", "lr", "length"),
+    [
+        ("tiny", (32, 2, 8), (32, 2, 8, 64), 1e-3, {"max_steps": 40, "epochs": None}),
+        ("small", (128, 4, 32), (128, 4, 32, 512), 1e-3, {"max_steps": None, "epochs": 100}),
+    ],
+)
+def test_ad_config_model_and_length(preset, mamba, transformer, lr, length) -> None:
+    cfg = _cfg(preset=preset)
+    m = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, cfg)
+    assert m.model.backbone == "mamba"
+    assert (m.model.d_model, m.model.n_layers, m.model.embed_dim) == mamba
+    t = P.ad_config("ReacherGoal", "transformer", "full", 0, H5, cfg)
+    assert t.model.backbone == "transformer"
+    assert (t.model.d_model, t.model.n_layers, t.model.embed_dim, t.model.d_ff) == transformer
+    for tc in (m, t):
+        assert {"max_steps": tc.max_steps, "epochs": tc.epochs} == length
+        assert (tc.optim.lr, tc.optim.weight_decay) == (lr, 1e-4)  # ReacherGoal: Table 5's 1e-4
+        assert tc.data.paths == (H5,)
+
+
+@pytest.mark.parametrize(
+    ("family", "backbone"),
+    [("ReacherGoal", "mamba"), ("ReacherGoal", "transformer"), ("AntDir", "transformer")],
+)
+def test_paper_ad_config_is_the_papers_model(family, backbone) -> None:
+    from icrl.ad import PAPER_SIZES, PAPER_TABLE
+    from icrl.seqmodels import PAPER_CONFIGS
+
+    tc = P.ad_config(family, backbone, "full", 2, H5, _cfg(preset="paper", families=[family]))
+    ref = PAPER_CONFIGS[PAPER_SIZES[family][backbone]]
+    assert (tc.model.backbone, tc.model.d_model, tc.model.n_layers) == (
+        backbone, ref.d_model, ref.n_layers)  # fmt: skip
+    embed = 32 if backbone == "mamba" else PAPER_TABLE[family]["dt_embed"]
+    assert tc.model.embed_dim == embed
+    assert (tc.epochs, tc.max_steps, tc.seed, tc.batch_size) == (450, None, 2, 8)
+    assert (tc.optim.lr, tc.optim.weight_decay) == (3e-4, PAPER_TABLE[family]["weight_decay"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "context", "n_episodes", "window"),
+    [("full", "full", None, None), ("episodes:4", "episodes", 4, None),
+     ("window:800", "window", None, 800)],
+)  # fmt: skip
+def test_ad_config_context_and_seed(spec, context, n_episodes, window) -> None:
+    tc = P.ad_config("HalfCheetahVel", "mamba", spec, 5, H5, _cfg(preset="small", progress=False))
+    assert (tc.data.context, tc.data.n_episodes, tc.data.window) == (context, n_episodes, window)
+    assert (tc.seed, tc.progress) == (5, False)
+
+
+def test_user_ad_fields_reach_the_train_config() -> None:
+    ad = {"max_steps": 7, "batch_size": 3, "lr": 5e-4, "d_model": 64, "n_layers": 3,
+          "device": "cpu", "overrides": ["optim.warmup_steps=2", "data.num_workers=0"]}  # fmt: skip
+    tc = P.ad_config("ReacherGoal", "transformer", "episodes:4", 0, H5, _cfg(preset="small", ad=ad))
+    assert (tc.max_steps, tc.epochs) == (7, None)  # max_steps replaces the preset's epochs
+    assert (tc.batch_size, tc.optim.lr, tc.device) == (3, 5e-4, "cpu")
+    assert (tc.model.d_model, tc.model.n_layers) == (64, 3)
+    assert (tc.optim.warmup_steps, tc.data.num_workers) == (2, 0)
+    assert (tc.data.context, tc.data.n_episodes) == ("episodes", 4)
+    epochs = P.ad_config(
+        "ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="paper", ad={"epochs": 2})
+    )
+    assert (epochs.epochs, epochs.max_steps) == (2, None)
+
+
+def test_a_user_override_wins_over_the_context_spec() -> None:
+    ad = {"overrides": ['data.context="window"', "data.window=100"]}
+    tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="small", ad=ad))
+    assert (tc.data.context, tc.data.window) == ("window", 100)
+
+
+@pytest.mark.parametrize(
+    ("preset", "n_tasks", "reference_episodes", "asynchronous"),
+    [("tiny", 3, 1, False), ("small", 10, 3, True), ("paper", 10, 3, True)],
+)
+def test_eval_config(preset, n_tasks, reference_episodes, asynchronous) -> None:
+    ev = P.eval_config(H5, 12, _cfg(preset=preset))
+    assert (ev.n_tasks, ev.episodes, ev.device, ev.histories) == (n_tasks, 12, "auto", H5)
+    assert (ev.reference_episodes, ev.asynchronous) == (reference_episodes, asynchronous)
+    mine = _cfg(preset=preset, evaluate={"n_tasks": 4, "episodes": 6, "device": "cpu"})
+    ev = P.eval_config(H5, 12, mine)
+    assert (ev.n_tasks, ev.episodes, ev.device) == (4, 6, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("preset", "steps", "checkpoint_every", "latent_dim", "n_test_tasks"),
+    [
+        ("tiny", 100, 50, 8, 3),
+        ("small", 20_000, 2_000, 100, 10),
+        ("paper", 500_000, 50_000, 100, 10),
+    ],
+)
+def test_macaw_configs(
+    cpu_machine, preset, steps, checkpoint_every, latent_dim, n_test_tasks
+) -> None:
+    train, ev = P.macaw_configs("HalfCheetahVel", H5, Path("run"), 5, _cfg(preset=preset))
+    assert (train.histories, train.run_dir, train.device) == (H5, Path("run"), "cpu")
+    assert (train.steps, train.checkpoint_every, train.algo.latent_dim) == (
+        steps, checkpoint_every, latent_dim)  # fmt: skip
+    assert (ev.family, ev.n_test_tasks, ev.episodes, ev.device) == (
+        "HalfCheetahVel", n_test_tasks, 5, "cpu")  # fmt: skip
+    mine = _cfg(preset=preset, macaw={"steps": 300}, evaluate={"n_tasks": 2})
+    train, ev = P.macaw_configs("HalfCheetahVel", H5, Path("run"), 5, mine)
+    assert (train.steps, train.checkpoint_every, ev.n_test_tasks) == (300, 50, 2)
+
+
+def test_mql_config(cpu_machine) -> None:
+    from icrl.baselines.mql import AD_DATA_VOLUME
+
+    tiny = P.mql_config("ReacherGoal", 5, _cfg())
+    assert (tiny.total_env_steps, tiny.burn_in, tiny.n_test_tasks, tiny.adapt_rounds) == (
+        1_200, 400, 3, 4)  # fmt: skip
+    assert (tiny.n_train_tasks, tiny.hidden, tiny.device) == (4, (32, 32), "cpu")
+    small = P.mql_config("AntDir", 1, _cfg(preset="small"))
+    assert (small.total_env_steps, small.n_test_tasks, small.adapt_rounds) == (
+        AD_DATA_VOLUME["AntDir"] // 20, 10, 1)  # fmt: skip
+    assert (small.hist_len, small.gru_hidden) == (25, 30)  # the official ant-dir values
+    paper = P.mql_config("ReacherGoal", 3, _cfg(preset="paper"))
+    assert (paper.total_env_steps, paper.adapt_rounds) == (70 * 100_000, 2)
+    mine = _cfg(preset="paper", mql={"total_env_steps": 900}, evaluate={"n_tasks": 2})
+    paper = P.mql_config("ReacherGoal", 3, mine)
+    assert (paper.total_env_steps, paper.n_test_tasks) == (900, 2)
+
+
+def test_validate_names_the_stage_of_a_bad_setting() -> None:
+    P.validate(_cfg(families=["ReacherGoal", "PusherGoal"]))  # the defaults resolve
+    bad = _cfg(families=["ReacherGoal"], ad={"overrides": ["optim.lr=-1"]})
+    with pytest.raises(P.StageConfigError, match="ReacherGoal, stage train mamba full seed 0"):
+        P.validate(bad)
