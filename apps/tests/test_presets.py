@@ -309,6 +309,13 @@ def test_user_ad_fields_reach_the_train_config() -> None:
     assert (epochs.epochs, epochs.max_steps) == (2, None)
 
 
+def test_epochs_replace_the_tiny_presets_step_cap() -> None:
+    # --ad.epochs "replaces max_steps" on every preset; tiny's plumbing cap of 40 steps used to
+    # stay beside it and fail validation ("set exactly one of epochs and max_steps")
+    tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="tiny", ad={"epochs": 3}))
+    assert (tc.epochs, tc.max_steps) == (3, None)
+
+
 def test_a_user_override_wins_over_the_context_spec() -> None:
     ad = {"overrides": ['data.context="window"', "data.window=100"]}
     tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="small", ad=ad))

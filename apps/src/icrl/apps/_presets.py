@@ -118,7 +118,7 @@ def ad_config(
     o = cfg.ad
     pairs = {f"data.{k}": v for k, v in parse_context(context).items()}
     pairs.update(seed=seed, progress=cfg.progress)
-    if cfg.preset == "tiny":
+    if cfg.preset == "tiny" and o.epochs is None:
         pairs["max_steps"] = 40  # plumbing only: keeps the whole tiny run within minutes
     named = {
         "max_steps": o.max_steps,
