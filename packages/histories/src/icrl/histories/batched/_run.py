@@ -33,7 +33,7 @@ from icrl.histories._config import (
     SACConfig,
 )
 from icrl.histories._learners import env_seeds
-from icrl.histories.batched._pool import EnvPool
+from icrl.histories.batched._pool import EnvPool, _Shared
 from icrl.histories.batched._ppo import BatchedPPO, flat
 from icrl.histories.batched._record import StreamRecorder
 from icrl.histories.batched._replay import TaskReplay
@@ -164,19 +164,33 @@ def _noise_distilled(spec: BatchSpec, pool: EnvPool, model: Any) -> StreamRecord
         act = (1.0 - eps) * mean + eps * rng.uniform(-1.0, 1.0, size=(t * n, a))
         env_act = pool.to_env(act.astype(np.float32))
         sh = pool.step(env_act)
-        rec.record(
-            obs,
-            env_act,
-            sh.rew,
-            sh.next_obs,
-            sh.terminated,
-            sh.truncated,
-            False,
-            mean_action=pool.to_env(mean),
-        )
+        _record(rec, pool, obs, env_act, sh, False, mean)
         started += sh.terminated | sh.truncated
         obs = sh.obs.copy()
     return rec
+
+
+def _record(
+    rec: StreamRecorder,
+    pool: EnvPool,
+    obs: np.ndarray,
+    env_act: np.ndarray,
+    sh: _Shared,
+    warm: bool,
+    mean: np.ndarray,
+) -> None:
+    """Record one vector step: `sh` is the pool's step result, `mean` the policy's deterministic
+    action in its [-1, 1] units (recorded in env units, as the executed action)."""
+    rec.record(
+        obs,
+        env_act,
+        sh.rew,
+        sh.next_obs,
+        sh.terminated,
+        sh.truncated,
+        warm,
+        mean_action=pool.to_env(mean),
+    )
 
 
 def _to(device: torch.device, x: np.ndarray, *shape: int) -> torch.Tensor:
@@ -217,16 +231,7 @@ def _off_policy_loop(
             pol_act, mean = both[0], both[1]
             env_act = pool.to_env(pol_act)
             sh = pool.step(env_act)
-        rec.record(
-            obs,
-            env_act,
-            sh.rew,
-            sh.next_obs,
-            sh.terminated,
-            sh.truncated,
-            warm,
-            mean_action=pool.to_env(mean),
-        )
+        _record(rec, pool, obs, env_act, sh, warm, mean)
         rows = replay.pack(obs, pol_act, sh.rew, sh.next_obs, sh.terminated)
         replay.add(_to(device, rows, t, n, -1))
         obs = sh.obs.copy()
@@ -263,16 +268,7 @@ def _ppo_loop(
             raw, mean = both[0], both[1]
             env_act = pool.to_env(np.clip(raw, -1.0, 1.0))  # action_bound_method="clip"
             sh = pool.step(env_act)
-            rec.record(
-                obs,
-                env_act,
-                sh.rew,
-                sh.next_obs,
-                sh.terminated,
-                sh.truncated,
-                False,
-                mean_action=pool.to_env(np.clip(mean, -1.0, 1.0)),
-            )
+            _record(rec, pool, obs, env_act, sh, False, np.clip(mean, -1.0, 1.0))
             done = sh.terminated | sh.truncated
             rows = np.concatenate(
                 [TaskReplay.pack(obs, raw, sh.rew, sh.next_obs, sh.terminated), done[:, None]],
