@@ -16,6 +16,11 @@
 # prompted rollouts with the mean action, beside the first. ND=EPISODES records noise-distilled
 # histories of that many episodes per task instead of the learning runs (AD-epsilon, not the
 # paper's recipe; HalfCheetahVel: 250, the paper's full-history context).
+# TASKS, HSTEPS, K override the preset's training-task count, env steps per task and k (the
+# task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
+# With TEST_HIST=1 the test-task histories are generated beside the training histories (before
+# the training), and step_vs_forward.py checks the evaluation's step path against training's
+# forward on one of them.
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
@@ -36,11 +41,21 @@ fi
 # envs, Tianshou's own ratio) and an initial temperature of 0.1 instead of 1.
 SRC=(--set gradient_steps="$GRAD_STEPS" --set init_alpha=0.1)
 [ -n "${ND:-}" ] && SRC+=(--noise-distilled "$ND")
+[ -n "${HSTEPS:-}" ] && SRC+=(--steps "$HSTEPS")
+[ -n "${K:-}" ] && SRC+=(--k "$K")
+if [ "$TEST_HIST" = 1 ] && [ ! -f "$W/test.h5" ]; then  # beside the training histories
+  (python3 -m icrl.histories generate --family "$FAMILY" --out "$W/test.h5" --split test \
+     --tasks 3 --backend batched --device cuda --workers 3 --no-progress "${SRC[@]}" \
+     > "$OUT/test-histories.log" 2>&1; t "test histories rc=$? $(tail -1 "$OUT/test-histories.log")") &
+  testgen=$!
+fi
 if [ ! -f "$W/h.h5" ]; then
   python3 -m icrl.histories generate --family "$FAMILY" --out "$W/h.h5" --backend batched \
-    --device cuda --workers 8 --no-progress "${SRC[@]}" > "$OUT/histories.log" 2>&1
+    --device cuda --workers 8 --no-progress ${TASKS:+--tasks "$TASKS"} "${SRC[@]}" \
+    > "$OUT/histories.log" 2>&1
 fi
 t "histories rc=$? $(tail -1 "$OUT/histories.log")"
+[ -n "${testgen:-}" ] && wait "$testgen"
 python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
 [ -n "${build:-}" ] && wait "$build"
 t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
@@ -50,11 +65,6 @@ python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_
   > "$OUT/train-gauss.log" 2>&1 & g=$!
 if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
-fi
-if [ "$TEST_HIST" = 1 ] && [ ! -f "$W/test.h5" ]; then  # beside the training, on the same GPU
-  python3 -m icrl.histories generate --family "$FAMILY" --out "$W/test.h5" --split test --tasks 3 \
-    --backend batched --device cuda --workers 4 --no-progress "${SRC[@]}" > "$OUT/test-histories.log" 2>&1
-  t "test histories rc=$? $(tail -1 "$OUT/test-histories.log")"
 fi
 wait $g; t "train gaussian rc=$?"
 cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
@@ -83,6 +93,11 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
       --set sample=false --set 'parts=["prompted"]' > "$OUT/diagnose-mean.log" 2>&1 &
     pid[diagnose-mean]=$!
   fi
+fi
+if [ "$TEST_HIST" = 1 ]; then
+  python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
+    --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
+  pid[step-vs-forward]=$!
 fi
 for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"
