@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import time
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def main() -> None:
     ref = means["forward-fp32"]
     edges = np.linspace(0, rows, a.bins + 1).astype(int)
     out_rows = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         row = {"first_episode": lo // ep_len, "last_episode": (hi - 1) // ep_len,
                "mse_fp32_mu": float(np.mean((ref[lo:hi] - mu[lo:hi]) ** 2))}  # fmt: skip
         for path in paths[1:]:
@@ -100,7 +101,8 @@ def main() -> None:
     print(f"{ckpt} on {a.histories} task {hf.tasks[a.task]}: {rows} tokens, {device}")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
     for row in out_rows:
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        cells = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        print(" ".join(cells))
 
 
 if __name__ == "__main__":
