@@ -66,6 +66,27 @@ def test_gaussian_head_samples_reproducibly_and_differs_from_its_mean(gaussian_r
     assert not np.array_equal(sampled, _rollout(model, sample=False))
 
 
+def _first_actions(model, **kwargs) -> np.ndarray:
+    """The action each sub-env executed at its first step (read from the second token)."""
+    tokens: list[np.ndarray] = []
+    _rollout(model, on_token=lambda f: tokens.append(f.copy()), **kwargs)
+    return tokens[1][:, model.layout.slices["prev_action"]]
+
+
+def test_std_scale_scales_the_sampling_noise_only(gaussian_run) -> None:
+    model, _ = load_model(gaussian_run)
+    mean = _first_actions(model, sample=False)
+    full = _first_actions(model, sample=True)
+    half = _first_actions(model, sample=True, std_scale=0.5)
+    inside = np.abs(full) < 1.0  # unclipped by the action space [-1, 1]
+    assert inside.any() and not np.allclose(full, mean)
+    np.testing.assert_allclose((half - mean)[inside], 0.5 * (full - mean)[inside], atol=1e-5)
+    with pytest.raises(ValueError, match="std_scale"):
+        _rollout(model, sample=False, std_scale=0.5)
+    with pytest.raises(ValueError, match="std_scale=0.5 scales the sampling noise"):
+        EvalConfig(sample=False, std_scale=0.5)
+
+
 def test_sampling_needs_a_gaussian_head(tmp_path, record, tiny) -> None:
     ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
     train(tiny(max_steps=1), tmp_path / "run", dataset=ds)

@@ -228,6 +228,11 @@ class EvalConfig(_Frozen):
     sample: bool | None = None
     """Sample the action from a Gaussian head's distribution (None: sample iff the model has a
     Gaussian head; False: act with its mean). An MSE head has nothing to sample."""
+    std_scale: float = Field(1.0, gt=0)
+    """Multiplies a Gaussian head's std when sampling (a temperature on its exploration; 1: the
+    width it was trained to predict). Below 1 narrows the noise the model puts into its own
+    context (HalfCheetahVel report: its predicted std exceeds the source's noise 2-3x). Needs
+    sampled actions: an error with `sample=False`."""
     cuda_graph: bool = True
     """On CUDA, replay the backbone's one-token step as a CUDA graph (single-token steps are bound
     by kernel launches); ignored on CPU. Off: plain eager `step`."""
@@ -246,6 +251,15 @@ class EvalConfig(_Frozen):
     """Show a progress bar."""
 
     _device = field_validator("device")(_check_device)
+
+    @model_validator(mode="after")
+    def _std_scale(self) -> EvalConfig:
+        if self.std_scale != 1.0 and self.sample is False:
+            raise ValueError(
+                f"std_scale={self.std_scale} scales the sampling noise, but sample=false acts "
+                "with the mean; drop std_scale or sample"
+            )
+        return self
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -103,6 +103,9 @@ class DiagnoseConfig(_Frozen):
     sample: bool | None = None
     """Action of the rollouts in parts 3-4: None samples iff the head is Gaussian (as `evaluate`
     does), True samples (Gaussian head only), False takes the mean. Part 5 runs both."""
+    std_scale: float = Field(1.0, gt=0)
+    """Multiplies the Gaussian head's std wherever the rollouts sample (as `EvalConfig.std_scale`);
+    the mean-action rollouts are unaffected."""
     reference_episodes: int = Field(1, ge=0)
     """Episodes per held-out task of the zero-action and random policies in part 3 (0: none)."""
     seed: int = 0
@@ -407,6 +410,7 @@ def _run_group(
         max_tokens=max_tokens,
         sample=sample,
         seed=config.seed,
+        std_scale=config.std_scale if sample else 1.0,
     )
     policy: Callable[[np.ndarray], np.ndarray] = act
     if plen:

@@ -81,13 +81,15 @@ def rollout(
     max_tokens: int | None = None,
     sample: bool = False,
     reward_ablation: RewardAblation = "none",
+    std_scale: float = 1.0,
 ) -> np.ndarray:
     """Run `episodes` episodes in every sub-env of `envs` (autoreset disabled); returns (n, E).
 
     The model receives one token per env step through `TokenBuilder` and acts with `step`;
     `sample` draws the action from a Gaussian head (generator seeded by `seed`) instead of taking
-    its mean; `reward_ablation="zero"` hides every reward from the model's context; `policy`
-    replaces the model (reference policies). `on_token` sees every token.
+    its mean, with its std multiplied by `std_scale`; `reward_ablation="zero"` hides every reward
+    from the model's context; `policy` replaces the model (reference policies). `on_token` sees
+    every token.
     `cuda_graph` (CUDA only) replays the backbone's step as one CUDA graph; `max_tokens` bounds
     the env steps per sub-env (episodes x episode length; sizes the transformer's KV cache).
     """
@@ -103,8 +105,8 @@ def rollout(
     width = n // max(len(models), 1)
     act = None
     if models:
-        actors = [_model_actor(m, width, device, bf16, cuda_graph, max_tokens, sample, seed)
-                  for m in models]  # fmt: skip
+        actors = [_model_actor(m, width, device, bf16, cuda_graph, max_tokens, sample, seed,
+                               std_scale) for m in models]  # fmt: skip
         act = actors[0] if len(actors) == 1 else _split_actor(actors, width)
     returns = np.zeros((n, episodes))
     ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -158,18 +160,24 @@ def _model_actor(
     max_tokens: int | None,
     sample: bool = False,
     seed: int = 0,
+    std_scale: float = 1.0,
 ) -> Policy:
     """The model as a policy over token batches, eager or with a CUDA-graph backbone step."""
     use_bf16 = bf16 and device.type == "cuda"
     if sample and not model.gaussian:
         raise ValueError("sample=True needs a model with a Gaussian action head")
+    if std_scale != 1.0 and not sample:
+        raise ValueError(
+            f"std_scale={std_scale} scales the sampling noise of a Gaussian head, but this model "
+            "acts with its mean (an MSE head, or sample=false)"
+        )
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def action(out: torch.Tensor) -> np.ndarray:
         mean, log_std = model.split(out.float())
         if sample and log_std is not None:
             noise = torch.randn(mean.shape, generator=gen, device=mean.device)
-            mean = mean + noise * log_std.exp()
+            mean = mean + noise * (log_std.exp() * std_scale)
         return mean.cpu().numpy()
 
     def autocast():
@@ -382,7 +390,7 @@ def _rollouts(
                 progress=config.progress, cuda_graph=config.cuda_graph,
                 max_tokens=episodes * episode_length(family),
                 sample=group[0].gaussian if config.sample is None else config.sample,
-                reward_ablation=config.reward_ablation,
+                reward_ablation=config.reward_ablation, std_scale=config.std_scale,
             )  # fmt: skip
             per_seed += list(r.reshape(len(group), len(tasks), episodes))
     finally:
