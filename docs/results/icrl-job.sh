@@ -10,7 +10,8 @@
 # DIAG=1 runs `icrl.ad diagnose` on the Gaussian-head model last: on 3 *training* tasks of the
 # histories file, or with TEST_HIST=1 on 3 canonical *test* tasks whose histories are generated
 # beside the training (the held-out diagnosis; HalfCheetahVel's next step, see its report).
-# EVALS="gauss-sampled gauss-mean" (default both) picks the 250-episode evaluations;
+# EVALS="gauss-sampled gauss-mean" (default both) picks the 250-episode evaluations; gauss-sX adds
+# one sampled with the Gaussian's std scaled by X (EvalConfig.std_scale), e.g. gauss-s0.5;
 # PROMPTS (default [0,10,50,100]) and AFTER (default 5) set the diagnosis's prompt lengths and the
 # episodes the model plays after each prompt; with TEST_HIST=1 a second diagnosis runs only the
 # prompted rollouts with the mean action, beside the first. ND=EPISODES records noise-distilled
@@ -81,6 +82,9 @@ case " $EVALS " in *" gauss-sampled "*)
   ev gauss-sampled "$W/gauss" --set 'method="AD-Mamba (Gaussian head, sampled)"' & pid[gauss-sampled]=$!;; esac
 case " $EVALS " in *" gauss-mean "*)
   ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian head, mean)"' & pid[gauss-mean]=$!;; esac
+for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
+  ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
+    --set "method=\"AD-Mamba (Gaussian head, sampled, std x ${e#gauss-s})\"" & pid[$e]=$!;; esac; done
 [ "$MSE" = 1 ] && { ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & pid[mse]=$!; }
 if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for all of them
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
@@ -98,6 +102,9 @@ if [ "$TEST_HIST" = 1 ]; then
   python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
     --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
   pid[step-vs-forward]=$!
+  python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
+    --tasks 3 --out "$OUT/context-noise.csv" > "$OUT/context-noise.log" 2>&1 &
+  pid[context-noise]=$!
 fi
 for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"
