@@ -99,26 +99,24 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run directory, held while a run writes into it: icrl.ad's DirLock
-    on ``<run>/.lock`` (an advisory flock the kernel drops when the holder exits or is killed),
-    refused with reproduce's own message."""
+    """An exclusive lock on a run directory, held while a run writes into it: the shared
+    ``icrl.histories.runtime.DirLock`` on ``<run>/.lock`` (an advisory flock the kernel drops
+    when the holder exits or is killed), refused with reproduce's own message."""
 
     def __init__(self, root: Path) -> None:
-        from icrl.ad import DirLock  # here, not at import: `reproduce.py --help` needs no torch
+        # here, not at import: `reproduce.py --help` needs no torch
+        from icrl.histories.runtime import DirLock
 
-        self._lock = DirLock(Path(root), "reproduce")
+        def refuse(holder: str) -> RunLockedError:
+            return RunLockedError(
+                f"{Path(root)} is in use by another reproduce.py (pid {holder}); wait for it "
+                "to finish, or give another --out"
+            )
+
+        self._lock = DirLock(Path(root), "reproduce", refuse=refuse)
 
     def __enter__(self) -> RunLock:
-        from icrl.ad import DirectoryInUseError
-
-        try:
-            self._lock.acquire()
-        except DirectoryInUseError:
-            holder = self._lock.path.read_text().strip() or "?"
-            raise RunLockedError(
-                f"{self._lock.directory} is in use by another reproduce.py (pid {holder}); wait "
-                "for it to finish, or give another --out"
-            ) from None
+        self._lock.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:

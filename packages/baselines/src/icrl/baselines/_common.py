@@ -1,11 +1,10 @@
-"""Small helpers shared by the baselines: run-directory locks, checked checkpoint reads. Atomic
-writes, seeds, devices and --config/--set parsing are icrl.histories.runtime's."""
+"""Small helpers shared by the baselines: the run-directory lock's refusal, checked checkpoint
+reads. The lock itself, atomic writes, seeds, devices and --config/--set parsing are
+icrl.histories.runtime's."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-LOCK_NAME = ".lock"
+from icrl.histories.runtime import LOCK_NAME, DirLock
 
 
 class RunDirInUseError(ValueError):
@@ -22,33 +21,23 @@ class RunDirInUseError(ValueError):
 
 @contextlib.contextmanager
 def run_dir_lock(run_dir: Path) -> Iterator[Path]:
-    """Hold `run_dir/.lock` exclusively (fcntl.flock) while training into `run_dir`.
+    """Hold `run_dir/.lock` exclusively while training into `run_dir`; yields the lock's path.
 
-    A second process training into the same directory is refused with RunDirInUseError naming
-    the holder's pid. The kernel drops the lock when the holder exits or is killed, so a crash
-    leaves no stale lock; the file stays (deleting it would let two processes lock two files).
+    icrl.histories.runtime's DirLock (fcntl.flock; the kernel drops it when the holder exits or
+    is killed, so a crash leaves no stale lock), refused with RunDirInUseError naming the
+    holder's pid.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunDirInUseError(
-                f"{run_dir} is in use by another process (pid {holder} holds {path}); wait for "
-                "it to finish, or use another run directory"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for the next process's message
-        try:
-            yield path
-        finally:
-            os.ftruncate(fd, 0)  # a finished run leaves the lock file as it found it
-    finally:
-        os.close(fd)  # releases the lock
+
+    def refuse(holder: str) -> RunDirInUseError:
+        return RunDirInUseError(
+            f"{run_dir} is in use by another process (pid {holder} holds {path}); wait for "
+            "it to finish, or use another run directory"
+        )
+
+    with DirLock(run_dir, "training", refuse=refuse) as lock:
+        yield lock.path
 
 
 def load_torch(path: Path, map_location: Any = "cpu") -> Any:

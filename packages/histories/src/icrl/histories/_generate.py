@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import json
 import os
@@ -460,7 +459,7 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
         return path
     check_device(config.device, config.backend)
     check_writable(path)
-    lock, created = _lock_parts(parts)
+    lock = _lock_parts(parts)
     try:
         if _finished_file(path, config, names):  # a run that held the lock finished it
             shutil.rmtree(parts)
@@ -470,12 +469,12 @@ def generate(config: GenerateConfig, path: str | os.PathLike[str]) -> Path:
         _merge(path, parts, config, names)
         shutil.rmtree(parts)
     except BaseException:
-        if created and not finished_parts(parts):
+        if lock.created and not finished_parts(parts):
             # Nothing of this run is worth keeping: leave the disk as it was.
             shutil.rmtree(parts, ignore_errors=True)
         raise
     finally:
-        _unlock(parts, lock)
+        lock.release()
     return path
 
 
@@ -519,13 +518,13 @@ def _remove_leftover_parts(parts: Path) -> None:
     if not parts.is_dir():
         return
     try:
-        lock, _ = _lock_parts(parts)
+        lock = _lock_parts(parts)
     except RunLockedError:
         return
     try:
         shutil.rmtree(parts)
     finally:
-        _unlock(parts, lock)
+        lock.release()
 
 
 # -- checks before anything is written -------------------------------------------------------
@@ -583,52 +582,25 @@ def check_device(device: str, backend: str) -> None:
         runtime.check_device(name, label=f"device {name!r} (--device)", cpu="--device cpu")
 
 
-def _unlock(parts: Path, fd: int) -> None:
-    """Remove the lock file, then release the lock (the kernel releases it on kill -9 too).
+def _lock_parts(parts: Path) -> runtime.DirLock:
+    """Create `parts` if needed and take its lock (`.created` says whether parts was created).
 
-    Removed while still held, so that no one can lock the old file in between and then lose it
-    (a process that opened it earlier sees it gone and starts over: see _lock_parts); this
-    leaves an interrupted run's parts, and a refused run's disk, as they were.
+    The shared run-directory lock on `parts/lock`, never waited for: a second generate into the
+    same output is refused at once (RunLockedError). The kernel drops the lock when its holder
+    exits or is killed, so a lock left by a killed run never blocks the resume. A holder that
+    finishes removes `parts` (and the lock file, still held: `remove=True`); the lock notices
+    that and takes a fresh lock on a new directory. Releasing it leaves an interrupted run's
+    parts, and a refused run's disk, as they were.
     """
-    with contextlib.suppress(FileNotFoundError):
-        (parts / LOCK_NAME).unlink()
-    os.close(fd)
+    lock_file = parts / LOCK_NAME
 
+    def refuse(holder: str) -> RunLockedError:
+        return RunLockedError(
+            f"another process (pid {holder}) is generating into {parts.parent / parts.stem} "
+            f"(it holds {lock_file}); wait for it to finish or stop it, then rerun this command "
+            "(it resumes from the finished tasks)"
+        )
 
-def _lock_parts(parts: Path) -> tuple[int, bool]:
-    """Create `parts` if needed and take its lock; returns (lock fd, whether parts was created).
-
-    fcntl.flock on `parts/lock`, never waited for: a second generate into the same output is
-    refused at once. The kernel drops the lock when its holder exits or is killed, so a lock
-    left by a killed run never blocks the resume. A holder that finishes removes `parts` (and
-    the lock file); the loop notices that and takes a fresh lock on a new directory.
-    """
-    while True:
-        created = not parts.exists()
-        lock = parts / LOCK_NAME
-        with _writing(parts):
-            parts.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:
-                continue  # parts was removed by a finishing holder just now
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunLockedError(
-                f"another process (pid {holder}) is generating into {parts.parent / parts.stem} "
-                f"(it holds {lock}); wait for it to finish or stop it, then rerun this command "
-                "(it resumes from the finished tasks)"
-            ) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:  # locked a file that its finishing holder had just removed
-            os.close(fd)
-            continue
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd, created
+    lock = runtime.DirLock(parts, "generating", name=LOCK_NAME, remove=True, refuse=refuse)
+    with _writing(parts):
+        return lock.acquire()

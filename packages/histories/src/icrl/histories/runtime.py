@@ -1,5 +1,6 @@
-"""Run plumbing shared by icrl's packages: atomic file writes, device and seed handling,
---config/--set parsing, validation-error formatting.
+"""Run plumbing shared by icrl's packages: atomic file writes, run-directory locks, the resume
+rule (which config fields differ), device and seed handling, --config/--set parsing,
+validation-error formatting.
 
 icrl.histories is the lowest package that icrl.ad, icrl.baselines and icrl.apps all depend on, so
 each of these protocols is written once here and the others import it (docs/architecture.md,
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import random
 import secrets
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,12 +28,18 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "LOCK_NAME",
     "ConfigFileError",
     "DeviceError",
+    "DirLock",
+    "DirectoryInUseError",
+    "FieldChange",
     "SetError",
     "apply_sets",
     "atomic_write",
     "check_device",
+    "config_changes",
+    "describe_changes",
     "describe_validation_error",
     "fsync_dir",
     "parse_set",
@@ -107,6 +116,168 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
             raise
     finally:
         os.close(fd)
+
+
+# -- run-directory locks -------------------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+
+
+class DirectoryInUseError(ValueError):
+    """Another process holds the directory's lock (it is training or evaluating into it)."""
+
+
+class DirLock:
+    """`with DirLock(path, "training"):` holds `path/.lock` exclusively (creating `path`).
+
+    The lock is `fcntl.flock` on `DIR/NAME`, never waited for: a second writer is refused at once.
+    The kernel releases it when its holder exits or is killed (even with SIGKILL), so a crashed
+    run never leaves a stale lock behind. While held, the file holds the holder's pid, for the
+    refusal message (advisory only). Not re-entrant: a second DirLock on the same directory is
+    refused even in the same process, as two writers there would be.
+
+    `refuse(holder_pid)` builds the refusal, so that each caller keeps its own words (default:
+    DirectoryInUseError naming the directory, the pid and the lock file). On release the file
+    is kept and emptied (`remove=False`: deleting it would let two processes lock two different
+    files of the same name), or removed while still held (`remove=True`, for a directory that
+    its last holder deletes: histories' `OUT.parts`). Either way `acquire` checks that the file
+    it locked is still the one under the name, and starts over if a finishing holder removed it.
+    `created` says whether this acquire created the directory.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        purpose: str = "writing",
+        *,
+        name: str = LOCK_NAME,
+        remove: bool = False,
+        refuse: Callable[[str], BaseException] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / name
+        self.purpose = purpose
+        self.remove = remove
+        self.created = False
+        self._refuse = refuse
+        self._fd: int | None = None
+
+    def _refusal(self, holder: str) -> BaseException:
+        if self._refuse is not None:
+            return self._refuse(holder)
+        return DirectoryInUseError(
+            f"{self.directory} is in use by another process (pid {holder} holds {self.path}); "
+            "wait for it to finish, or use another directory"
+        )
+
+    def acquire(self) -> DirLock:
+        """Take the lock or raise the refusal (DirectoryInUseError by default) naming the pid."""
+        while True:
+            self.created = not self.directory.exists()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue  # the directory was removed by a finishing holder just now
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise self._refusal(holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # locked a file that its finishing holder had just removed
+                os.close(fd)
+                continue
+            try:
+                # The holder's pid, for the refusal message of the next process.
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return self
+
+    def release(self) -> None:
+        """Release the lock (closing the descriptor drops it); idempotent.
+
+        A kept file is emptied first, so that a run that finishes leaves it as it found it (a
+        killed holder leaves its pid, which the next holder overwrites). A removed file goes
+        while still held, so that no one can lock the old file in between and then lose it (a
+        process that opened it earlier sees it gone and starts over).
+        """
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self.remove:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            else:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> DirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# -- the resume rule: which config fields differ ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field in which a run's recorded config and a requested one differ."""
+
+    field: str  # dotted: "optim.lr"; "" when the two configs themselves are not both tables
+    old: Any  # the recorded value (`absent` where the field was missing)
+    new: Any  # the requested value
+
+
+def config_changes(
+    old: Any, new: Any, *, may_change: Iterable[str] = (), absent: Any = None
+) -> list[FieldChange]:
+    """The fields in which two JSON config dumps differ, sorted by dotted name.
+
+    Tables are compared field by field, recursively; any other value as a whole. A field listed
+    in `may_change` (dotted), or lying under one, is left out: each caller lists what may differ
+    when a run is resumed (more steps, another device, where its input files lie) without
+    changing what it computes. A field missing on one side counts as `absent` (None by default:
+    a field added later with a None default then matches the dumps written before it existed).
+    """
+    free = tuple(may_change)
+    out: list[FieldChange] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key, absent), b.get(key, absent), f"{prefix}{key}.")
+            return
+        field = prefix[:-1]
+        if a != b and not any(field == f or field.startswith(f + ".") for f in free):
+            out.append(FieldChange(field, a, b))
+
+    walk(old, new, "")
+    return out
+
+
+def describe_changes(
+    changes: Iterable[FieldChange],
+    template: str = "{field}: existing {old!r}, requested {new!r}",
+    sep: str = "; ",
+) -> str:
+    """The listing of `changes` for a message, each through `template` (`field`, `old`, `new`)."""
+    return sep.join(template.format(field=c.field, old=c.old, new=c.new) for c in changes)
 
 
 # -- seeds and devices ---------------------------------------------------------------------------
