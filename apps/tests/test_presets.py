@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icrl.ad import write_results
+from icrl.ad import EpisodesContext, WindowContext, write_results
 from icrl.apps import _presets as P
 from icrl.apps import main
 from icrl.apps._config import ReproduceConfig
@@ -290,7 +290,8 @@ def test_paper_ad_config_is_the_papers_model(family, backbone) -> None:
 )  # fmt: skip
 def test_ad_config_context_and_seed(spec, context, n_episodes, window) -> None:
     tc = P.ad_config("HalfCheetahVel", "mamba", spec, 5, H5, _cfg(preset="small", progress=False))
-    assert (tc.data.context, tc.data.n_episodes, tc.data.window) == (context, n_episodes, window)
+    flat = tc.data.model_dump()  # the context's dict form: context, n_episodes, window
+    assert (flat["context"], flat["n_episodes"], flat["window"]) == (context, n_episodes, window)
     assert (tc.seed, tc.progress) == (5, False)
 
 
@@ -302,7 +303,7 @@ def test_user_ad_fields_reach_the_train_config() -> None:
     assert (tc.batch_size, tc.optim.lr, tc.device) == (3, 5e-4, "cpu")
     assert (tc.model.d_model, tc.model.n_layers) == (64, 3)
     assert (tc.optim.warmup_steps, tc.data.num_workers) == (2, 0)
-    assert (tc.data.context, tc.data.n_episodes) == ("episodes", 4)
+    assert tc.data.context == EpisodesContext(n_episodes=4)
     epochs = P.ad_config(
         "ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="paper", ad={"epochs": 2})
     )
@@ -319,7 +320,7 @@ def test_epochs_replace_the_tiny_presets_step_cap() -> None:
 def test_a_user_override_wins_over_the_context_spec() -> None:
     ad = {"overrides": ['data.context="window"', "data.window=100"]}
     tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="small", ad=ad))
-    assert (tc.data.context, tc.data.window) == ("window", 100)
+    assert tc.data.context == WindowContext(window=100)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,16 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from icrl.ad import ContextDataset, EvalConfig, TokenBuilder, evaluate, load_model, rollout, train
+from icrl.ad import (
+    ContextDataset,
+    EvalConfig,
+    FullContext,
+    TokenBuilder,
+    evaluate,
+    load_model,
+    rollout,
+    train,
+)
 from icrl.ad._train import action_losses
 from icrl.metaenvs import make_vector_env, test_tasks
 
@@ -83,12 +92,12 @@ def test_std_scale_scales_the_sampling_noise_only(gaussian_run) -> None:
     np.testing.assert_allclose((half - mean)[inside], 0.5 * (full - mean)[inside], atol=1e-5)
     with pytest.raises(ValueError, match="std_scale"):
         _rollout(model, sample=False, std_scale=0.5)
-    with pytest.raises(ValueError, match="std_scale=0.5 scales the sampling noise"):
+    with pytest.raises(ValueError, match=r"std_scale=0.5 scales the sampling noise"):
         EvalConfig(sample=False, std_scale=0.5)
 
 
 def test_sampling_needs_a_gaussian_head(tmp_path, record, tiny) -> None:
-    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
     train(tiny(max_steps=1), tmp_path / "run", dataset=ds)
     model, _ = load_model(tmp_path / "run")
     with pytest.raises(ValueError, match="Gaussian"):

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from icrl.ad import (
     ContextDataset,
     StepBatchSampler,
+    WindowContext,
     collate_contexts,
     load_checkpoint,
     train,
@@ -54,7 +55,7 @@ def test_sampler_is_deterministic_and_ranks_split_the_batch() -> None:
 
 
 def test_dataloader_workers_give_the_same_batches(histories_file) -> None:
-    ds = ContextDataset.from_files([histories_file], context="window", window=30, seed=2)
+    ds = ContextDataset.from_files([histories_file], context=WindowContext(window=30), seed=2)
     assert ds.info.family == "ReacherGoal" and ds.info.n_tasks == 2
 
     def batches(workers: int) -> list[dict]:

@@ -14,6 +14,7 @@ from icrl.ad import (
     CheckpointError,
     ContextDataset,
     EvalConfig,
+    FullContext,
     TokenLayout,
     evaluate,
     load_model,
@@ -47,7 +48,7 @@ def trained(tmp_path_factory, histories_file):
 @pytest.mark.parametrize("backbone", ["mamba", "transformer"])
 def test_step_rollout_equals_full_forward(tmp_path, record, tiny, backbone) -> None:
     # A 2-episode context: the transformer's KV cache holds the 2-episode rollout below.
-    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
     cfg = tiny(model__backbone=backbone, max_steps=3)
     train(cfg, tmp_path / "run", dataset=ds)
     model, _ = load_model(tmp_path / "run")
@@ -112,7 +113,7 @@ def test_histories_with_other_dims_are_refused_before_training(record) -> None:
     h = record(episodes=1)
     small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})
     with pytest.raises(ValueError, match=r"\(obs_dim, act_dim\)=\(5, 2\).*\(8, 2\).*regenerate"):
-        ContextDataset.from_histories({"a": small}, context="full")
+        ContextDataset.from_histories({"a": small}, context=FullContext())
 
 
 def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny, monkeypatch) -> None:
@@ -120,7 +121,7 @@ def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny, monkeypatch) -
     small = type(h)(**{**h.__dict__, "obs": h.obs[:, :5], "next_obs": h.next_obs[:, :5]})
     # A checkpoint from elsewhere (e.g. trained before this check existed) reaches the evaluator.
     monkeypatch.setattr("icrl.ad._data._check_env_dims", lambda *a: None)
-    ds = ContextDataset.from_histories({"a": small}, context="full")
+    ds = ContextDataset.from_histories({"a": small}, context=FullContext())
     train(tiny(max_steps=1), tmp_path / "run", dataset=ds)
     cfg = EvalConfig(n_tasks=1, asynchronous=False, reference_episodes=0, progress=False)
     with pytest.raises(CheckpointError, match=r"\(obs_dim, act_dim\)=\(5, 2\).*\(8, 2\)"):

@@ -24,7 +24,7 @@ def test_paper_preset_is_the_papers_model(backbone: str) -> None:
     assert (cfg.model.backbone, cfg.model.d_model, cfg.model.n_layers) == (
         backbone, ref.d_model, ref.n_layers)  # fmt: skip
     assert cfg.optim.weight_decay == ad.PAPER_TABLE["ReacherGoal"]["weight_decay"]
-    assert (cfg.epochs, cfg.data.context, cfg.data.paths) == (450, "full", (h5,))
+    assert (cfg.epochs, cfg.data.context, cfg.data.paths) == (450, ad.FullContext(), (h5,))
     assert ad.preset_dict("ReacherGoal", backbone, "paper")["model"]["d_model"] == ref.d_model
 
 
@@ -33,8 +33,8 @@ def test_preset_overrides_and_refusals() -> None:
         "ReacherGoal", "mamba", "tiny", histories=Path("h.h5"),
         overrides=["optim.lr=1e-4", "max_steps=5", 'data.context="episodes"', "data.n_episodes=2"],
     )  # fmt: skip
-    assert (cfg.optim.lr, cfg.max_steps, cfg.data.context, cfg.data.n_episodes) == (
-        1e-4, 5, "episodes", 2)  # fmt: skip
+    assert (cfg.optim.lr, cfg.max_steps, cfg.data.context) == (
+        1e-4, 5, ad.EpisodesContext(n_episodes=2))  # fmt: skip
     assert ad.SIZES == ("tiny", "small", "paper")
     with pytest.raises(ad.ConfigError, match="unknown backbone"):
         ad.preset_dict("ReacherGoal", "rnn")

@@ -23,6 +23,7 @@ from icrl.ad import (
     ConfigError,
     ContextDataset,
     EvalConfig,
+    FullContext,
     RunDirError,
     evaluate,
     load_checkpoint,
@@ -37,7 +38,9 @@ from icrl.ad._lock import LOCK_NAME, DirectoryInUseError, DirLock
 
 
 def _dataset(record, seed: int = 0) -> ContextDataset:
-    return ContextDataset.from_histories({"a": record(episodes=2)}, context="full", seed=seed)
+    return ContextDataset.from_histories(
+        {"a": record(episodes=2)}, context=FullContext(), seed=seed
+    )
 
 
 @pytest.fixture
@@ -174,7 +177,7 @@ def test_non_finite_data_is_refused_on_read(tmp_path, record, histories_file) ->
     h = record(episodes=1)
     h.action[7, 1] = np.nan
     with pytest.raises(ValueError, match=r"history 'a': field 'action' .* nan at row 7, column 1"):
-        ContextDataset.from_histories({"a": h}, context="full")
+        ContextDataset.from_histories({"a": h}, context=FullContext())
     bad = tmp_path / "inf.h5"
     shutil.copy(histories_file, bad)
     with h5py.File(bad, "a") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from icrl.ad import ContextDataset, TokenBuilder, TokenLayout, history_tokens
+from icrl.ad import ContextDataset, TokenBuilder, TokenLayout, history_tokens, parse_context
 
 
 def test_online_builder_reproduces_training_tokens(record) -> None:
@@ -54,11 +54,11 @@ def test_window_tokens_are_slices_of_the_full_history(record) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "kw", "expect_len"),
-    [("full", {}, 150), ("episodes", {"n_episodes": 2}, 100), ("window", {"window": 40}, 40)],
+    [("full", "", 150), ("episodes", ":2", 100), ("window", ":40", 40)],
 )
 def test_dataset_contexts(record, mode, kw, expect_len) -> None:
     hs = {f"t{i}": record(episodes=3, seed=i, task_index=i) for i in range(2)}
-    ds = ContextDataset.from_histories(hs, context=mode, seed=3, **kw)
+    ds = ContextDataset.from_histories(hs, context=parse_context(mode + kw), seed=3)
     assert ds.info.context_len == expect_len
     assert ds.info.episode_length == 50
     for item in range(ds.items_per_epoch):

@@ -18,8 +18,10 @@ import torch
 from icrl.ad import (
     CheckpointError,
     ContextDataset,
+    FullContext,
     NonFiniteLossError,
     RunDirError,
+    WindowContext,
     latest_checkpoint,
     load_checkpoint,
     load_model,
@@ -33,7 +35,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 @pytest.mark.parametrize("backbone", ["mamba", "transformer"])
 def test_overfits_a_small_recorded_history(tmp_path, record, tiny, backbone) -> None:
-    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context="full")
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
     cfg = tiny(
         model__backbone=backbone,
         model__d_model=32,
@@ -57,7 +59,7 @@ def test_resume_is_exact(tmp_path, record, tiny) -> None:
     cfg = tiny(data__context="window", data__window=60, max_steps=12, checkpoint_every=4)
 
     def ds():
-        return ContextDataset.from_histories(hs, context="window", window=60, seed=cfg.seed)
+        return ContextDataset.from_histories(hs, context=WindowContext(window=60), seed=cfg.seed)
 
     full = train(cfg, tmp_path / "full", dataset=ds())
     part = train(cfg, tmp_path / "part", dataset=ds(), stop_after=6)
@@ -111,7 +113,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, reco
     # Reading refuses such data (test_non_finite_data_is_refused_on_read); a loss can still go
     # non-finite in training (a diverging run), which this guard catches.
     with mock.patch("icrl.ad._data._check_finite"):
-        ds = ContextDataset.from_histories({"good": good, "bad": bad}, context="full")
+        ds = ContextDataset.from_histories({"good": good, "bad": bad}, context=FullContext())
     cfg = tiny(batch_size=1, max_steps=20, checkpoint_every=1)
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*bad@0") as err:
         train(cfg, tmp_path / "run", dataset=ds)
@@ -127,7 +129,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, reco
 
 
 def test_run_dir_with_another_config_is_refused(tmp_path, record, tiny) -> None:
-    ds = ContextDataset.from_histories({"a": record(episodes=1)}, context="full")
+    ds = ContextDataset.from_histories({"a": record(episodes=1)}, context=FullContext())
     train(tiny(max_steps=2), tmp_path / "run", dataset=ds)
     with pytest.raises(RunDirError, match=r"different config \(fields \['optim.lr'\]\)"):
         train(tiny(max_steps=2, optim__lr=1.0), tmp_path / "run", dataset=ds)
@@ -152,7 +154,7 @@ def test_a_run_that_fails_on_its_data_leaves_no_run_dir_behind(
 
 def test_checkpoint_carries_normalisation_and_rebuilds_the_model(tmp_path, record, tiny) -> None:
     h = record(episodes=2)
-    ds = ContextDataset.from_histories({"a": h}, context="full")
+    ds = ContextDataset.from_histories({"a": h}, context=FullContext())
     res = train(tiny(max_steps=3), tmp_path / "run", dataset=ds)
     model, meta = load_model(tmp_path / "run")
     both = np.concatenate([h.obs, h.next_obs])

@@ -27,6 +27,7 @@ from icrl.ad._config import (
     apply_overrides,
     load_config_file,
 )
+from icrl.ad._context import Context, EpisodesContext, FullContext, WindowContext, parse_context
 from icrl.ad._data import ContextDataset, DataInfo, StepBatchSampler, collate_contexts
 from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, diagnose
 from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
@@ -55,6 +56,7 @@ __all__ = [
     "ADModel",
     "CheckpointError",
     "ConfigError",
+    "Context",
     "ContextDataset",
     "DataConfig",
     "DataInfo",
@@ -62,8 +64,10 @@ __all__ = [
     "DiagnoseResult",
     "DirLock",
     "DirectoryInUseError",
+    "EpisodesContext",
     "EvalConfig",
     "EvalResult",
+    "FullContext",
     "NonFiniteLossError",
     "NormStats",
     "OptimConfig",
@@ -73,6 +77,7 @@ __all__ = [
     "TokenLayout",
     "TrainConfig",
     "TrainResult",
+    "WindowContext",
     "apply_overrides",
     "collate_contexts",
     "compute_norm_stats",
@@ -85,6 +90,7 @@ __all__ = [
     "load_model",
     "mean_ci",
     "method_summary",
+    "parse_context",
     "plot_curves",
     "preset",
     "preset_dict",

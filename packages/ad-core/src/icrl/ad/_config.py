@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from icrl.histories import runtime
 
+from ._context import Context, FullContext
 from ._tokens import RewardAblation
 
 __all__ = [
@@ -106,19 +116,22 @@ class ADConfig(_Frozen):
 
 
 class DataConfig(_Frozen):
-    """Which histories to train on and how a training context is cut from them."""
+    """Which histories to train on and how a training context is cut from them.
+
+    Its dict form (config files, --set, config.json) spells the context as three flat fields,
+    `context` ("full" / "episodes" / "window"), `n_episodes` and `window`; validation turns them
+    into one typed value, `DataConfig.context` (icrl.ad.FullContext, EpisodesContext or
+    WindowContext), which is what the code reads, and dumping writes the flat fields back.
+    """
 
     paths: tuple[Path, ...] = Field(min_length=1)
     """HDF5 histories files written by icrl.histories (one family; all tasks are used)."""
     tasks: tuple[str, ...] | None = None
     """Subset of task names (HDF5 groups) to train on; None uses every task in the files."""
-    context: Literal["full", "episodes", "window"] = "full"
-    """"full": a task's whole downsampled history; "episodes": n_episodes consecutive kept
-    episodes from a random start; "window": random windows of `window` transitions."""
-    n_episodes: int | None = Field(None, gt=0)
-    """Episodes per context when context == "episodes"."""
-    window: int | None = Field(None, gt=1)
-    """Transitions per context when context == "window"."""
+    context: Context = FullContext()
+    """The training context. Dict form: `context` = "full" (a task's whole downsampled history),
+    "episodes" (`n_episodes` consecutive kept episodes from a random start) or "window"
+    (random windows of `window` transitions); in Python, a Context value."""
     num_workers: int = Field(0, ge=0)
     """DataLoader worker processes (each opens the HDF5 files lazily)."""
     reward_ablation: RewardAblation = "none"
@@ -126,21 +139,48 @@ class DataConfig(_Frozen):
     the source's actions change over a history but not which of them paid (a control for
     in-context RL; evaluate it with EvalConfig.reward_ablation="zero" too)."""
 
-    @model_validator(mode="after")
-    def _mode_fields(self) -> DataConfig:
-        if self.context == "episodes" and self.n_episodes is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _context_value(cls, data: Any) -> Any:
+        # The flat fields are parsed here, once: the rest of icrl.ad sees only the typed value.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        mode = data.pop("context", "full")
+        n_episodes, window = data.pop("n_episodes", None), data.pop("window", None)
+        if not isinstance(mode, str):  # a Context value (Python callers, apps)
+            if n_episodes is not None or window is not None:
+                raise ValueError(
+                    "data.context is given as a value; its size belongs in it, not in "
+                    "data.n_episodes / data.window"
+                )
+            return {**data, "context": mode}
+        if mode not in ("full", "episodes", "window"):
+            raise ValueError(
+                f"data.context={mode!r} is not a context mode; use 'full', 'episodes' (with "
+                "data.n_episodes) or 'window' (with data.window)"
+            )
+        if mode == "episodes" and n_episodes is None:
             raise ValueError('data.context="episodes" needs data.n_episodes (e.g. 4)')
-        if self.context == "window" and self.window is None:
+        if mode == "window" and window is None:
             raise ValueError('data.context="window" needs data.window, in transitions (e.g. 1000)')
-        if self.context != "episodes" and self.n_episodes is not None:
-            raise ValueError(
-                f'data.n_episodes is only used with context="episodes", not {self.context!r}'
-            )
-        if self.context != "window" and self.window is not None:
-            raise ValueError(
-                f'data.window is only used with context="window", not {self.context!r}'
-            )
-        return self
+        if mode != "episodes" and n_episodes is not None:
+            raise ValueError(f'data.n_episodes is only used with context="episodes", not {mode!r}')
+        if mode != "window" and window is not None:
+            raise ValueError(f'data.window is only used with context="window", not {mode!r}')
+        size = {"episodes": {"n_episodes": n_episodes}, "window": {"window": window}}
+        return {**data, "context": {"kind": mode, **size.get(mode, {})}}
+
+    @model_serializer(mode="wrap")
+    def _flat_context(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if "context" not in out:  # excluded by the caller
+            return out
+        # The flat fields in the context's place, so files keep their keys and order.
+        flat: dict[str, Any] = {}
+        for key, value in out.items():
+            flat.update(self.context.flat() if key == "context" else {key: value})
+        return flat
 
 
 class OptimConfig(_Frozen):

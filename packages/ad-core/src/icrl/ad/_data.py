@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ._context import FULL, Context
 from ._model import NormStats, compute_norm_stats
 from ._tokens import HistoryLike, history_tokens
 
@@ -107,7 +108,7 @@ def _open_history(path: Path, name: str) -> HistoryLike:
 
 
 class ContextDataset(Dataset):
-    """Contexts of one family's histories: "full", "episodes" (n consecutive) or "window" (c steps).
+    """Contexts of one family's histories, cut as `context` says (full, n episodes or c steps).
 
     Items are keyed by (epoch, index) so that random starts are reproducible; the HDF5 files are
     opened lazily in each process, and each task's tokens are cached per process after first use.
@@ -117,14 +118,12 @@ class ContextDataset(Dataset):
         self,
         entries: list[_Entry],
         memory: dict[str, HistoryLike] | None,
-        context: str,
-        n_episodes: int | None,
-        window: int | None,
+        context: Context,
         seed: int,
         info: DataInfo,
     ) -> None:
         self.entries = entries
-        self.context, self.n_episodes, self.window, self.seed = context, n_episodes, window, seed
+        self.context, self.seed = context, seed
         self.info = info
         self._memory = memory
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -140,9 +139,7 @@ class ContextDataset(Dataset):
         paths: Sequence[Path],
         tasks: Sequence[str] | None = None,
         *,
-        context: str = "full",
-        n_episodes: int | None = None,
-        window: int | None = None,
+        context: Context = FULL,
         seed: int = 0,
     ) -> ContextDataset:
         """Index the histories in `paths` (optionally only `tasks`)."""
@@ -166,26 +163,22 @@ class ContextDataset(Dataset):
         if not found:
             raise ValueError(f"no tasks found in histories files {list(map(str, paths))}")
         histories = [_open_history(p, n) for p, n in found]
-        return cls._build(found, histories, None, context, n_episodes, window, seed)
+        return cls._build(found, histories, None, context, seed)
 
     @classmethod
     def from_histories(
         cls,
         histories: dict[str, HistoryLike],
         *,
-        context: str = "full",
-        n_episodes: int | None = None,
-        window: int | None = None,
+        context: Context = FULL,
         seed: int = 0,
     ) -> ContextDataset:
         """A dataset over in-memory histories (name -> History)."""
         found = [(None, name) for name in histories]
-        return cls._build(
-            found, list(histories.values()), dict(histories), context, n_episodes, window, seed
-        )
+        return cls._build(found, list(histories.values()), dict(histories), context, seed)
 
     @classmethod
-    def _build(cls, found, histories, memory, context, n_episodes, window, seed) -> ContextDataset:
+    def _build(cls, found, histories, memory, context: Context, seed: int) -> ContextDataset:
         families = {getattr(h, "family", "unknown") for h in histories}
         dims = {(h.obs.shape[1], h.action.shape[1]) for h in histories}
         if len(families) != 1 or len(dims) != 1:
@@ -206,35 +199,8 @@ class ContextDataset(Dataset):
             ep_len = max(ep_len, int(step.max()) + 1)
             entries.append(_Entry(path, name, len(step), starts))
         obs_dim, act_dim = dims.pop()
-        longest = max(e.length for e in entries)
-        most_eps = max(len(e.episode_starts) for e in entries)
-        if context == "full":
-            ctx_len, ctx_eps = longest, most_eps
-        elif context == "episodes":
-            if n_episodes > most_eps:
-                raise ValueError(
-                    f"data.n_episodes={n_episodes} is more episodes than the histories hold (at "
-                    f"most {most_eps} kept episodes per task, in "
-                    f"{sorted({str(e.path) for e in entries})}); set data.n_episodes <= "
-                    f"{most_eps} or use data.context='full'"
-                )
-            ctx_eps = n_episodes
-            ctx_len = max(
-                _span_len(e, i, n_episodes)
-                for e in entries
-                for i in range(max(1, len(e.episode_starts) - n_episodes + 1))
-            )
-        elif context == "window":
-            if window > longest:
-                raise ValueError(
-                    f"data.window={window} is longer than the longest history ({longest} steps, "
-                    f"in {sorted({str(e.path) for e in entries})}); set data.window <= {longest} "
-                    "or use data.context='full'"
-                )
-            ctx_len = window
-            ctx_eps = max(1, math.ceil(ctx_len / ep_len))
-        else:
-            raise ValueError(f"unknown context mode {context!r}; expected full, episodes or window")
+        where = str(sorted({str(e.path) for e in entries}))
+        ctx_len, ctx_eps = context.extent(entries, ep_len, where)
         family = families.pop()
         _check_env_dims(family, obs_dim, act_dim, sorted({str(e.path) for e in entries}))
         info = DataInfo(
@@ -246,7 +212,7 @@ class ContextDataset(Dataset):
             context_episodes=int(ctx_eps),
             episode_length=ep_len,
         )
-        ds = cls(entries, memory, context, n_episodes, window, seed, info)
+        ds = cls(entries, memory, context, seed, info)
         ds.norm = compute_norm_stats(histories)
         if memory is None:
             # Fill this process's cache now (the histories are already loaded); workers refill.
@@ -256,11 +222,7 @@ class ContextDataset(Dataset):
 
     # ----------------------------------------------------------------------------- items
     def _items_of(self, e: _Entry) -> int:
-        if self.context == "full":
-            return 1
-        if self.context == "episodes":
-            return math.ceil(len(e.episode_starts) / self.n_episodes)
-        return math.ceil(e.length / self.window)
+        return self.context.count(e)
 
     @property
     def items_per_epoch(self) -> int:
@@ -270,17 +232,9 @@ class ContextDataset(Dataset):
     def span(self, epoch: int, item: int) -> tuple[int, int, int]:
         """(entry index, start, stop) of the context keyed (epoch, item)."""
         i = int(np.searchsorted(self._bounds, item, side="right") - 1)
-        e = self.entries[i]
-        if self.context == "full":
-            return i, 0, e.length
         rng = np.random.default_rng([self.seed, epoch, item, 1])
-        if self.context == "episodes":
-            n_eps = len(e.episode_starts)
-            first = int(rng.integers(0, max(1, n_eps - self.n_episodes + 1)))
-            start = int(e.episode_starts[first])
-            return i, start, start + _span_len(e, first, self.n_episodes)
-        start = int(rng.integers(0, max(1, e.length - self.window + 1)))
-        return i, start, min(e.length, start + self.window)
+        start, stop = self.context.cut(self.entries[i], rng)
+        return i, start, stop
 
     def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(features, targets) of a whole history, cached per process."""
@@ -309,12 +263,6 @@ class ContextDataset(Dataset):
         if self._memory is None:
             state["_cache"] = {}  # workers load their own copy lazily
         return state
-
-
-def _span_len(e: _Entry, first: int, n: int) -> int:
-    stop_ep = first + n
-    stop = e.length if stop_ep >= len(e.episode_starts) else int(e.episode_starts[stop_ep])
-    return stop - int(e.episode_starts[first])
 
 
 def collate_contexts(items: list[dict[str, Any]]) -> dict[str, Any]:

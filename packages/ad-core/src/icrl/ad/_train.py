@@ -297,17 +297,11 @@ def train(
     device = resolve_device(config.device, ddp.local_rank)
     d = config.data
     if dataset is None:
-        dataset = ContextDataset.from_files(
-            d.paths, d.tasks, context=d.context, n_episodes=d.n_episodes, window=d.window,
-            seed=config.seed,
-        )  # fmt: skip
-    elif (dataset.context, dataset.n_episodes, dataset.window, dataset.seed) != (
-        d.context, d.n_episodes, d.window, config.seed,
-    ):  # fmt: skip
+        dataset = ContextDataset.from_files(d.paths, d.tasks, context=d.context, seed=config.seed)
+    elif (dataset.context, dataset.seed) != (d.context, config.seed):
         raise ValueError(
-            "the dataset's (context, n_episodes, window, seed) = "
-            f"{(dataset.context, dataset.n_episodes, dataset.window, dataset.seed)} differ from "
-            f"the config's {(d.context, d.n_episodes, d.window, config.seed)}"
+            f"the dataset's (context, seed) = ({dataset.context}, {dataset.seed}) differ from "
+            f"the config's ({d.context}, {config.seed})"
         )
     norm = dataset.norm
     info = dataset.info
