@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from icrl.histories.runtime import atomic_write
+from icrl.histories.runtime import atomic_write, config_changes
 
 from ._config import ADConfig
 from ._model import ADModel, NormStats
@@ -127,14 +127,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
-def config_diff(a: Any, b: Any, prefix: str = "") -> set[str]:
-    """Dotted names of the fields where two nested config dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: set[str] = set()
-        for k in set(a) | set(b):
-            out |= config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return set() if a == b else {prefix.rstrip(".")}
+def config_diff(a: Any, b: Any) -> set[str]:
+    """Dotted names of the fields where two nested config dicts differ (a field one side lacks
+    counts as None: runtime.config_changes)."""
+    return {c.field for c in config_changes(a, b)}
 
 
 MOVABLE_FIELDS = frozenset({"progress", "tensorboard", "data.num_workers", "data.paths"})
@@ -146,7 +142,7 @@ are the same data is checked on resume by their normalisation statistics (see `t
 
 def run_diff(a: Any, b: Any) -> set[str]:
     """`config_diff` without MOVABLE_FIELDS: the fields in which two runs really differ."""
-    return config_diff(a, b) - MOVABLE_FIELDS
+    return {c.field for c in config_changes(a, b, may_change=MOVABLE_FIELDS)}
 
 
 DATA_RECORD = "data.json"

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from icrl.histories import runtime
+
 _MODEL = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
 # A hidden layer's width: checked here so that a bad value is refused before any file is written.
 _Width = Annotated[int, Field(ge=1)]
@@ -277,13 +279,9 @@ class GenerateConfig(BaseModel):
         return ident
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable list of the fields where two config dumps differ."""
-    out: list[str] = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: existing {a!r}, requested {b!r}")
-    return out
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable list of the fields where two config dumps differ (runtime.config_changes;
+    every identity field counts: `identity()` already leaves out those that may change)."""
+    # "<absent>": a field one side lacks is a difference here, even against a None value
+    changes = runtime.config_changes(old, new, absent="<absent>")
+    return [runtime.describe_changes([c]) for c in changes]

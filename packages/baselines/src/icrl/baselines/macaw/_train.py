@@ -20,7 +20,12 @@ from icrl.baselines._common import (
 from icrl.baselines.macaw._algo import Macaw, make_optimizers, meta_step
 from icrl.baselines.macaw._config import MacawConfig, MacawTrainConfig
 from icrl.baselines.macaw._data import MacawBuffer, buffer_from_history
-from icrl.histories.runtime import atomic_write, resolve_device
+from icrl.histories.runtime import (
+    atomic_write,
+    config_changes,
+    describe_changes,
+    resolve_device,
+)
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -114,11 +119,15 @@ def _check_run_config(run_dir: Path, cfg: MacawTrainConfig) -> None:
     path = run_dir / CONFIG
     if path.exists():
         saved = MacawTrainConfig.model_validate_json(path.read_text())
-        same = saved.model_copy(update={k: getattr(cfg, k) for k in _RESUMABLE})
-        if same != cfg:
+        diff = config_changes(
+            saved.model_dump(mode="json"), cfg.model_dump(mode="json"), may_change=_RESUMABLE
+        )
+        if diff:
+            detail = describe_changes(diff, "{field}: {old!r} on disk vs {new!r}", sep=", ")
             raise ValueError(
-                f"{run_dir} holds a run with a different config ({path}); resume with the same "
-                f"config (only {', '.join(_RESUMABLE)} may change) or choose a new run_dir"
+                f"{run_dir} holds a run with a different config ({path}: {detail}); resume with "
+                f"the same config (only {', '.join(_RESUMABLE)} may change) or choose a new "
+                "run_dir"
             )
         if saved == cfg:
             return

@@ -31,7 +31,12 @@ from icrl.baselines.mql._buffer import MultiTaskReplay
 from icrl.baselines.mql._config import MQLConfig
 from icrl.baselines.mql._graph import make_updater
 from icrl.baselines.mql._rollout import run_episodes
-from icrl.histories.runtime import atomic_write, resolve_device
+from icrl.histories.runtime import (
+    atomic_write,
+    config_changes,
+    describe_changes,
+    resolve_device,
+)
 
 METHOD = "MQL"
 CKPT, REPLAY, CONFIG, METRICS = "checkpoint.pt", "replay.npz", "config.json", "metrics.csv"
@@ -86,9 +91,11 @@ def _dims(env: gym.Env) -> tuple[int, int]:
 
 def _check_compatible(saved: dict[str, Any], cfg: MQLConfig, where: Path) -> None:
     current = cfg.model_dump(mode="json")
-    diff = sorted(k for k in current if k not in _FREE_FIELDS and saved.get(k) != current[k])
+    # only the current config's fields count: one that MQLConfig no longer has is ignored
+    saved = {k: saved.get(k) for k in current}
+    diff = config_changes(saved, current, may_change=_FREE_FIELDS)
     if diff:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} on disk vs {current[k]!r}" for k in diff)
+        detail = describe_changes(diff, "{field}: {old!r} on disk vs {new!r}", sep=", ")
         raise ValueError(
             f"{where} holds an MQL run with another config ({detail}); use a new run "
             f"directory or the config that wrote it"
