@@ -247,3 +247,44 @@ def test_a_check_across_fields_is_its_message_or_named_top() -> None:
     assert runtime.describe_validation_error(across) == "steps=2 is too few for tags"
     named = runtime.describe_validation_error(across, top="(top level)")
     assert named.startswith("(top level): Value error, steps=2 is too few for tags (got ")
+
+
+# -- run-directory locks ---------------------------------------------------------------------------
+
+
+def test_a_held_directory_is_refused_with_the_callers_words(tmp_path: Path) -> None:
+    with runtime.DirLock(tmp_path / "run") as held:
+        assert held.created and held.path.read_text().strip().isdigit()  # the holder's pid
+        with pytest.raises(runtime.DirectoryInUseError, match=r"in use by another process \(pid"):
+            runtime.DirLock(tmp_path / "run").acquire()
+        mine = runtime.DirLock(tmp_path / "run", refuse=lambda pid: KeyError(f"busy {pid}"))
+        with pytest.raises(KeyError, match=r"busy \d+"):
+            mine.acquire()
+    assert held.path.read_text() == ""  # kept, emptied: the next holder locks the same file
+    again = runtime.DirLock(tmp_path / "run").acquire()
+    assert not again.created
+    again.release()
+    again.release()  # idempotent
+
+
+def test_a_removed_lock_file_goes_on_release(tmp_path: Path) -> None:
+    lock = runtime.DirLock(tmp_path / "out.parts", name="lock", remove=True).acquire()
+    assert _listing(tmp_path / "out.parts") == ["lock"]
+    lock.release()
+    assert _listing(tmp_path / "out.parts") == []
+
+
+# -- the resume rule -------------------------------------------------------------------------------
+
+
+def test_config_changes_list_dotted_fields_less_those_that_may_change() -> None:
+    old = {"seed": 0, "optim": {"lr": 1e-3, "steps": 10}, "device": "cpu", "gone": None}
+    new = {"seed": 0, "optim": {"lr": 2e-3, "steps": 20}, "device": "cuda"}
+    changes = runtime.config_changes(old, new, may_change=("device", "optim.steps"))
+    assert changes == [runtime.FieldChange("optim.lr", 1e-3, 2e-3)]  # "gone": None == absent
+    every = runtime.config_changes(old, new, absent="<absent>")
+    assert [c.field for c in every] == ["device", "gone", "optim.lr", "optim.steps"]
+    assert runtime.describe_changes(every[:1]) == "device: existing 'cpu', requested 'cuda'"
+    listing = runtime.describe_changes(every[2:], "{field}: {old} vs {new}", sep=", ")
+    assert listing == "optim.lr: 0.001 vs 0.002, optim.steps: 10 vs 20"
+    assert runtime.config_changes({"a": 1}, None) == [runtime.FieldChange("", {"a": 1}, None)]
