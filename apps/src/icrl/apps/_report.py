@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from icrl.ad import mean_ci, method_summary, read_results
+from icrl.histories.results import plot_mean_ci
 from icrl.histories.runtime import atomic_write
 
 from ._pipeline import FamilyResults
@@ -81,9 +82,9 @@ def figure(
     for i, (name, arr) in enumerate(curves.items()):
         mean, ci = mean_ci(arr)
         x = np.arange(len(mean))
-        ax.plot(x, mean, lw=1.8, ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6],
-                markevery=max(len(x) // 10, 1), ms=4, label=name, zorder=3 + i)  # fmt: skip
-        ax.fill_between(x, mean - ci, mean + ci, alpha=0.15, zorder=2)
+        plot_mean_ci(ax, x, mean, ci, band={"alpha": 0.15, "zorder": 2}, lw=1.8,
+                     ls=_LINESTYLES[i % 4], marker=_MARKERS[i % 6],
+                     markevery=max(len(x) // 10, 1), ms=4, label=name, zorder=3 + i)  # fmt: skip
         lows.append(np.nanmin(mean - ci))
         highs.append(np.nanmax(mean + ci))
     refs = _reference_lines(res.summary_refs) if asymptote else []

@@ -1,12 +1,14 @@
 """Per-episode in-context returns as CSV/NPZ, and the mean ± 95% CI learning-curve plot.
 
 The CSV format is shared with icrl.baselines: columns exactly `method,seed,task,episode,return`,
-one row per (method, training seed, test task index, in-context episode index from 0).
+one row per (method, training seed, test task index, in-context episode index from 0). The format
+itself (columns, CSV text and reading, the 95% CI, the curve drawing) is icrl.histories.results';
+this module holds AD's arrays of returns (tasks × seeds × episodes), summary.json's statistics
+and AD's figure.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import tempfile
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from icrl.histories import results as shared  # the per-episode format, shared with baselines
 from icrl.histories.runtime import atomic_write
 
 __all__ = [
@@ -30,9 +33,8 @@ __all__ = [
     "write_results",
 ]
 
-CSV_COLUMNS = ("method", "seed", "task", "episode", "return")
-_Z95 = 1.959963984540054  # normal 97.5% quantile: the CI is mean ± z·sem over tasks × seeds
 
+CSV_COLUMNS = shared.CSV_COLUMNS  # icrl.ad's public name of the shared columns
 
 # What `evaluate` writes into its output directory.
 RESULT_FILES = ("returns.csv", "returns.npz", "summary.json", "curves.png")
@@ -94,14 +96,13 @@ def write_results(
     out_dir = Path(out_dir)
     csv_path, npz_path = out_dir / "returns.csv", out_dir / "returns.npz"
     _refuse_existing(csv_path, npz_path)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for t in range(returns.shape[0]):
-        for s, seed in enumerate(seeds):
-            for e in range(returns.shape[2]):
-                w.writerow([method, seed, t, e, repr(float(returns[t, s, e]))])
-    atomic_write(csv_path, buf.getvalue())
+    rows = (
+        shared.EpisodeResult(method, seed, t, e, float(returns[t, s, e]))
+        for t in range(returns.shape[0])
+        for s, seed in enumerate(seeds)
+        for e in range(returns.shape[2])
+    )
+    atomic_write(csv_path, shared.results_csv_text(rows))
 
     def _npz(p: Path) -> None:
         with open(p, "wb") as f:  # a file object: np.savez would append ".npz" to a name
@@ -119,22 +120,17 @@ def write_results(
 
 def read_results(path: Path) -> dict[str, np.ndarray]:
     """Read a returns CSV (ours or a baseline's) into method -> (tasks × seeds × episodes)."""
-    path = Path(path)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
-        rows = list(reader)
+    rows = shared.read_results_csv(path)
     out: dict[str, np.ndarray] = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        tasks = sorted({int(r["task"]) for r in mine})
-        seeds = sorted({int(r["seed"]) for r in mine})
-        eps = sorted({int(r["episode"]) for r in mine})
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        tasks = sorted({r.task for r in mine})
+        seeds = sorted({r.seed for r in mine})
+        eps = sorted({r.episode for r in mine})
         arr = np.full((len(tasks), len(seeds), len(eps)), np.nan)
         ti, si = {t: i for i, t in enumerate(tasks)}, {s: i for i, s in enumerate(seeds)}
         for r in mine:
-            arr[ti[int(r["task"])], si[int(r["seed"])], int(r["episode"])] = float(r["return"])
+            arr[ti[r.task], si[r.seed], r.episode] = r.ret
         out[method] = arr
     return out
 
@@ -142,25 +138,16 @@ def read_results(path: Path) -> dict[str, np.ndarray]:
 def mean_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode mean and 95% CI half-width over all tasks × seeds (normal approximation)."""
     flat = np.asarray(returns, dtype=np.float64).reshape(-1, returns.shape[-1])
-    n = np.sum(np.isfinite(flat), axis=0)
-    mean = np.nanmean(flat, axis=0)
-    std = np.nanstd(flat, axis=0, ddof=1) if flat.shape[0] > 1 else np.zeros_like(mean)
-    return mean, _Z95 * std / np.sqrt(np.maximum(n, 1))
-
-
-def _mean_ci(values: np.ndarray) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    half = _Z95 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-    return float(v.mean()), float(half)
+    stats = np.array([shared.mean_ci95(flat[:, e]) for e in range(flat.shape[1])]).reshape(-1, 2)
+    return stats[:, 0], stats[:, 1]
 
 
 def method_summary(returns: np.ndarray, last: int = 10) -> dict[str, float]:
     """`first_mean`/`first_ci95` (the first in-context episode) and `last10_mean`/`last10_ci95`
     (each rollout's mean over its last `last` episodes), mean ± 95% CI over tasks × seeds."""
     r = np.asarray(returns, dtype=np.float64)
-    first_mean, first_ci = _mean_ci(r[..., 0])
-    last_mean, last_ci = _mean_ci(r[..., -last:].mean(axis=-1))
+    first_mean, first_ci = shared.mean_ci95(r[..., 0])
+    last_mean, last_ci = shared.mean_ci95(r[..., -last:].mean(axis=-1))
     return {
         "first_mean": first_mean,
         "first_ci95": first_ci,
@@ -210,9 +197,7 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=120)
     for name, arr in curves.items():
         mean, ci = mean_ci(arr)
-        x = np.arange(len(mean))
-        ax.plot(x, mean, label=name, lw=2)
-        ax.fill_between(x, mean - ci, mean + ci, alpha=0.25)
+        shared.plot_mean_ci(ax, np.arange(len(mean)), mean, ci, label=name, lw=2)
     for name, curve in (source or {}).items():
         c = np.asarray(curve, dtype=np.float64)
         ax.plot(np.arange(len(c)), c, "--", color="k", lw=1.5, label=name)

@@ -4,74 +4,50 @@ One CSV row per evaluated episode with columns ``method, seed, task, episode, re
 training seed; ``task``: index of the test task; ``episode``: episode on that task, from 0), written
 as ``returns.csv``, and ``curves.png`` plotting, per method, the mean return over (seed, task)
 pairs against the episode with a 95% confidence band (normal approximation: mean ± z·SEM,
-z = 1.95996); the same file names, columns and statistics as ``icrl.ad``'s evaluator.
+z = 1.95996); the same file names, columns and statistics as ``icrl.ad``'s evaluator. The format
+itself (columns, CSV text and reading, the CI, the curve drawing) is icrl.histories.results'.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from icrl.histories.results import (
+    CSV_COLUMNS,
+    Z95,
+    EpisodeResult,
+    mean_ci95,
+    plot_mean_ci,
+    read_results_csv,
+    results_csv_text,
+)
 from icrl.histories.runtime import atomic_write
 
-COLUMNS = ("method", "seed", "task", "episode", "return")
-Z95 = 1.959963984540054  # normal 97.5% quantile, as icrl.ad
+__all__ = [
+    "COLUMNS",
+    "Z95",
+    "EpisodeResult",
+    "plot_results",
+    "read_results_csv",
+    "results_to_csv_text",
+    "summarize",
+    "write_results",
+    "write_results_csv",
+]
 
-
-@dataclass(frozen=True)
-class EpisodeResult:
-    """One row of the results CSV: the return of one evaluated episode."""
-
-    method: str
-    seed: int
-    task: int
-    episode: int
-    ret: float
-
-
-def results_to_csv_text(rows: Iterable[EpisodeResult]) -> str:
-    """The CSV text of `rows` (header ``method,seed,task,episode,return``)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for r in rows:
-        writer.writerow([r.method, r.seed, r.task, r.episode, repr(float(r.ret))])
-    return buf.getvalue()
+COLUMNS = CSV_COLUMNS  # the baselines' name for the shared columns
+results_to_csv_text = results_csv_text  # the baselines' name for the shared CSV text
 
 
 def write_results_csv(
     rows: Iterable[EpisodeResult], path: Path, *, overwrite: bool = False
 ) -> None:
     """Write the results CSV atomically; an existing file is kept unless `overwrite`."""
-    atomic_write(Path(path), results_to_csv_text(rows), overwrite=overwrite)
-
-
-def read_results_csv(path: Path) -> list[EpisodeResult]:
-    """Read a results CSV written by this module (or by AD's evaluator)."""
-    path = Path(path)
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(
-                f"{path}: expected CSV columns {','.join(COLUMNS)}, found {reader.fieldnames}"
-            )
-        return [
-            EpisodeResult(
-                method=row["method"],
-                seed=int(row["seed"]),
-                task=int(row["task"]),
-                episode=int(row["episode"]),
-                ret=float(row["return"]),
-            )
-            for row in reader
-        ]
+    atomic_write(Path(path), results_csv_text(rows), overwrite=overwrite)
 
 
 def summarize(rows: Sequence[EpisodeResult]) -> dict[str, dict[str, np.ndarray]]:
@@ -82,11 +58,9 @@ def summarize(rows: Sequence[EpisodeResult]) -> dict[str, dict[str, np.ndarray]]
     out: dict[str, dict[str, np.ndarray]] = {}
     for method, per_ep in by_method.items():
         eps = np.array(sorted(per_ep))
-        vals = [np.asarray(per_ep[e], dtype=np.float64) for e in eps]
-        mean = np.array([v.mean() for v in vals])
-        n = np.array([v.size for v in vals])
-        sem = np.array([v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0 for v in vals])
-        out[method] = {"episode": eps, "mean": mean, "ci95": Z95 * sem, "n": n}
+        stats = np.array([mean_ci95(per_ep[e]) for e in eps]).reshape(-1, 2)
+        n = np.array([len(per_ep[e]) for e in eps])
+        out[method] = {"episode": eps, "mean": stats[:, 0], "ci95": stats[:, 1], "n": n}
     return out
 
 
@@ -103,15 +77,8 @@ def plot_results(
         raise ValueError(f"no results to plot into {path}")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for method, s in sorted(summarize(rows).items()):
-        (line,) = ax.plot(s["episode"], s["mean"], label=method, marker="o", markersize=3)
-        ax.fill_between(
-            s["episode"],
-            s["mean"] - s["ci95"],
-            s["mean"] + s["ci95"],
-            alpha=0.25,
-            lw=0,
-            color=line.get_color(),
-        )
+        plot_mean_ci(ax, s["episode"], s["mean"], s["ci95"], band={"lw": 0}, label=method,
+                     marker="o", markersize=3)  # fmt: skip
     ax.set_xlabel("in-context episode (episodes on the test task)")
     ax.set_ylabel("return (mean ± 95% CI)")
     if title:
