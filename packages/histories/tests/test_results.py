@@ -52,3 +52,20 @@ def test_plot_mean_ci_draws_a_band_in_the_lines_colour() -> None:
         assert band.get_alpha() == 0.25
     finally:
         plt.close(fig)
+
+
+def test_write_png_writes_whole_files_and_refuses_when_asked(tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot([0, 1], [0, 1])
+        out = results.write_png(fig, tmp_path / "f.png")
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with pytest.raises(FileExistsError):
+            results.write_png(fig, out, overwrite=False)
+    finally:
+        plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no temporary left

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import platform
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from icrl.ad import mean_ci, method_summary, read_results
-from icrl.histories.results import plot_mean_ci
+from icrl.histories.results import plot_mean_ci, write_png
 from icrl.histories.runtime import atomic_write
 
 from ._pipeline import FamilyResults
@@ -31,9 +30,7 @@ def _curves(paths: dict[str, Path]) -> dict[str, np.ndarray]:
 
 def _save(fig, path: Path) -> Path:
     """Render to memory, then write atomically (a killed run never leaves half a PNG)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write(path, buf.getvalue())
+    return write_png(fig, path)
 
 
 _LINESTYLES = ("-", "--", "-.", ":")

@@ -33,6 +33,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from pydantic import Field, field_validator
 
+from icrl.histories.results import write_png
 from icrl.histories.runtime import atomic_write
 
 from ._checkpoint import load_model
@@ -534,11 +535,10 @@ def _plot_mse(rows: list[dict[str, Any]], path: Path, title: str, series: dict[s
         axes[1].grid(alpha=0.3)
         axes[1].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
+    try:
+        return write_png(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def _return_rows(label_col: str, label: Any, names: Sequence[str], r: np.ndarray) -> list[dict]:

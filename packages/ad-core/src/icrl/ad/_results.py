@@ -9,7 +9,6 @@ and AD's figure.
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -217,8 +216,7 @@ def plot_curves(
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
               frameon=False)  # fmt: skip
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(out_png, buf.getvalue())
-    return out_png
+    try:
+        return shared.write_png(fig, out_png)
+    finally:
+        plt.close(fig)

@@ -24,6 +24,7 @@ from icrl.histories.results import (
     plot_mean_ci,
     read_results_csv,
     results_csv_text,
+    write_png,
 )
 from icrl.histories.runtime import atomic_write
 
@@ -87,7 +88,7 @@ def plot_results(
     ax.legend()
     fig.tight_layout()
     try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, format="png"), overwrite=overwrite)
+        write_png(fig, Path(path), overwrite=overwrite)
     finally:
         plt.close(fig)
 

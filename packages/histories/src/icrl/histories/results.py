@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from icrl.histories.runtime import atomic_write
+
 __all__ = [
     "CSV_COLUMNS",
     "Z95",
@@ -32,6 +34,7 @@ __all__ = [
     "plot_mean_ci",
     "read_results_csv",
     "results_csv_text",
+    "write_png",
 ]
 
 CSV_COLUMNS = ("method", "seed", "task", "episode", "return")
@@ -114,3 +117,14 @@ def plot_mean_ci(
     style = {"alpha": 0.25, "color": drawn.get_color(), **(band or {})}
     ax.fill_between(x, mean - ci, mean + ci, **style)
     return drawn
+
+
+def write_png(fig: Any, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """Render matplotlib figure `fig` as a PNG and write it to `path` atomically; returns `path`.
+
+    Rendered into memory first, so that a failed render or a killed run never leaves half a PNG
+    (runtime.atomic_write; `overwrite=False` refuses an existing file). The caller closes `fig`.
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write(path, buf.getvalue(), overwrite=overwrite)
