@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icrl.ad import EpisodesContext, WindowContext, write_results
+from icrl.ad import EpisodesContext, FullContext, WindowContext, parse_context, write_results
 from icrl.apps import _presets as P
 from icrl.apps import main
 from icrl.apps._config import ReproduceConfig
 from icrl.apps._pipeline import FamilyResults
 from icrl.apps._report import context_label, family_summary
+
+FULL, FOUR = FullContext(), EpisodesContext(n_episodes=4)
 
 
 def _cfg(**fields) -> ReproduceConfig:
@@ -98,9 +100,9 @@ def test_show_preset_prints_every_stage_and_runs_nothing(tmp_path: Path, capsys)
 
 
 def test_context_labels_are_plain_words() -> None:
-    assert context_label("full") == "full history"
-    assert context_label("episodes:4") == "last 4 episodes"
-    assert context_label("window:800") == "last 800 transitions"
+    assert context_label(parse_context("full")) == "full history"
+    assert context_label(parse_context("episodes:4")) == "last 4 episodes"
+    assert context_label(parse_context("window:800")) == "last 800 transitions"
 
 
 def test_family_summary_has_the_fields_programs_read(tmp_path: Path) -> None:
@@ -234,9 +236,9 @@ def test_a_field_the_source_algorithm_lacks_is_refused(cpu_machine) -> None:
 def test_seeds_and_contexts_defaults(preset, n_seeds, second_context) -> None:
     cfg = _cfg(preset=preset)
     assert P.seeds(cfg) == list(range(n_seeds))
-    assert P.contexts(cfg) == ["full", second_context]
+    assert [str(c) for c in P.contexts(cfg)] == ["full", second_context]
     mine = _cfg(preset=preset, seeds=[7], contexts=["window:50"])
-    assert (P.seeds(mine), P.contexts(mine)) == ([7], ["window:50"])
+    assert (P.seeds(mine), P.contexts(mine)) == ([7], [parse_context("window:50")])
 
 
 def test_a_bad_context_spec_is_refused_by_the_config() -> None:
@@ -253,12 +255,13 @@ def test_a_bad_context_spec_is_refused_by_the_config() -> None:
 )
 def test_ad_config_model_and_length(preset, mamba, transformer, lr, length) -> None:
     cfg = _cfg(preset=preset)
-    m = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, cfg)
-    assert m.model.backbone == "mamba"
-    assert (m.model.d_model, m.model.n_layers, m.model.embed_dim) == mamba
-    t = P.ad_config("ReacherGoal", "transformer", "full", 0, H5, cfg)
-    assert t.model.backbone == "transformer"
-    assert (t.model.d_model, t.model.n_layers, t.model.embed_dim, t.model.d_ff) == transformer
+    m = P.ad_config("ReacherGoal", "mamba", FULL, 0, H5, cfg)
+    assert m.model.kind == "mamba"
+    assert (m.model.backbone.d_model, m.model.backbone.n_layers, m.model.embed_dim) == mamba
+    t = P.ad_config("ReacherGoal", "transformer", FULL, 0, H5, cfg)
+    assert t.model.kind == "transformer"
+    bb = t.model.backbone
+    assert (bb.d_model, bb.n_layers, t.model.embed_dim, bb.d_ff) == transformer
     for tc in (m, t):
         assert {"max_steps": tc.max_steps, "epochs": tc.epochs} == length
         assert (tc.optim.lr, tc.optim.weight_decay) == (lr, 1e-4)  # ReacherGoal: Table 5's 1e-4
@@ -273,9 +276,9 @@ def test_paper_ad_config_is_the_papers_model(family, backbone) -> None:
     from icrl.ad import PAPER_SIZES, PAPER_TABLE
     from icrl.seqmodels import PAPER_CONFIGS
 
-    tc = P.ad_config(family, backbone, "full", 2, H5, _cfg(preset="paper", families=[family]))
+    tc = P.ad_config(family, backbone, FULL, 2, H5, _cfg(preset="paper", families=[family]))
     ref = PAPER_CONFIGS[PAPER_SIZES[family][backbone]]
-    assert (tc.model.backbone, tc.model.d_model, tc.model.n_layers) == (
+    assert (tc.model.kind, tc.model.backbone.d_model, tc.model.backbone.n_layers) == (
         backbone, ref.d_model, ref.n_layers)  # fmt: skip
     embed = 32 if backbone == "mamba" else PAPER_TABLE[family]["dt_embed"]
     assert tc.model.embed_dim == embed
@@ -289,7 +292,9 @@ def test_paper_ad_config_is_the_papers_model(family, backbone) -> None:
      ("window:800", "window", None, 800)],
 )  # fmt: skip
 def test_ad_config_context_and_seed(spec, context, n_episodes, window) -> None:
-    tc = P.ad_config("HalfCheetahVel", "mamba", spec, 5, H5, _cfg(preset="small", progress=False))
+    tc = P.ad_config(
+        "HalfCheetahVel", "mamba", parse_context(spec), 5, H5, _cfg(preset="small", progress=False)
+    )
     flat = tc.data.model_dump()  # the context's dict form: context, n_episodes, window
     assert (flat["context"], flat["n_episodes"], flat["window"]) == (context, n_episodes, window)
     assert (tc.seed, tc.progress) == (5, False)
@@ -298,28 +303,35 @@ def test_ad_config_context_and_seed(spec, context, n_episodes, window) -> None:
 def test_user_ad_fields_reach_the_train_config() -> None:
     ad = {"max_steps": 7, "batch_size": 3, "lr": 5e-4, "d_model": 64, "n_layers": 3,
           "device": "cpu", "overrides": ["optim.warmup_steps=2", "data.num_workers=0"]}  # fmt: skip
-    tc = P.ad_config("ReacherGoal", "transformer", "episodes:4", 0, H5, _cfg(preset="small", ad=ad))
+    tc = P.ad_config("ReacherGoal", "transformer", FOUR, 0, H5, _cfg(preset="small", ad=ad))
     assert (tc.max_steps, tc.epochs) == (7, None)  # max_steps replaces the preset's epochs
     assert (tc.batch_size, tc.optim.lr, tc.device) == (3, 5e-4, "cpu")
-    assert (tc.model.d_model, tc.model.n_layers) == (64, 3)
+    assert (tc.model.backbone.d_model, tc.model.backbone.n_layers) == (64, 3)
     assert (tc.optim.warmup_steps, tc.data.num_workers) == (2, 0)
     assert tc.data.context == EpisodesContext(n_episodes=4)
     epochs = P.ad_config(
-        "ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="paper", ad={"epochs": 2})
+        "ReacherGoal", "mamba", FULL, 0, H5, _cfg(preset="paper", ad={"epochs": 2})
     )
     assert (epochs.epochs, epochs.max_steps) == (2, None)
+
+
+def test_a_backbone_knob_reaches_the_train_config_by_its_key() -> None:
+    ad = {"d_model": 64, "overrides": ["model.mixer=mamba2", "model.headdim=32"]}
+    tc = P.ad_config("ReacherGoal", "mamba", FULL, 0, H5, _cfg(preset="small", ad=ad))
+    bb = tc.model.backbone
+    assert (bb.d_model, bb.n_layers, bb.mixer, bb.headdim) == (64, 4, "mamba2", 32)
 
 
 def test_epochs_replace_the_tiny_presets_step_cap() -> None:
     # --ad.epochs "replaces max_steps" on every preset; tiny's plumbing cap of 40 steps used to
     # stay beside it and fail validation ("set exactly one of epochs and max_steps")
-    tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="tiny", ad={"epochs": 3}))
+    tc = P.ad_config("ReacherGoal", "mamba", FULL, 0, H5, _cfg(preset="tiny", ad={"epochs": 3}))
     assert (tc.epochs, tc.max_steps) == (3, None)
 
 
 def test_a_user_override_wins_over_the_context_spec() -> None:
     ad = {"overrides": ['data.context="window"', "data.window=100"]}
-    tc = P.ad_config("ReacherGoal", "mamba", "full", 0, H5, _cfg(preset="small", ad=ad))
+    tc = P.ad_config("ReacherGoal", "mamba", FULL, 0, H5, _cfg(preset="small", ad=ad))
     assert tc.data.context == WindowContext(window=100)
 
 

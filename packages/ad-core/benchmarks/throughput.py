@@ -86,7 +86,7 @@ def throughput(args, backbone: str, device: torch.device, obs_dim: int, act_dim:
         b = args.batch
         feats = torch.randn(b, length, width, device=device)
         targets = torch.rand(b, length, act_dim, device=device) * 2 - 1
-        x = torch.randn(b, length, model.cfg.d_model, device=device)
+        x = torch.randn(b, length, model.cfg.backbone.d_model, device=device)
 
         def full(feats=feats, targets=targets):
             with amp:

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from icrl.ad import ConfigError, DataConfig, TrainConfig, preset, preset_dict
+from icrl.ad import ADModel, ConfigError, DataConfig, NormStats, TrainConfig, preset, preset_dict
 from icrl.ad._cli import main
-from icrl.seqmodels import PAPER_CONFIGS
+from icrl.seqmodels import PAPER_CONFIGS, MambaConfig
 
 
 def test_paper_presets_follow_tables_5_to_7() -> None:
@@ -20,10 +20,10 @@ def test_paper_presets_follow_tables_5_to_7() -> None:
         assert cfg.optim.weight_decay == decay and cfg.epochs == 450
         assert cfg.model.embed_dim == 32
         t = preset(family, "transformer", "paper", histories="h.h5")
-        assert t.model.n_heads == 4 and t.model.d_ff == 2048
-    assert preset("ReacherGoal", histories="h.h5").model.d_model == 384
+        assert t.model.backbone.n_heads == 4 and t.model.backbone.d_ff == 2048
+    assert preset("ReacherGoal", histories="h.h5").model.backbone.d_model == 384
     assert preset("AntDir", "transformer", histories="h.h5").model.embed_dim == 128
-    assert preset("AntDir", "transformer", histories="h.h5").model.d_model == (
+    assert preset("AntDir", "transformer", histories="h.h5").model.backbone.d_model == (
         PAPER_CONFIGS["transformer-14m"].d_model
     )
     cfg = preset("AntDir", "mamba", "tiny", histories="h.h5", overrides=["max_steps=7"])
@@ -54,6 +54,37 @@ def test_bad_train_configs_say_what_is_wrong() -> None:
         TrainConfig.model_validate({**base, "lr": 1e-3})
     with pytest.raises(ConfigError, match="unknown family 'Nope'"):
         preset_dict("Nope")
+
+
+def test_every_backbone_knob_is_reachable_by_its_flat_key() -> None:
+    sets = ["model.mixer=mamba2", "model.headdim=16", "model.norm_eps=1e-6", "model.dt_rank=3"]
+    cfg = preset("ReacherGoal", "mamba", "tiny", histories="h.h5", overrides=sets)
+    bb = cfg.model.backbone
+    assert isinstance(bb, MambaConfig)
+    assert (bb.d_model, bb.mixer, bb.headdim, bb.norm_eps, bb.dt_rank) == (
+        32,
+        "mamba2",
+        16,
+        1e-6,
+        3,
+    )
+    # the model builds the seqmodels config it holds, as it is
+    model = ADModel(cfg.model, 4, 2, NormStats((0.0,) * 4, (1.0,) * 4, 0.0, 1.0), None)
+    assert model.backbone.config == bb
+    flat = cfg.model_dump(mode="json")["model"]  # the dict form: flat, this backbone's fields only
+    assert (flat["backbone"], flat["d_model"], flat["mixer"]) == ("mamba", 32, "mamba2")
+    assert "n_heads" not in flat and "max_len" not in flat
+    assert TrainConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+    t = preset(
+        "ReacherGoal", "transformer", "tiny", histories="h.h5", overrides=["model.dropout=0.1"]
+    )
+    assert (t.model.kind, t.model.backbone.dropout, t.model.backbone.d_ff) == (
+        "transformer",
+        0.1,
+        64,
+    )
+    with pytest.raises(ConfigError, match=r"model\.mixer: Input should be 'mamba1' or 'mamba2'"):
+        preset("ReacherGoal", "mamba", "tiny", histories="h.h5", overrides=["model.mixer=mamba3"])
 
 
 def test_cli_errors_exit_2_with_one_clear_line(tmp_path, capsys) -> None:

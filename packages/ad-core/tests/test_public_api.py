@@ -21,7 +21,7 @@ def test_paper_preset_is_the_papers_model(backbone: str) -> None:
     cfg = ad.preset("ReacherGoal", backbone, "paper", histories=h5)
     assert isinstance(cfg, ad.TrainConfig)
     ref = PAPER_CONFIGS[ad.PAPER_SIZES["ReacherGoal"][backbone]]
-    assert (cfg.model.backbone, cfg.model.d_model, cfg.model.n_layers) == (
+    assert (cfg.model.kind, cfg.model.backbone.d_model, cfg.model.backbone.n_layers) == (
         backbone, ref.d_model, ref.n_layers)  # fmt: skip
     assert cfg.optim.weight_decay == ad.PAPER_TABLE["ReacherGoal"]["weight_decay"]
     assert (cfg.epochs, cfg.data.context, cfg.data.paths) == (450, ad.FullContext(), (h5,))

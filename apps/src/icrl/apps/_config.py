@@ -8,15 +8,35 @@ are saved in the run directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from icrl.metaenvs import PAPER_FAMILIES
 
 _OPTS = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 PresetName = Literal["tiny", "small", "paper"]
+
+
+def _context(spec: Any) -> Any:
+    """A context spec ("full", "episodes:4", "window:800") -> icrl.ad's typed value: parsed once,
+    here at the edge; the stages get the value."""
+    # icrl.ad loads torch: imported when a context is given, so that --help stays light.
+    from icrl.ad import EpisodesContext, FullContext, WindowContext, parse_context
+
+    if isinstance(spec, FullContext | EpisodesContext | WindowContext):
+        return spec  # a config built in Python
+    if not isinstance(spec, str):
+        raise ValueError(f"context {spec!r} is not a spec such as 'full' or 'episodes:4'")
+    return parse_context(spec)
+
+
+if TYPE_CHECKING:
+    from icrl.ad import Context as ContextSpec
+else:
+    # Spelled as text on the command line, in TOML and in the saved config ("episodes:4").
+    ContextSpec = Annotated[str, PlainValidator(_context), PlainSerializer(str, return_type=str)]
 
 
 class HistoriesOptions(BaseModel):
@@ -149,7 +169,7 @@ class ReproduceConfig(BaseSettings):
     """Training seeds of every method (paper: 3)."""
     backbones: list[Literal["mamba", "transformer"]] = ["mamba", "transformer"]
     """AD backbones to train."""
-    contexts: list[str] | None = None
+    contexts: list[ContextSpec] | None = None
     """AD-Mamba training contexts for Fig. 2: "full", "episodes:N" or "window:C"; the first
     is the one compared in Fig. 1 (and the transformer's)."""
     histories: HistoriesOptions = HistoriesOptions()
@@ -180,23 +200,3 @@ class ReproduceConfig(BaseSettings):
                 "the sanity family, runs with python -m icrl.histories / icrl.ad)"
             )
         return value
-
-    @field_validator("contexts")
-    @classmethod
-    def _context_specs(cls, value: list[str] | None) -> list[str] | None:
-        for spec in value or []:
-            parse_context(spec)
-        return value
-
-
-def parse_context(spec: str) -> dict[str, object]:
-    """ "full" | "episodes:N" | "window:C" -> the icrl.ad DataConfig fields it sets."""
-    kind, _, n = spec.partition(":")
-    if kind == "full" and not n:
-        return {"context": "full"}
-    if kind in ("episodes", "window") and n.isdigit() and int(n) > 0:
-        field = "n_episodes" if kind == "episodes" else "window"
-        return {"context": kind, field: int(n)}
-    raise ValueError(
-        f"context {spec!r} is not understood; use 'full', 'episodes:N' or 'window:C' (N, C > 0)"
-    )

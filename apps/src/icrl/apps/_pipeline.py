@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icrl.ad import evaluate, load_model, train
+from icrl.ad import Context, evaluate, load_model, train
 from icrl.baselines import run_macaw, run_mql
 from icrl.histories import generate
 
@@ -31,7 +31,7 @@ class FamilyResults:
     family: str
     histories: Path
     curves: dict[str, Path] = field(default_factory=dict)  # method -> returns.csv
-    contexts: dict[str, Path] = field(default_factory=dict)  # AD-Mamba context -> returns.csv
+    contexts: dict[Context, Path] = field(default_factory=dict)  # AD-Mamba context -> CSV
     summary_refs: dict[str, float | None] = field(default_factory=dict)
     """source_first / source_final / random / zero, as in the evaluation's summary.json."""
     params: dict[str, int] = field(default_factory=dict)
@@ -62,8 +62,8 @@ def count_stages(cfg: ReproduceConfig) -> int:
     return per * len(cfg.families)
 
 
-def _slug(context: str) -> str:
-    return context.replace(":", "")
+def _slug(context: Context) -> str:
+    return str(context).replace(":", "")
 
 
 def _fresh(path: Path) -> Path:
@@ -131,7 +131,7 @@ def _method(backbone: str) -> str:
     return {"mamba": "AD-Mamba", "transformer": "AD-Transformer"}[backbone]
 
 
-def _ad_runs(fam: _Family, backbone: str, ctx: str, episodes: int | None) -> tuple[Path, int]:
+def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) -> tuple[Path, int]:
     """Train one model per seed, then evaluate them together; return the CSV and episodes."""
     cfg, h5, out = fam.cfg, fam.out.histories, fam.out
     runs: list[StageResult] = []

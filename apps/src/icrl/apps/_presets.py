@@ -13,14 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from icrl.ad import EvalConfig, TrainConfig
+from icrl.ad import Context, EpisodesContext, EvalConfig, FullContext, TrainConfig
 from icrl.ad import preset as ad_preset
 from icrl.baselines import MacawConfig, MacawEvalConfig, MacawTrainConfig, MQLConfig, mql_preset
 from icrl.histories import PRESETS as SOURCE_PRESETS
 from icrl.histories import GenerateConfig
 from icrl.histories.runtime import describe_validation_error
 
-from ._config import ReproduceConfig, parse_context
+from ._config import ReproduceConfig
 
 # tiny: a source run short enough for a 2-core CPU (the histories are barely learning runs).
 _TINY_STEPS = {"ReacherGoal": 1_100, "PusherGoal": 2_000, "HalfCheetahVel": 2_100, "AntDir": 2_100}
@@ -39,9 +39,10 @@ def seeds(cfg: ReproduceConfig) -> list[int]:
     return cfg.seeds or ([0, 1] if cfg.preset == "tiny" else [0, 1, 2])
 
 
-def contexts(cfg: ReproduceConfig) -> list[str]:
+def contexts(cfg: ReproduceConfig) -> list[Context]:
     """AD-Mamba's training contexts; the first is Fig. 1's."""
-    return cfg.contexts or ["full", "episodes:2" if cfg.preset == "tiny" else "episodes:4"]
+    last = EpisodesContext(n_episodes=2 if cfg.preset == "tiny" else 4)
+    return cfg.contexts or [FullContext(), last]
 
 
 # small: the source of the ICRL results (docs/results/ReacherGoal): one SAC update per transition
@@ -112,32 +113,29 @@ def histories_config(family: str, cfg: ReproduceConfig) -> GenerateConfig:
 
 
 def ad_config(
-    family: str, backbone: str, context: str, seed: int, histories: Path, cfg: ReproduceConfig
+    family: str, backbone: str, context: Context, seed: int, histories: Path, cfg: ReproduceConfig
 ) -> TrainConfig:
-    """One AD training run's config (icrl.ad preset + context + seed + user overrides)."""
+    """One AD training run's config: icrl.ad's preset, updated with typed values (context, seed,
+    the --ad fields), then the user's --ad.overrides strings."""
     o = cfg.ad
-    pairs = {f"data.{k}": v for k, v in parse_context(context).items()}
-    pairs.update(seed=seed, progress=cfg.progress)
+    update: dict[str, Any] = {"data": {"context": context}, "seed": seed, "progress": cfg.progress}
     if cfg.preset == "tiny" and o.epochs is None:
-        pairs["max_steps"] = 40  # plumbing only: keeps the whole tiny run within minutes
-    named = {
-        "max_steps": o.max_steps,
-        "epochs": o.epochs,
-        "batch_size": o.batch_size,
-        "optim.lr": o.lr,
-        "model.d_model": o.d_model,
-        "model.n_layers": o.n_layers,
-        "device": o.device,
-    }
-    pairs.update({k: v for k, v in named.items() if v is not None})
-    overrides = [f"{k}={_json(v)}" for k, v in pairs.items()] + list(o.overrides)
-    return ad_preset(family, backbone, cfg.preset, histories=histories, overrides=overrides)
+        update["max_steps"] = 40  # plumbing only: keeps the whole tiny run within minutes
+    update |= _given(
+        max_steps=o.max_steps, epochs=o.epochs, batch_size=o.batch_size, device=o.device
+    )
+    if o.lr is not None:
+        update["optim"] = {"lr": o.lr}
+    if model := _given(d_model=o.d_model, n_layers=o.n_layers):
+        update["model"] = model  # the backbone's fields, in ADConfig's dict form
+    return ad_preset(
+        family, backbone, cfg.preset, histories=histories, update=update, overrides=o.overrides
+    )
 
 
-def _json(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value) if isinstance(value, int | float) else f'"{value}"'
+def _given(**values: Any) -> dict[str, Any]:
+    """The fields a user set (not None)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def eval_config(histories: Path, episodes: int | None, cfg: ReproduceConfig) -> EvalConfig:

@@ -7,10 +7,11 @@ import platform
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from icrl.ad import mean_ci, method_summary, read_results
+from icrl.ad import Context, EpisodesContext, WindowContext, mean_ci, method_summary, read_results
 from icrl.histories.results import plot_mean_ci, write_png
 from icrl.histories.runtime import atomic_write
 
@@ -20,7 +21,10 @@ from ._stages import write_json_atomic
 _LIBS = ("torch", "gymnasium", "mujoco", "tianshou", "h5py", "numpy", "mamba-ssm", "flash-attn")
 
 
-def _curves(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+_K = TypeVar("_K")  # a curve's key: a method name, or an AD-Mamba training context
+
+
+def _curves(paths: dict[_K, Path]) -> dict[_K, np.ndarray]:
     out = {}
     for name, path in paths.items():
         arrays = read_results(path)
@@ -37,13 +41,13 @@ _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
-def context_label(spec: str) -> str:
-    """A training-context spec in plain words ("episodes:4" -> "last 4 episodes")."""
-    kind, _, n = spec.partition(":")
-    if kind == "episodes":
-        return f"last {n} episode{'s' if n != '1' else ''}"
-    if kind == "window":
-        return f"last {n} transitions"
+def context_label(context: Context) -> str:
+    """A training context in plain words (EpisodesContext(n_episodes=4) -> "last 4 episodes")."""
+    if isinstance(context, EpisodesContext):
+        n = context.n_episodes
+        return f"last {n} episode{'s' if n != 1 else ''}"
+    if isinstance(context, WindowContext):
+        return f"last {context.window} transitions"
     return "full history"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_serializer,
@@ -17,6 +19,7 @@ from pydantic import (
 )
 
 from icrl.histories import runtime
+from icrl.seqmodels import MambaConfig, TransformerConfig
 
 from ._context import Context, FullContext
 from ._tokens import RewardAblation
@@ -73,31 +76,63 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
 
 
-class ADConfig(_Frozen):
-    """The AD model: per-component token embeddings, a sequence backbone, a linear action head."""
+_BACKBONES: dict[str, type[MambaConfig] | type[TransformerConfig]] = {
+    "mamba": MambaConfig,
+    "transformer": TransformerConfig,
+}
+# The dict form spells seqmodels' `backend` as kernel_backend: beside `backbone` in one flat
+# section, `backend` is a typo away from it, and every config file and checkpoint written so far
+# says kernel_backend.
+_KEYS = {"backend": "kernel_backend"}
+_ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in _BACKBONES.items()}
+_DEFAULT_MAX_LEN = next(f.default for f in fields(TransformerConfig) if f.name == "max_len")
 
-    backbone: Literal["mamba", "transformer"] = "mamba"
-    """Sequence backbone from icrl.seqmodels: "mamba" (S6 blocks) or "transformer" (causal, DT)."""
-    d_model: int = Field(128, gt=0)
-    """Width of the backbone's residual stream (paper: Mamba 384/512, see presets)."""
-    n_layers: int = Field(4, gt=0)
-    """Number of backbone blocks."""
+
+def _keys(cls: type[MambaConfig] | type[TransformerConfig]) -> dict[str, str]:
+    """Dict-form key -> seqmodels field name of a backbone config (max_len is ADConfig's)."""
+    return {_KEYS.get(f.name, f.name): f.name for f in fields(cls) if f.name != "max_len"}
+
+
+def _backbone(kind: str, values: dict[str, Any]) -> MambaConfig | TransformerConfig:
+    """Validate one backbone's fields with pydantic (types) and seqmodels (its own checks),
+    naming each bad field by its dict-form key."""
+    try:
+        return _ADAPTERS[kind].validate_python(values)
+    except ValidationError as err:
+        keys = {name: key for key, name in _keys(_BACKBONES[kind]).items()}
+        problems = []
+        for e in err.errors():
+            where = f"model.{keys.get(str(e['loc'][0]), e['loc'][0])}" if e["loc"] else "model"
+            got = f" (got {e['input']!r})" if e["loc"] else ""
+            problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
+        raise ValueError("; ".join(problems)) from None
+
+
+class ADConfig(_Frozen):
+    """The AD model: per-component token embeddings, a sequence backbone, a linear action head.
+
+    `backbone` is icrl.seqmodels' own config, MambaConfig or TransformerConfig, with every one
+    of its fields (Mamba-2 via `mixer`, `dt_rank`, `headdim`, `norm_eps`, `dropout`, ...); the
+    model builds it as it is (a transformer's max_len aside, see `max_len`).
+
+    Dict form (config files, --set, config.json, checkpoints): one flat section. `backbone`
+    names the kind ("mamba" or "transformer") and the backbone's fields sit beside AD's own
+    under their seqmodels names (model.d_model, model.mixer, model.n_heads, ...), except
+    seqmodels' `backend`, spelled `kernel_backend`. The other backbone's fields may stand in a
+    section too (one file serves both backbones, switched by model.backbone); they are not used
+    and not saved. Without d_model / n_layers the model is 128 wide and 4 deep.
+    """
+
+    backbone: MambaConfig | TransformerConfig = MambaConfig(d_model=128, n_layers=4)
+    """The sequence backbone's icrl.seqmodels config: MambaConfig (S6 or SSD blocks) or
+    TransformerConfig (causal, DT). Dict form: `backbone` = "mamba" / "transformer" and its
+    fields flat beside it (see the class docstring). Paper sizes: icrl.ad's presets."""
     embed_dim: int = Field(32, gt=0)
     """Width of each token component's own embedding (paper Table 6: 32 for Mamba)."""
-    n_heads: int = Field(4, gt=0)
-    """Attention heads (transformer only; d_model/n_heads should be a multiple of 8)."""
-    d_ff: int = Field(2048, gt=0)
-    """Feed-forward width (transformer only; paper Table 7: 2048)."""
-    d_state: int = Field(16, gt=0)
-    """SSM state size (Mamba only)."""
-    d_conv: int = Field(4, gt=0)
-    """Causal convolution width (Mamba only)."""
-    expand: int = Field(2, gt=0)
-    """Inner expansion factor (Mamba only)."""
     max_len: int | None = Field(None, gt=0)
-    """Transformer position-embedding length; None sizes it from the training data at start."""
-    kernel_backend: str = "auto"
-    """Backbone kernel choice passed to icrl.seqmodels ("auto" picks CUDA kernels when present)."""
+    """Transformer only: its position-embedding length (TransformerConfig.max_len). None sizes
+    it from the training data when training starts (the checkpoint records the size built); a
+    TransformerConfig given with another max_len than seqmodels' default sets this field."""
     action_head: Literal["mse", "gaussian"] = "mse"
     """"mse": the paper's deterministic head, trained by MSE on the recorded action (Eq. 6).
     "gaussian": a diagonal Gaussian (mean and log-std per action dimension) trained by the
@@ -105,14 +140,76 @@ class ADConfig(_Frozen):
     AD samples its categorical head (Laskin et al. 2022). Not the paper's recipe: an MSE head
     regresses to the mean of the source's exploration noise and so cannot explore in context."""
 
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ADConfig:
-        if self.backbone == "transformer" and self.d_model % self.n_heads:
+    @property
+    def kind(self) -> Literal["mamba", "transformer"]:
+        """The backbone's name, as the dict form's `backbone` key spells it."""
+        return "transformer" if isinstance(self.backbone, TransformerConfig) else "mamba"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dict_form(cls, data: Any) -> Any:
+        # The flat section is read here, once: the rest of icrl.ad sees the seqmodels config.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        kind = data.pop("backbone", "mamba")
+        if not isinstance(kind, str):  # a seqmodels config (Python callers, apps)
+            return {**data, **_with_max_len(kind, data.get("max_len"))}
+        if kind not in _BACKBONES:
             raise ValueError(
-                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "
-                "choose a d_model that is a multiple of n_heads (and of 8 * n_heads for flash)"
+                f"model.backbone={kind!r} is not a backbone; use 'mamba' or 'transformer'"
             )
-        return self
+        mine = _keys(_BACKBONES[kind])
+        either = {k for c in _BACKBONES.values() for k in _keys(c)}
+        values = {"d_model": 128, "n_layers": 4}
+        values |= {mine[k]: data.pop(k) for k in list(data) if k in mine}
+        if kind == "transformer":
+            # Checked before seqmodels' own checks, in the dict form's words.
+            d_model, n_heads = values["d_model"], values.get("n_heads", 4)
+            numbers = all(isinstance(v, int) and v > 0 for v in (d_model, n_heads))
+            if numbers and d_model % n_heads:
+                raise ValueError(
+                    f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}; "
+                    "choose a d_model that is a multiple of n_heads (and of 8 * n_heads for "
+                    "flash)"
+                )
+            if data.get("max_len") is not None:
+                values["max_len"] = data["max_len"]
+        else:
+            data.pop("max_len", None)  # the transformer's
+        # What is left of the backbones' fields is the other backbone's: not used (see above).
+        data = {k: v for k, v in data.items() if k not in either}
+        return {**data, "backbone": _backbone(kind, values)}
+
+    @model_serializer(mode="wrap")
+    def _to_dict_form(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        nested = out.pop("backbone", None)
+        if nested is None:  # excluded by the caller
+            return out
+        keys = {name: key for key, name in _keys(type(self.backbone)).items()}
+        flat: dict[str, Any] = {"backbone": self.kind}
+        flat |= {keys[name]: value for name, value in nested.items() if name in keys}
+        if self.kind == "mamba":
+            out.pop("max_len", None)
+        return flat | out
+
+
+def _with_max_len(backbone: Any, max_len: int | None) -> dict[str, Any]:
+    """{"backbone": ..., "max_len": ...} for a seqmodels config given whole: ADConfig.max_len
+    and a TransformerConfig's own max_len are one setting (see ADConfig.max_len)."""
+    if not isinstance(backbone, TransformerConfig):
+        return {"backbone": backbone, "max_len": None}  # the transformer's, as in the dict form
+    own = None if backbone.max_len == _DEFAULT_MAX_LEN else backbone.max_len
+    if max_len is not None and own is not None and own != max_len:
+        raise ValueError(
+            f"model.max_len={max_len} and the TransformerConfig's max_len={own} disagree; "
+            "give one of them"
+        )
+    max_len = max_len if max_len is not None else own
+    if max_len is not None:
+        backbone = replace(backbone, max_len=max_len)
+    return {"backbone": backbone, "max_len": max_len}
 
 
 class DataConfig(_Frozen):

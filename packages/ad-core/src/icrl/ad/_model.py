@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -75,26 +75,14 @@ def compute_norm_stats(histories: Iterable[HistoryLike]) -> NormStats:
 
 
 def backbone_config(cfg: ADConfig, max_len: int | None) -> MambaConfig | TransformerConfig:
-    """The icrl.seqmodels config for this AD model's backbone."""
-    if cfg.backbone == "mamba":
-        return MambaConfig(
-            d_model=cfg.d_model,
-            n_layers=cfg.n_layers,
-            d_state=cfg.d_state,
-            d_conv=cfg.d_conv,
-            expand=cfg.expand,
-            backend=cfg.kernel_backend,
-        )
+    """The icrl.seqmodels config this AD model builds: `cfg.backbone` itself, a transformer's
+    with `max_len` (ADConfig.max_len, or the length training sized from its data; the
+    checkpoint records it)."""
+    if isinstance(cfg.backbone, MambaConfig):
+        return cfg.backbone
     if max_len is None:
         raise ValueError("a transformer backbone needs max_len (model.max_len or the data's)")
-    return TransformerConfig(
-        d_model=cfg.d_model,
-        n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads,
-        d_ff=cfg.d_ff,
-        max_len=max_len,
-        backend=cfg.kernel_backend,
-    )
+    return replace(cfg.backbone, max_len=max_len)
 
 
 class ADModel(nn.Module):
@@ -116,11 +104,12 @@ class ADModel(nn.Module):
         self.embed = nn.ModuleDict(
             {name: nn.Linear(s.stop - s.start, cfg.embed_dim) for name, s in self._slices.items()}
         )
-        self.proj = nn.Linear(len(self._slices) * cfg.embed_dim, cfg.d_model)
+        d_model = cfg.backbone.d_model
+        self.proj = nn.Linear(len(self._slices) * cfg.embed_dim, d_model)
         self.backbone = build_backbone(backbone_config(cfg, max_len))
-        self.norm_out = nn.LayerNorm(cfg.d_model)
+        self.norm_out = nn.LayerNorm(d_model)
         self.gaussian = cfg.action_head == "gaussian"
-        self.head = nn.Linear(cfg.d_model, act_dim * (2 if self.gaussian else 1))
+        self.head = nn.Linear(d_model, act_dim * (2 if self.gaussian else 1))
         self._set_norm(norm)
 
     def _set_norm(self, norm: NormStats) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from icrl.seqmodels import PAPER_CONFIGS, MambaConfig
+from icrl.seqmodels import PAPER_CONFIGS, MambaConfig, TransformerConfig
 
-from ._config import ConfigError, TrainConfig, apply_overrides, validate
+from ._config import ADConfig, ConfigError, TrainConfig, apply_overrides, validate
 
 __all__ = ["PAPER_SIZES", "PAPER_TABLE", "SIZES", "preset", "preset_dict"]
 
@@ -33,26 +33,16 @@ PAPER_SIZES: dict[str, dict[str, str]] = {
 """The icrl.seqmodels PAPER_CONFIGS entry the paper uses per family and backbone (Tables 6-7)."""
 
 
+def _model(backbone: MambaConfig | TransformerConfig, **ad: Any) -> dict[str, Any]:
+    """A preset's model section: the dict form of an ADConfig holding this backbone config
+    (every field of it written out, so a preset shows each knob a --set can turn)."""
+    return ADConfig(backbone=backbone, **ad).model_dump(mode="json")
+
+
 def _paper_model(family: str, backbone: str) -> dict[str, Any]:
-    bb = PAPER_CONFIGS[PAPER_SIZES[family][backbone]]
-    if isinstance(bb, MambaConfig):
-        return {
-            "backbone": "mamba",
-            "d_model": bb.d_model,
-            "n_layers": bb.n_layers,
-            "embed_dim": 32,
-            "d_state": bb.d_state,
-            "d_conv": bb.d_conv,
-            "expand": bb.expand,
-        }
-    return {
-        "backbone": "transformer",
-        "d_model": bb.d_model,
-        "n_layers": bb.n_layers,
-        "embed_dim": PAPER_TABLE[family]["dt_embed"],
-        "n_heads": bb.n_heads,
-        "d_ff": bb.d_ff,
-    }
+    config = PAPER_CONFIGS[PAPER_SIZES[family][backbone]]
+    embed_dim = 32 if backbone == "mamba" else PAPER_TABLE[family]["dt_embed"]
+    return _model(config, embed_dim=embed_dim)
 
 
 def _sanity(backbone: str) -> dict[str, Any]:
@@ -61,10 +51,12 @@ def _sanity(backbone: str) -> dict[str, Any]:
     Not the paper's recipe: the action head is Gaussian and sampled during evaluation (at this
     size the transformer's MSE head measured flat on this family, see the ad-core README).
     """
-    model = {"mamba": {}, "transformer": {"n_heads": 4, "d_ff": 128}}[backbone]
+    config = {
+        "mamba": MambaConfig(d_model=64, n_layers=2),
+        "transformer": TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=128),
+    }
     return {
-        "model": {"backbone": backbone, "d_model": 64, "n_layers": 2, "embed_dim": 16,
-                  "action_head": "gaussian", **model},
+        "model": _model(config[backbone], embed_dim=16, action_head="gaussian"),
         "data": {"context": "full"},
         "optim": {"lr": 1e-3, "weight_decay": 1e-4, "warmup_steps": 20},
         "batch_size": 4,
@@ -104,10 +96,12 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
             "checkpoint_every": 200,
         }
     if size == "small":
-        small = {"mamba": {"d_model": 128, "n_layers": 4}, "transformer": {"d_model": 128,
-                 "n_layers": 4, "d_ff": 512}}[backbone]  # fmt: skip
+        small = {
+            "mamba": MambaConfig(d_model=128, n_layers=4),
+            "transformer": TransformerConfig(d_model=128, n_layers=4, d_ff=512),
+        }
         return {
-            "model": {"backbone": backbone, "embed_dim": 32, **small},
+            "model": _model(small[backbone], embed_dim=32),
             "data": {"context": "full", "num_workers": 2},
             "optim": {"lr": 1e-3, "weight_decay": wd, "warmup_steps": 100},
             "batch_size": 8,
@@ -115,8 +109,12 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
             "token_noise_std": 0.01,
             "checkpoint_every": 200,
         }
+    tiny = {
+        "mamba": MambaConfig(d_model=32, n_layers=2),
+        "transformer": TransformerConfig(d_model=32, n_layers=2, d_ff=64),
+    }
     return {
-        "model": {"backbone": backbone, "d_model": 32, "n_layers": 2, "embed_dim": 8, "d_ff": 64},
+        "model": _model(tiny[backbone], embed_dim=8),
         "data": {"context": "full"},
         "optim": {"lr": 1e-3, "weight_decay": wd, "warmup_steps": 10},
         "batch_size": 2,
@@ -151,21 +149,54 @@ def preset(
     size: str = "paper",
     *,
     histories: Sequence[Path] | Path,
+    update: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
 ) -> TrainConfig:
     """A validated TrainConfig for `family` on the given histories file(s).
 
-    `overrides` are "section.field=value" strings applied last (e.g. "optim.lr=1e-4").
+    `update` holds typed values by section, merged over the preset: how a program composes a
+    config (e.g. ``{"seed": 1, "optim": {"lr": 1e-4}, "model": {"d_model": 64},
+    "data": {"context": EpisodesContext(n_episodes=4)}}``). `overrides` are a user's
+    "section.field=value" strings (--set), applied last, to the dict form of the result. A
+    training length (epochs or max_steps) given in either replaces the preset's other one.
     """
     base = preset_dict(family, backbone, size)
     paths = [histories] if isinstance(histories, str | Path) else list(histories)
-    _check_family(f"{family}/{backbone}/{size}", family, paths)
+    name = f"{family}/{backbone}/{size}"
+    _check_family(name, family, paths)
     base["data"]["paths"] = [str(p) for p in paths]
-    keys = {o.partition("=")[0] for o in overrides}
-    # A length given on the command line replaces the preset's other length field.
-    if "max_steps" in keys and "epochs" not in keys:
-        base.pop("epochs", None)
-    if "epochs" in keys and "max_steps" not in keys:
-        base.pop("max_steps", None)
-    data = apply_overrides(base, list(overrides))
-    return validate(TrainConfig, data, f"preset {family}/{backbone}/{size}")
+    _replace_length(base, _dotted(update or {}))
+    config = validate(TrainConfig, _merge(base, update or {}), f"preset {name}")
+    if not overrides:
+        return config
+    data = config.model_dump(mode="json")
+    _replace_length(data, {o.partition("=")[0] for o in overrides})
+    data = apply_overrides(data, list(overrides))
+    return validate(TrainConfig, data, f"preset {name}")
+
+
+def _replace_length(data: dict[str, Any], given: set[str]) -> None:
+    """A training length given (epochs or max_steps) replaces the other one in `data`."""
+    if "max_steps" in given and "epochs" not in given:
+        data.pop("epochs", None)
+    if "epochs" in given and "max_steps" not in given:
+        data.pop("max_steps", None)
+
+
+def _dotted(update: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys of a nested update ({"optim": {"lr": 1}} -> {"optim.lr"})."""
+    keys: set[str] = set()
+    for key, value in update.items():
+        if isinstance(value, Mapping):
+            keys |= _dotted(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `update` merged in, section by section (values are kept as given)."""
+    nested = {
+        k for k, v in update.items() if isinstance(v, Mapping) and isinstance(base.get(k), dict)
+    }
+    return {**base, **update, **{k: _merge(base[k], update[k]) for k in nested}}

@@ -306,7 +306,7 @@ def train(
     norm = dataset.norm
     info = dataset.info
     max_len = None
-    if config.model.backbone == "transformer":
+    if config.model.kind == "transformer":
         # Room for the evaluator's default rollout too (whole episodes covering the context).
         max_len = config.model.max_len or max(
             info.context_len, info.context_episodes * info.episode_length
