@@ -86,3 +86,36 @@ def initial_mean_action(config: GenerateConfig, index: int, obs: Any) -> Any:
 def policy_mean() -> Any:
     """The `initial_mean_action` function."""
     return initial_mean_action
+
+
+def synthetic_run_task(config: Any, index: int, task: Any, progress: Any = None, **_: Any) -> Any:
+    """A synthetic source run of `config` for task `index` (in place of `run_task`): the real
+    recorder on random 2-dim obs and actions (seeded by the index), 50-step episodes."""
+    import numpy as np
+
+    from icrl.histories import HistoryRecorder
+    from icrl.histories._records import task_record
+
+    rng = np.random.default_rng(index)
+    rec = HistoryRecorder(config.n_envs, config.k, obs_dim=2, act_dim=2)
+    n = config.n_envs
+    for v in range(config.steps_per_task // n):
+        rec.record_step(
+            rng.normal(size=(n, 2)),
+            rng.uniform(-1, 1, size=(n, 2)),
+            rng.normal(size=n),
+            rng.normal(size=(n, 2)),
+            np.zeros(n, bool),
+            np.full(n, (v + 1) % 50 == 0),
+            mean_action=rng.uniform(-1, 1, size=(n, 2)),
+        )
+    trans, eps = rec.result()
+    return task_record(
+        config, index, task, 0, trans, eps, rec.env_steps, rec.unfinished_transitions(), 2, 2
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_source() -> Any:
+    """The `synthetic_run_task` function: a source run in milliseconds, no learner."""
+    return synthetic_run_task

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 import icrl.histories._generate as gen
-from icrl.histories import HistoryFile, HistoryRecorder, generate
+from icrl.histories import HistoryFile, generate
 from icrl.histories._backend import Backend, Job
 from icrl.histories._envs import train_tasks
-from icrl.histories._records import task_record
 from icrl.histories._schema import TaskRecord
 
 SRC = Path(gen.__file__).parent
@@ -42,48 +41,31 @@ def test_batched_does_not_import_generate() -> None:
             assert not bad, f"{path.name} imports {bad}"
 
 
-def _synthetic(config: Any, job: Job) -> TaskRecord:
-    """A record of random 2-dim data with 50-step episodes (no learner)."""
-    rng = np.random.default_rng(job.index)
-    rec = HistoryRecorder(config.n_envs, config.k, obs_dim=2, act_dim=2)
-    n = config.n_envs
-    for v in range(config.steps_per_task // n):
-        rec.record_step(
-            rng.normal(size=(n, 2)),
-            rng.uniform(-1, 1, size=(n, 2)),
-            rng.normal(size=n),
-            rng.normal(size=(n, 2)),
-            np.zeros(n, bool),
-            np.full(n, (v + 1) % 50 == 0),
-            mean_action=rng.uniform(-1, 1, size=(n, 2)),
-        )
-    trans, eps = rec.result()
-    unfinished = rec.unfinished_transitions()
-    return task_record(config, job.index, job.task, 0, trans, eps, rec.env_steps, unfinished, 2, 2)
-
-
 class _Reversed(Backend):
     """Yields the records last task first (a backend may finish its tasks in any order)."""
 
     name = "tianshou"
 
+    def __init__(self, source: Any) -> None:
+        self.source = source  # the conftest's synthetic source run
+
     def run(self, config: Any, jobs: Sequence[Job], progress: Any) -> Iterator[TaskRecord]:
         for job in reversed(jobs):
             progress(config.steps_per_task)
-            yield _synthetic(config, job)
+            yield self.source(config, job.index, job.task)
 
     def run_task(self, config: Any, job: Job, progress: Any = None, record: bool = True) -> Any:
-        return _synthetic(config, job)
+        return self.source(config, job.index, job.task)
 
 
 def test_generate_commits_what_a_backend_yields_in_any_order(
-    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch, synthetic_source: Any
 ) -> None:
-    monkeypatch.setitem(gen.BACKENDS, "tianshou", _Reversed)
+    monkeypatch.setitem(gen.BACKENDS, "tianshou", lambda: _Reversed(synthetic_source))
     config = make_config(tasks=3)
     hf = HistoryFile(generate(config, tmp_path / "r.h5"))
     assert hf.tasks == ["task_000", "task_001", "task_002"]
     for i, name in enumerate(hf.tasks):
         assert hf.meta(name)["task_index"] == i
-        want = _synthetic(config, Job(i, train_tasks("ReacherGoal", 3)[i])).transitions["obs"]
+        want = synthetic_source(config, i, train_tasks("ReacherGoal", 3)[i]).transitions["obs"]
         np.testing.assert_array_equal(hf.history(name).obs, want)

@@ -30,7 +30,6 @@ from icrl.histories import (
     DeviceError,
     HistoryFile,
     HistoryFileError,
-    HistoryRecorder,
     OutputPathError,
     RunLockedError,
     TaskFailedError,
@@ -38,54 +37,34 @@ from icrl.histories import (
 )
 from icrl.histories.__main__ import main
 from icrl.histories._generate import LOCK_NAME, parts_dir
-from icrl.histories._records import task_record
-
-
-def fake_run_task(config: Any, index: int, task: Any, progress: Any = None, **_: Any) -> Any:
-    """A synthetic source run of `config` (2-dim obs and actions): real recorder, random data,
-    50-step episodes."""
-    rng = np.random.default_rng(index)
-    rec = HistoryRecorder(config.n_envs, config.k, obs_dim=2, act_dim=2)
-    n = config.n_envs
-    for v in range(config.steps_per_task // n):
-        done = np.full(n, (v + 1) % 50 == 0)
-        rec.record_step(
-            rng.normal(size=(n, 2)),
-            rng.uniform(-1, 1, size=(n, 2)),
-            rng.normal(size=n),
-            rng.normal(size=(n, 2)),
-            np.zeros(n, bool),
-            done,
-            mean_action=rng.uniform(-1, 1, size=(n, 2)),
-        )
-    trans, eps = rec.result()
-    return task_record(
-        config, index, task, 0, trans, eps, rec.env_steps, rec.unfinished_transitions(), 2, 2
-    )
 
 
 @pytest.fixture
-def fake_source(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def fake_source(monkeypatch: pytest.MonkeyPatch, synthetic_source: Any) -> list[int]:
     """Replace the source run; returns the list of task indices it was asked to run."""
     calls: list[int] = []
 
     def run(config: Any, index: int, task: Any, progress: Any = None, **kw: Any) -> Any:
         calls.append(index)
-        return fake_run_task(config, index, task, progress, **kw)
+        return synthetic_source(config, index, task, progress, **kw)
 
     monkeypatch.setattr(gen, "run_task", run)
     return calls
 
 
-def _failing_from(monkeypatch: pytest.MonkeyPatch, bad: int, exc: BaseException) -> None:
-    """The synthetic source, except that task `bad` raises `exc`."""
+@pytest.fixture
+def failing_from(monkeypatch: pytest.MonkeyPatch, synthetic_source: Any) -> Any:
+    """`failing_from(bad, exc)`: the synthetic source, except that task `bad` raises `exc`."""
 
-    def run(config: Any, index: int, task: Any, progress: Any = None, **kw: Any) -> Any:
-        if index == bad:
-            raise exc
-        return fake_run_task(config, index, task, progress, **kw)
+    def install(bad: int, exc: BaseException) -> None:
+        def run(config: Any, index: int, task: Any, progress: Any = None, **kw: Any) -> Any:
+            if index == bad:
+                raise exc
+            return synthetic_source(config, index, task, progress, **kw)
 
-    monkeypatch.setattr(gen, "run_task", run)
+        monkeypatch.setattr(gen, "run_task", run)
+
+    return install
 
 
 def _parts_listing(out: Path) -> list[str]:
@@ -193,25 +172,30 @@ def test_parts_without_a_finished_task_do_not_block_other_settings(
 
 
 def test_a_failed_first_task_leaves_nothing_and_a_later_one_keeps_the_finished(
-    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_config: Any, failing_from: Any
 ) -> None:
     out = tmp_path / "o.h5"
-    _failing_from(monkeypatch, 0, RuntimeError("boom"))
+    failing_from(0, RuntimeError("boom"))
     with pytest.raises(TaskFailedError, match="task_000"):
         generate(make_config(), out)
     assert list(tmp_path.iterdir()) == []  # as before the run
-    _failing_from(monkeypatch, 1, RuntimeError("boom"))
+    failing_from(1, RuntimeError("boom"))
     with pytest.raises(TaskFailedError, match="task_001"):
         generate(make_config(), out)
     assert _parts_listing(out) == ["config.json", "task_000.h5"]
 
 
 def test_refusal_advice_for_finished_parts_works(
-    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path,
+    make_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    failing_from: Any,
+    synthetic_source: Any,
+    capsys,
 ) -> None:
     """Parts holding a finished task refuse other settings; the printed command resumes."""
     out = tmp_path / "o.h5"
-    _failing_from(monkeypatch, 1, RuntimeError("boom"))
+    failing_from(1, RuntimeError("boom"))
     with pytest.raises(TaskFailedError):
         generate(make_config(), out)
     cfg = tmp_path / "other.json"
@@ -221,7 +205,7 @@ def test_refusal_advice_for_finished_parts_works(
     assert "k: existing 2, requested 3" in err and "1 finished task" in err and "\n" not in err
     command = err.split("resume it with its own settings (`")[1].split("`")[0]
     assert command.startswith("python -m icrl.histories generate --config ")
-    monkeypatch.setattr(gen, "run_task", fake_run_task)
+    monkeypatch.setattr(gen, "run_task", synthetic_source)
     # The advice as printed (in-process, so that the synthetic source applies: --workers 0).
     assert main([*command.split()[3:], "--workers", "0"]) == 0
     assert HistoryFile(out).tasks == ["task_000", "task_001"]
@@ -279,11 +263,9 @@ def cfg(tmp_path: Path, make_config: Any) -> Path:
     return path
 
 
-def test_ctrl_c_says_how_to_resume(
-    tmp_path: Path, cfg: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_ctrl_c_says_how_to_resume(tmp_path: Path, cfg: Path, failing_from: Any, capsys) -> None:
     out = tmp_path / "o.h5"
-    _failing_from(monkeypatch, 1, KeyboardInterrupt())
+    failing_from(1, KeyboardInterrupt())
     assert main(_args(cfg, out)) == 130
     err = capsys.readouterr().err.strip()
     assert err == (
@@ -291,11 +273,9 @@ def test_ctrl_c_says_how_to_resume(
     )
 
 
-def test_a_failed_task_is_one_line(
-    tmp_path: Path, cfg: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_a_failed_task_is_one_line(tmp_path: Path, cfg: Path, failing_from: Any, capsys) -> None:
     out = tmp_path / "o.h5"
-    _failing_from(monkeypatch, 0, RuntimeError("CUDA error: an illegal memory access"))
+    failing_from(0, RuntimeError("CUDA error: an illegal memory access"))
     assert main(_args(cfg, out)) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "task_000" in err and "illegal memory access" in err
@@ -342,10 +322,10 @@ def test_config_file_errors_name_the_file(
 
 
 def test_info_of_an_unfinished_run_says_how_to_resume(
-    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, make_config: Any, failing_from: Any, capsys
 ) -> None:
     out = tmp_path / "o.h5"
-    _failing_from(monkeypatch, 1, RuntimeError("boom"))
+    failing_from(1, RuntimeError("boom"))
     with pytest.raises(TaskFailedError):
         generate(make_config(), out)
     assert main(["info", str(out)]) == 2

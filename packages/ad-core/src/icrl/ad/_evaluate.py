@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from icrl.histories.runtime import atomic_write
 from icrl.metaenvs import episode_length, make_vector_env, reference_returns, test_tasks
+from icrl.metaenvs.rollout import Step, run_episodes
 
 from ._checkpoint import CheckpointError, load_model
 from ._config import EvalConfig
@@ -93,11 +94,9 @@ def rollout(
     `cuda_graph` (CUDA only) replays the backbone's step as one CUDA graph; `max_tokens` bounds
     the env steps per sub-env (episodes x episode length; sizes the transformer's KV cache).
     """
-    if envs.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
-        raise ValueError("rollout needs a vector env built with autoreset_mode=DISABLED")
     n = envs.num_envs
-    space = envs.single_action_space
-    obs_dim, act_dim = envs.single_observation_space.shape[0], space.shape[0]
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
     builder = TokenBuilder(n, obs_dim, act_dim, reward_ablation)
     models = [] if model is None else [model] if isinstance(model, ADModel) else list(model)
     if models and n % len(models):
@@ -108,38 +107,29 @@ def rollout(
         actors = [_model_actor(m, width, device, bf16, cuda_graph, max_tokens, sample, seed,
                                std_scale) for m in models]  # fmt: skip
         act = actors[0] if len(actors) == 1 else _split_actor(actors, width)
-    returns = np.zeros((n, episodes))
-    ep_return, count = np.zeros(n), np.zeros(n, dtype=np.int64)
-    # Each model's slice gets the env seeds it would get alone (seed + i for its i-th sub-env).
-    obs, _ = envs.reset(seed=[seed + i % width for i in range(n)])
-    start = np.ones(n, dtype=bool)
+
+    def act_on_tokens(obs: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
+        feats = builder.token(obs, start)
+        if on_token is not None:
+            on_token(feats)
+        return policy(feats) if policy is not None else act(feats)
+
+    def record(step: Step) -> None:
+        builder.record(step.action, step.reward, step.next_obs)
+
     bar = tqdm(total=n * episodes, disable=not progress, desc="in-context episodes", leave=False)
     with torch.inference_mode():
-        while count.min() < episodes:
-            feats = builder.token(obs, start)
-            if on_token is not None:
-                on_token(feats)
-            action = policy(feats) if policy is not None else act(feats)
-            action = np.clip(action, space.low, space.high).astype(space.dtype)
-            next_obs, reward, terminated, truncated, _ = envs.step(action)
-            builder.record(action, reward, next_obs)
-            ep_return += reward
-            done = terminated | truncated
-            for i in np.flatnonzero(done):
-                if count[i] < episodes:
-                    returns[i, count[i]] = ep_return[i]
-                    count[i] += 1
-                    bar.update(1)
-                ep_return[i] = 0.0
-            obs = next_obs
-            if done.any():
-                # Finished sub-envs keep running (their extra episodes are not recorded) so that
-                # the batch stays whole; the reset obs replaces the final obs only where done.
-                reset_obs, _ = envs.reset(options={"reset_mask": done})
-                obs = np.where(done[:, None], reset_obs, next_obs)
-            start = done
+        # Each model's slice gets the env seeds it would get alone (seed + i for its i-th sub-env).
+        run = run_episodes(
+            envs,
+            act_on_tokens,
+            episodes,
+            seeds=[seed + i % width for i in range(n)],
+            on_step=record,
+            on_episode=lambda i, e, ret: bar.update(1),
+        )
     bar.close()
-    return returns
+    return run.returns
 
 
 def _split_actor(actors: Sequence[Policy], width: int) -> Policy:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from icrl.metaenvs.rollout import Step, clip_action, run_episodes
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -49,21 +51,30 @@ def run_episode(
 ) -> Episode:
     """Roll out one episode; `policy` maps an observation to an action inside the env's box
     (values outside are clipped to it, and the clipped action is what is recorded)."""
-    low, high = action_bounds(env)
-    obs, _ = env.reset(seed=seed)
-    rows: list[tuple] = []
-    for _ in range(max_steps):
-        action = np.clip(np.asarray(policy(obs), np.float64), low, high).astype(np.float32)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        rows.append((obs, action, float(reward), next_obs, bool(terminated), bool(truncated)))
-        obs = next_obs
-        if terminated or truncated:
-            break
-    else:
-        raise RuntimeError(
-            f"episode did not end within {max_steps} steps; is the env time-limited?"
+    action_bounds(env)  # a bounded Box
+    steps: list[tuple] = []
+
+    def record(step: Step) -> None:
+        steps.append(
+            (
+                step.obs[0],
+                step.action[0],
+                float(step.reward[0]),
+                step.next_obs[0],
+                bool(step.terminated[0]),
+                bool(step.truncated[0]),
+            )
         )
-    o, a, r, no, te, tr = zip(*rows, strict=True)
+
+    run_episodes(
+        [env],
+        lambda obs, rows, start: np.asarray(policy(obs[0]))[None],
+        seeds=[seed],
+        to_env=lambda space, action: clip_action(space, action, np.float32),
+        on_step=record,
+        max_steps=max_steps,
+    )
+    o, a, r, no, te, tr = zip(*steps, strict=True)
     return Episode(
         obs=np.asarray(o, np.float32),
         action=np.asarray(a, np.float32),

@@ -9,6 +9,7 @@ import numpy as np
 
 from icrl.metaenvs._registry import make_env
 from icrl.metaenvs._tasks import Task, as_task, check_family
+from icrl.metaenvs.rollout import Act, run_episodes
 
 Policy = Literal["zero", "random"]
 
@@ -40,20 +41,21 @@ def reference_returns(
     lengths = np.zeros((len(tasks), episodes), dtype=np.int64)
     for i, task in enumerate(tasks):
         env = make_env(family, as_task(family, task), **env_kwargs)
-        low, high = env.action_space.low, env.action_space.high
+        act = _act(policy, env.action_space, rng)
         for e in range(episodes):
-            env.reset(seed=seed + 1000 * i + e)
-            total, done, n = 0.0, False, 0
-            while not done:
-                if policy == "zero":
-                    action = np.zeros_like(low)
-                else:
-                    action = rng.uniform(low, high).astype(low.dtype)
-                _, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                n += 1
-                done = terminated or truncated
-            out[i, e] = total
-            lengths[i, e] = n
+            run = run_episodes([env], act, seeds=[seed + 1000 * i + e])
+            out[i, e], lengths[i, e] = run.returns[0, 0], run.lengths[0, 0]
         env.close()
     return (out, lengths) if with_lengths else out
+
+
+def _act(policy: Policy, space: Any, rng: np.random.Generator) -> Act:
+    """The task-agnostic policy on one env: the zero action, or a uniform draw from the box."""
+    low, high = space.low, space.high
+
+    def act(obs: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
+        if policy == "zero":
+            return np.zeros((1, *low.shape), low.dtype)
+        return rng.uniform(low, high).astype(low.dtype)[None]
+
+    return act

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from icrl.baselines.mql._agent import MQLAgent
+from icrl.metaenvs.rollout import Step
+from icrl.metaenvs.rollout import run_episodes as run_shared
 
 Mode = Literal["random", "noisy", "deterministic"]
 
@@ -34,10 +36,10 @@ class Episode:
         return len(self.rew)
 
 
-def _to_env_action(env: gym.Env, a: np.ndarray) -> np.ndarray:
+def _to_env_action(space: gym.spaces.Box, a: np.ndarray) -> np.ndarray:
     """Map [-1, 1] to the env's box (the official ``NormalizedBoxEnv``)."""
-    low, high = env.action_space.low, env.action_space.high
-    return (low + (a + 1.0) * 0.5 * (high - low)).astype(env.action_space.dtype)
+    low, high = space.low, space.high
+    return (low + (a + 1.0) * 0.5 * (high - low)).astype(space.dtype)
 
 
 def run_episodes(
@@ -61,49 +63,45 @@ def run_episodes(
     if mode != "random" and agent is None:
         raise ValueError(f"run_episodes: mode {mode!r} needs an agent")
     k = len(tasks)
-    space = envs[0].action_space
-    act_dim = int(np.prod(space.shape))
-    obs = np.stack(
-        [
-            envs[i].reset(seed=None if seeds is None else seeds[i], options={"task": tasks[i]})[0]
-            for i in range(k)
-        ]
-    ).astype(np.float32)
-    obs_dim = obs.shape[1]
+    act_dim = int(np.prod(envs[0].action_space.shape))
+    obs_dim = int(np.prod(envs[0].observation_space.shape))
     device = agent.device if agent is not None else torch.device("cpu")
     hist = torch.zeros(k, hist_len, act_dim + 1 + obs_dim, device=device)
     logs: list[dict[str, list[np.ndarray]]] = [
         {"obs": [], "act": [], "rew": [], "next_obs": [], "terminated": []} for _ in range(k)
     ]
-    active = np.arange(k)
-    while len(active):
+
+    def act(obs: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
         if mode == "random":
-            acts = rng.uniform(-1.0, 1.0, size=(len(active), act_dim)).astype(np.float32)
-        else:
-            obs_t = torch.as_tensor(obs[active], device=device)
-            acts = agent.act(obs_t, hist[torch.as_tensor(active, device=device)]).cpu().numpy()
-            if mode == "noisy":
-                acts = np.clip(acts + rng.normal(0.0, expl_noise, size=acts.shape), -1.0, 1.0)
-            acts = acts.astype(np.float32)
-        still = []
-        rews = np.zeros(len(active), np.float32)
-        for j, i in enumerate(active):
-            nxt, r, term, trunc, _ = envs[i].step(_to_env_action(envs[i], acts[j]))
-            rews[j] = r
+            return rng.uniform(-1.0, 1.0, size=(len(rows), act_dim)).astype(np.float32)
+        obs_t = torch.as_tensor(obs.astype(np.float32), device=device)
+        acts = agent.act(obs_t, hist[torch.as_tensor(rows, device=device)]).cpu().numpy()
+        if mode == "noisy":
+            acts = np.clip(acts + rng.normal(0.0, expl_noise, size=acts.shape), -1.0, 1.0)
+        return acts.astype(np.float32)
+
+    def record(step: Step) -> None:
+        obs = step.obs.astype(np.float32)
+        rews = step.reward.astype(np.float32)
+        for j, i in enumerate(step.rows):
             log = logs[i]
-            log["obs"].append(obs[i].copy())
-            log["act"].append(acts[j])
-            log["rew"].append(np.float32(r))
-            log["next_obs"].append(np.asarray(nxt, np.float32))
-            log["terminated"].append(np.float32(term))
-            if not (term or trunc):
-                still.append(j)
+            log["obs"].append(obs[j])
+            log["act"].append(step.policy_action[j])
+            log["rew"].append(rews[j])
+            log["next_obs"].append(np.asarray(step.next_obs[j], np.float32))
+            log["terminated"].append(np.float32(step.terminated[j]))
         entry = torch.as_tensor(
-            np.concatenate([acts, rews[:, None], obs[active]], axis=1), device=device
+            np.concatenate([step.policy_action, rews[:, None], obs], axis=1), device=device
         )
-        rows = torch.as_tensor(active, device=device)
+        rows = torch.as_tensor(step.rows, device=device)
         hist[rows] = torch.cat([hist[rows, 1:], entry[:, None]], dim=1)
-        for j in still:
-            obs[active[j]] = logs[active[j]]["next_obs"][-1]
-        active = active[still]
+
+    run_shared(
+        envs[:k],
+        act,
+        seeds=seeds if seeds is None else list(seeds[:k]),
+        options=[{"task": task} for task in tasks],
+        to_env=_to_env_action,
+        on_step=record,
+    )
     return [Episode(**{key: np.stack(v) for key, v in log.items()}) for log in logs]
