@@ -206,3 +206,26 @@ def test_a_moved_run_and_histories_resume_exactly_and_replaced_data_is_refused(
     shutil.copy(foreign.checkpoint, there / "run" / "checkpoints" / "step_000000099.pt")
     with pytest.raises(CheckpointError, match="other histories"):
         load_model(there / "run")
+
+
+def test_a_run_written_in_the_older_config_form_resumes(tmp_path, record, tiny) -> None:
+    from icrl.ad._checkpoint import checkpoint_path, save_checkpoint
+
+    # Before ADConfig held the seqmodels config, a model section listed both backbones' fields.
+    old_model = {"backbone": "mamba", "d_model": 32, "n_layers": 2, "embed_dim": 8, "n_heads": 4,
+                 "d_ff": 64, "d_state": 16, "d_conv": 4, "expand": 2, "max_len": None,
+                 "kernel_backend": "auto", "action_head": "mse"}  # fmt: skip
+    cfg = tiny(max_steps=4, checkpoint_every=2)
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
+    run = tmp_path / "run"
+    assert train(cfg, run, dataset=ds, stop_after=2).step == 2
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "model": old_model}))
+    ckpt = load_checkpoint(checkpoint_path(run, 2))
+    ckpt["config"]["model"] = old_model
+    save_checkpoint(
+        checkpoint_path(run, 2), {k: v for k, v in ckpt.items() if k not in ("format", "path")}
+    )
+    assert train(cfg, run, dataset=ds).step == 4
+    assert json.loads((run / "config.json").read_text()) == cfg.model_dump(mode="json")
+    assert load_model(run)[1]["step"] == 4

@@ -36,6 +36,7 @@ class _Context(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", frozen=True)
 
     kind: str
+    """The mode's name ("full", "episodes", "window"), as DataConfig's `context` field spells it."""
 
     def flat(self) -> dict[str, object]:
         """DataConfig's dict form of this context: `context` (the kind), `n_episodes`, `window`."""

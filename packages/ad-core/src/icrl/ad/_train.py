@@ -97,12 +97,13 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
     """Create the run directory and its config.json, or check that it holds this same run;
-    True if config.json differs in MOVABLE_FIELDS (rewritten once the data is checked)."""
+    True if config.json differs in MOVABLE_FIELDS or only in its form (an older icrl.ad's):
+    it is rewritten once the data is checked."""
     resolved = cfg.model_dump(mode="json")
     path = run_dir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        diff = sorted(run_diff(saved, resolved))
+        diff = sorted(run_diff(_current_form(saved), resolved))
         if diff:
             raise RunDirError(
                 f"{run_dir} holds a run with a different config (fields {diff}); "
@@ -115,6 +116,16 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
         )
     atomic_write(path, json.dumps(resolved, indent=2))
     return False
+
+
+def _current_form(saved: Any) -> Any:
+    """A saved config dict as this version writes it, so that a run written by an older icrl.ad
+    (e.g. a model section with both backbones' fields) compares by what it computes; as it is
+    when it no longer validates (the comparison then names the fields)."""
+    try:
+        return TrainConfig.model_validate(saved).model_dump(mode="json")
+    except ValueError:
+        return saved
 
 
 def _record_run(run_dir: Path, cfg: TrainConfig, norm: NormStats, moved: bool) -> None:
@@ -147,7 +158,7 @@ def _resume_checkpoint(
             if main:
                 print(f"warning: {err}; skipping it", file=sys.stderr)
             continue
-        diff = sorted(run_diff(resolved, ckpt.get("config")))
+        diff = sorted(run_diff(resolved, _current_form(ckpt.get("config"))))
         if not diff and ckpt.get("norm") != norm.to_dict():
             # Same config but other data: the histories were replaced, not just moved.
             diff = ["the histories' content (their normalisation statistics)"]
