@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _heldout import episode_length, load_eval_model
 
-from icrl.ad import history_tokens, latest_checkpoint, load_model
+from icrl.ad import history_tokens
 from icrl.histories import HistoryFile
 
 
@@ -45,16 +46,13 @@ def main() -> None:
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     a = p.parse_args()
-    ckpt = a.checkpoint if a.checkpoint.is_file() else latest_checkpoint(a.checkpoint)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, _ = load_model(ckpt, device)
-    model.eval()
+    model, ckpt, device = load_eval_model(a.checkpoint)
     act = model.layout.slices["prev_action"]
     hf = HistoryFile(a.histories)
     rows = []
     for name in hf.tasks[: a.tasks]:
         h = hf.history(name)
-        ep_len = int(np.argmax(np.asarray(h.step[1:]) == 0)) + 1
+        ep_len = episode_length(h)
         n = len(h.reward) if a.episodes is None else min(a.episodes * ep_len, len(h.reward))
         feats, action = history_tokens(h, 0, n)
         mu = np.asarray(h.mean_action[:n], dtype=np.float32)

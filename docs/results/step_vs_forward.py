@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _heldout import episode_length, load_eval_model
 
-from icrl.ad import history_tokens, latest_checkpoint, load_model
+from icrl.ad import history_tokens
 from icrl.histories import HistoryFile
 
 
@@ -64,13 +65,10 @@ def main() -> None:
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     a = p.parse_args()
-    ckpt = a.checkpoint if a.checkpoint.is_file() else latest_checkpoint(a.checkpoint)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, _ = load_model(ckpt, device)
-    model.eval()
+    model, ckpt, device = load_eval_model(a.checkpoint)
     hf = HistoryFile(a.histories)
     h = hf.history(hf.tasks[a.task])
-    ep_len = int(np.argmax(np.asarray(h.step[1:]) == 0)) + 1
+    ep_len = episode_length(h)
     rows = min(a.episodes * ep_len, len(h.reward))
     feats, _ = history_tokens(h, 0, rows)
     mu = np.asarray(h.mean_action[:rows], dtype=np.float64)
