@@ -119,8 +119,6 @@ def ad_config(
     the --ad fields), then the user's --ad.overrides strings."""
     o = cfg.ad
     update: dict[str, Any] = {"data": {"context": context}, "seed": seed, "progress": cfg.progress}
-    if cfg.preset == "tiny" and o.epochs is None:
-        update["max_steps"] = 40  # plumbing only: keeps the whole tiny run within minutes
     update |= _given(
         max_steps=o.max_steps, epochs=o.epochs, batch_size=o.batch_size, device=o.device
     )
