@@ -39,3 +39,13 @@ def test_report_command_line_has_no_trailing_space() -> None:
 
     assert _command([]) == "uv run apps/reproduce.py"
     assert _command(["--out", "a b"]) == "uv run apps/reproduce.py --out 'a b'"
+
+
+def test_flags_win_over_the_config_file_field_by_field(tmp_path) -> None:
+    """--config fills what the flags left unset, inside a section too (runtime.merge_nested)."""
+    from icrl.apps._cli import parse
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "small"\nseeds = [4]\n[ad]\nmax_steps = 500\nlr = 1e-4\n')
+    cfg = parse(["--config", str(toml), "--ad.max_steps", "7", "--seeds", "[1, 2]"])
+    assert (cfg.preset, cfg.seeds, cfg.ad.max_steps, cfg.ad.lr) == ("small", [1, 2], 7, 1e-4)

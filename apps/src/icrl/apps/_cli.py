@@ -16,16 +16,6 @@ from ._config import ReproduceConfig
 from ._stages import RunLock, RunLockedError, write_json_atomic
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _set_fields(model: Any) -> dict[str, Any]:
     """The fields a user set (recursively), so a TOML file only fills the rest."""
     out = {}
@@ -53,10 +43,11 @@ def parse(argv: list[str]) -> ReproduceConfig:
     cli = CliApp.run(ReproduceConfig, cli_args=argv)
     if cli.config is None:
         return cli
-    from icrl.histories.runtime import read_config_file  # loads torch: only with --config
+    # loads torch: only with --config
+    from icrl.histories.runtime import merge_nested, read_config_file
 
     data = read_config_file(cli.config, fmt="toml")  # ConfigFileError, a ValueError
-    return ReproduceConfig.model_validate(_merge(data, _set_fields(cli)))
+    return ReproduceConfig.model_validate(merge_nested(data, _set_fields(cli)))
 
 
 class OutDirError(ValueError):

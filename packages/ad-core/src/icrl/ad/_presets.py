@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from icrl.histories.runtime import merge_nested
 from icrl.seqmodels import PAPER_CONFIGS, MambaConfig, TransformerConfig
 
 from ._config import ADConfig, ConfigError, TrainConfig, apply_overrides, validate
@@ -166,7 +167,7 @@ def preset(
     _check_family(name, family, paths)
     base["data"]["paths"] = [str(p) for p in paths]
     _replace_length(base, _dotted(update or {}))
-    config = validate(TrainConfig, _merge(base, update or {}), f"preset {name}")
+    config = validate(TrainConfig, merge_nested(base, update or {}), f"preset {name}")
     if not overrides:
         return config
     data = config.model_dump(mode="json")
@@ -192,11 +193,3 @@ def _dotted(update: Mapping[str, Any], prefix: str = "") -> set[str]:
         else:
             keys.add(f"{prefix}{key}")
     return keys
-
-
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `update` merged in, section by section (values are kept as given)."""
-    nested = {
-        k for k, v in update.items() if isinstance(v, Mapping) and isinstance(base.get(k), dict)
-    }
-    return {**base, **update, **{k: _merge(base[k], update[k]) for k in nested}}

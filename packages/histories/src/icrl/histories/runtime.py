@@ -42,6 +42,7 @@ __all__ = [
     "describe_changes",
     "describe_validation_error",
     "fsync_dir",
+    "merge_nested",
     "parse_set",
     "parse_sets",
     "read_config_file",
@@ -440,6 +441,19 @@ def apply_sets(
             if not isinstance(node, dict):
                 raise SetError(f"{label} {item!r}: {part!r} is not a section")
         node[leaf] = value
+    return out
+
+
+def merge_nested(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `top` merged in, section by section: where both hold a section (a mapping in
+    `top`, a dict in `base`) the two are merged the same way; any other value of `top` replaces
+    `base`'s. Values are kept as given (no copies, no JSON round trip)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge_nested(out[key], value)
+        else:
+            out[key] = value
     return out
 
 
