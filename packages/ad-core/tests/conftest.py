@@ -12,19 +12,44 @@ from icrl.histories import GenerateConfig, History, SACConfig, generate
 from icrl.metaenvs import make_env, train_tasks
 
 
+def sac_histories(path: Path, family: str, steps: int, k: int, warmup: int, **config) -> Path:
+    """Two tasks of `family` learnt by a tiny SAC (16x16 networks) in this process, as a file."""
+    cfg = GenerateConfig(
+        family=family,
+        tasks=2,
+        steps_per_task=steps,
+        k=k,
+        workers=0,
+        progress=False,
+        algorithm=SACConfig(warmup_steps=warmup, hidden_sizes=(16, 16), batch_size=16),
+        **config,
+    )
+    return generate(cfg, path)
+
+
+def short_run_config(
+    paths: list[Path], max_steps: int, model: dict, data: dict | None = None
+) -> TrainConfig:
+    """A CPU training config of a few steps on `paths` (d_model 32, batch 2, no logging): what a
+    test trains to have a checkpoint. `model` and `data` fields go over the defaults."""
+    return TrainConfig.model_validate(
+        {
+            "model": {"d_model": 32, "embed_dim": 8, **model},
+            "data": {"paths": [str(p) for p in paths], "context": "full", **(data or {})},
+            "max_steps": max_steps,
+            "batch_size": 2,
+            "tensorboard": False,
+            "progress": False,
+            "device": "cpu",
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def histories_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two ReacherGoal tasks of a tiny SAC run (500 env steps each, k=2): 5 kept episodes each."""
-    cfg = GenerateConfig(
-        family="ReacherGoal",
-        tasks=2,
-        steps_per_task=500,
-        k=2,
-        workers=0,
-        progress=False,
-        algorithm=SACConfig(warmup_steps=400, hidden_sizes=(16, 16), batch_size=16),
-    )
-    return generate(cfg, tmp_path_factory.mktemp("hist") / "reacher.h5")
+    path = tmp_path_factory.mktemp("hist") / "reacher.h5"
+    return sac_histories(path, "ReacherGoal", steps=500, k=2, warmup=400)
 
 
 def recorded_history(episodes: int = 3, seed: int = 0, task_index: int = 0) -> History:
@@ -100,6 +125,18 @@ def record():
 def tiny():
     """The `tiny_config` helper."""
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def sac():
+    """The `sac_histories` helper (test modules cannot import conftest in importlib mode)."""
+    return sac_histories
+
+
+@pytest.fixture(scope="session")
+def short_run():
+    """The `short_run_config` helper."""
+    return short_run_config
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -39,22 +39,9 @@ def test_gaussian_nll_is_the_normal_log_likelihood() -> None:
 
 
 @pytest.fixture(scope="module")
-def gaussian_run(tmp_path_factory, histories_file):
-    from icrl.ad import TrainConfig
-
+def gaussian_run(tmp_path_factory, histories_file, short_run):
     run = tmp_path_factory.mktemp("gauss") / "run"
-    cfg = TrainConfig.model_validate(
-        {
-            "model": {"d_model": 32, "n_layers": 1, "embed_dim": 8, "action_head": "gaussian"},
-            "data": {"paths": [str(histories_file)], "context": "full"},
-            "max_steps": 3,
-            "batch_size": 2,
-            "tensorboard": False,
-            "progress": False,
-            "device": "cpu",
-        }
-    )
-    train(cfg, run)
+    train(short_run([histories_file], 3, {"n_layers": 1, "action_head": "gaussian"}), run)
     return run
 
 

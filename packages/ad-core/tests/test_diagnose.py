@@ -10,38 +10,17 @@ import pytest
 import torch
 
 import icrl.ad._diagnose as diag
-from icrl.ad import DiagnoseConfig, TrainConfig, train
+from icrl.ad import DiagnoseConfig, train
 from icrl.ad._cli import main
-from icrl.histories import GenerateConfig, SACConfig, generate
 
 
 @pytest.fixture(scope="module")
-def pointgoal(tmp_path_factory) -> tuple[Path, Path]:
+def pointgoal(tmp_path_factory, sac, short_run) -> tuple[Path, Path]:
     """(histories, run dir): 2 PointGoal tasks of a tiny SAC run (20 kept episodes each, schema 2
     with mean_action) and a tiny Gaussian-head Mamba trained on them for a few steps."""
     root = tmp_path_factory.mktemp("diag")
-    cfg = GenerateConfig(
-        family="PointGoal",
-        tasks=2,
-        steps_per_task=400,
-        k=1,
-        workers=0,
-        progress=False,
-        backend="batched",
-        algorithm=SACConfig(warmup_steps=100, hidden_sizes=(16, 16), batch_size=16),
-    )
-    hist = generate(cfg, root / "pg.h5")
-    tc = TrainConfig.model_validate(
-        {
-            "model": {"d_model": 32, "n_layers": 2, "embed_dim": 8, "action_head": "gaussian"},
-            "data": {"paths": [str(hist)], "context": "full"},
-            "max_steps": 6,
-            "batch_size": 2,
-            "tensorboard": False,
-            "progress": False,
-            "device": "cpu",
-        }
-    )
+    hist = sac(root / "pg.h5", "PointGoal", steps=400, k=1, warmup=100, backend="batched")
+    tc = short_run([hist], 6, {"n_layers": 2, "action_head": "gaussian"})
     train(tc, root / "run")
     return hist, root / "run"
 

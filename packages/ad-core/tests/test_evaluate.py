@@ -26,23 +26,11 @@ from icrl.metaenvs import make_vector_env, test_tasks
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, histories_file):
+def trained(tmp_path_factory, histories_file, short_run):
     """A tiny Mamba trained for a few steps on the real SAC histories file."""
-    from icrl.ad import TrainConfig
-
     run = tmp_path_factory.mktemp("run") / "seed0"
-    cfg = TrainConfig.model_validate(
-        {
-            "model": {"d_model": 32, "n_layers": 2, "embed_dim": 8},
-            "data": {"paths": [str(histories_file)], "context": "episodes", "n_episodes": 2},
-            "max_steps": 4,
-            "batch_size": 2,
-            "tensorboard": False,
-            "progress": False,
-            "device": "cpu",
-        }
-    )
-    return train(cfg, run)
+    data = {"context": "episodes", "n_episodes": 2}
+    return train(short_run([histories_file], 4, {"n_layers": 2}, data), run)
 
 
 @pytest.mark.parametrize("backbone", ["mamba", "transformer"])

@@ -565,11 +565,15 @@ def _fmt(x: float) -> str:
 
 
 # ----------------------------------------------------------------------------------- the parts
+def _write_bins(res, name: str, rows: list[dict], title: str, series: dict) -> None:
+    """A part's per-bin rows as OUT/NAME.csv and their error curves as OUT/NAME.png."""
+    res.files[f"{name}_csv"] = _write_csv(res.out_dir / f"{name}.csv", TEACHER_COLUMNS, rows)
+    res.files[f"{name}_png"] = _plot_mse(rows, res.out_dir / f"{name}.png", title, series)
+
+
 def _part_teacher(held, config, res, lines, cache) -> None:
     tok = cache.setdefault("none", _token_errors(held, config, "none"))
     rows = _bin_rows(tok, config.bin_episodes, "none")
-    d = res.out_dir
-    res.files["teacher_forced_csv"] = _write_csv(d / "teacher_forced.csv", TEACHER_COLUMNS, rows)
     series = {
         "model mean vs executed a": ("none", "mse_model_action", "-o"),
         "model mean vs source mu": ("none", "mse_model_mu", "-s"),
@@ -577,7 +581,7 @@ def _part_teacher(held, config, res, lines, cache) -> None:
         "always-zero action vs a": ("none", "mse_zero_action", ":"),
     }
     title = f"{held.family}: teacher-forced action error, {len(held.names)} held-out tasks"
-    res.files["teacher_forced_png"] = _plot_mse(rows, d / "teacher_forced.png", title, series)
+    _write_bins(res, "teacher_forced", rows, title, series)
     o, first, last = _overall(tok), rows[0], rows[-1]
     res.summary["teacher_forced"] = {**o, "first_bin": first, "last_bin": last}
     lines += [
@@ -635,8 +639,6 @@ def _part_ablation(held, config, res, lines, cache) -> None:
             cache[c] = _token_errors(held, config, c)
     toks = {c: cache[c] for c in ("none", "zero", "shuffle")}
     rows = [r for c, t in toks.items() for r in _bin_rows(t, config.bin_episodes, c)]
-    d = res.out_dir
-    res.files["reward_ablation_csv"] = _write_csv(d / "reward_ablation.csv", TEACHER_COLUMNS, rows)
     series = {
         "rewards as recorded": ("none", "mse_model_action", "-o"),
         "rewards zeroed": ("zero", "mse_model_action", "-s"),
@@ -644,7 +646,7 @@ def _part_ablation(held, config, res, lines, cache) -> None:
         "noise floor: mu vs a": ("none", "mse_mu_action", "k--"),
     }
     title = f"{held.family}: mse(model, a) with the context's rewards ablated"
-    res.files["reward_ablation_png"] = _plot_mse(rows, d / "reward_ablation.png", title, series)
+    _write_bins(res, "reward_ablation", rows, title, series)
     over = {c: _overall(t) for c, t in toks.items()}
     res.summary["reward_ablation"] = over
     base = over["none"]["mse_model_action"]
