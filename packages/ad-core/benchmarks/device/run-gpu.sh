@@ -6,15 +6,8 @@
 # and .device/scripts (copies of shared/device/*.sh):
 #   OUT=... bash packages/ad-core/benchmarks/device/run-gpu.sh
 set -u
-OUT=${OUT:-/tmp/adout}; mkdir -p "$OUT"
-START=$SECONDS
-t() { echo "[$((SECONDS - START)) s] $*"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-lscpu | grep -E "Model name|^CPU\(s\)"
-. .device/scripts/install.sh .whl
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-bash packages/seqmodels/benchmarks/device/build-kernels.sh "$OUT"
-t "kernels ready"
+OUT=${OUT:-/tmp/adout}
+. packages/seqmodels/benchmarks/device/setup.sh  # wheels, kernels; t MESSAGE
 python3 -m pytest packages/ad-core/tests -m gpu -v -s -rA -p no:cacheprovider \
   > "$OUT/gpu-tests.log" 2>&1
 t "ad-core gpu tests rc=$? ($(tail -1 "$OUT/gpu-tests.log"))"

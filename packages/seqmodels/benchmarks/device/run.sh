@@ -5,15 +5,8 @@
 # and .device/scripts (copies of shared/device/*.sh):
 #   OUT=... bash packages/seqmodels/benchmarks/device/run.sh
 set -u
-OUT=${OUT:-/tmp/seqout}; mkdir -p "$OUT"
-START=$SECONDS
-t() { echo "[$((SECONDS - START)) s] $*"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-lscpu | grep -E "Model name|^CPU\(s\)"
-. .device/scripts/install.sh .whl
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-bash packages/seqmodels/benchmarks/device/build-kernels.sh "$OUT"
-t "kernels ready"
+OUT=${OUT:-/tmp/seqout}
+. packages/seqmodels/benchmarks/device/setup.sh  # wheels, kernels; t MESSAGE
 # the project's pytest config turns warnings into errors, here as in CI
 python3 -m pytest packages/seqmodels/tests -m gpu -v -s -rA -p no:cacheprovider \
   > "$OUT/gpu-tests.log" 2>&1
