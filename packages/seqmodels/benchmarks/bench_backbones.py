@@ -294,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         write_json(args.out, results)
 
+    def record(kind: str, label: str, row: dict, shown: str | None = None) -> None:
+        """Keep one measured row (or its error) under results[kind][label], print it and write
+        the file so far."""
+        results[kind].setdefault(label, []).append(row)
+        print(kind, label if shown is None else shown, row, flush=True)
+        save()
+
     # name -> (backbone family for --backbones, builder); rows missing kernels are dropped
     candidates = {
         "mamba-12m backbone (ours)": ("mamba", lambda: build_backbone(mamba_cfg)),
@@ -324,9 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"length": length, "error": repr(exc)[:400]}
                     model.zero_grad(set_to_none=True)
                     torch.cuda.empty_cache()
-                results["train"].setdefault(name, []).append(row)
-                print("train", name, row, flush=True)
-                save()
+                record("train", name, row)
         del built
         torch.cuda.empty_cache()
     if "step" in only:
@@ -345,9 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:  # record it, keep measuring the rest
                         row = {"context": context, "graph": graph, "error": repr(exc)[:400]}
                         torch.cuda.empty_cache()
-                    results["step"].setdefault(label, []).append(row)
-                    print("step", label, row, flush=True)
-                    save()
+                    record("step", label, row)
             del model
             torch.cuda.empty_cache()
     if "rollout" in only and "mamba" in backbones and budget.left() > 20:
@@ -367,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = time_train(ref, mamba_cfg.d_model, length, 4096, 2)
             except Exception as exc:
                 row = {"length": length, "error": repr(exc)[:400]}
-            results["train"].setdefault("mamba-12m PyTorch reference", []).append(row)
-            print("train reference", row, flush=True)
-            save()
+            record("train", "mamba-12m PyTorch reference", row, shown="reference")
     save()
     print(markdown(results))
     return 0
