@@ -26,6 +26,11 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _TANH_EPS = float(np.finfo(np.float32).eps)
 
 
+def adam_options(lr: float, device: str | torch.device) -> dict[str, float | bool]:
+    """Adam's keyword arguments for the stacked networks: the fused kernel on CUDA."""
+    return {"lr": lr, "fused": True} if torch.device(device).type == "cuda" else {"lr": lr}
+
+
 def _init_members(layer: EnsembleLinear, generators: Sequence[torch.Generator]) -> None:
     """Re-initialise each group of members from its task's generator (nn.Linear's distribution)."""
     members, fan_in, _ = layer.weight.shape

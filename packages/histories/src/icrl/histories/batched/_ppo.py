@@ -23,7 +23,7 @@ import torch
 from tianshou.utils.net.common import EnsembleLinear
 
 from icrl.histories._config import PPOConfig
-from icrl.histories.batched._nets import _init_members
+from icrl.histories.batched._nets import _init_members, adam_options
 from icrl.histories.batched._sac import task_generators
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -67,8 +67,7 @@ class BatchedPPO(torch.nn.Module):
         self.log_std = torch.nn.Parameter(torch.zeros(t, 1, act_dim))
         self.critic = _TanhMLP(t, [obs_dim, *hidden, 1], gens)
         self.to(device)
-        fused = torch.device(device).type == "cuda"
-        adam = {"lr": config.lr, "fused": True} if fused else {"lr": config.lr}
+        adam = adam_options(config.lr, device)
         self.optim = torch.optim.Adam(self.parameters(), **adam)
 
     def dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -197,6 +197,16 @@ def _to(device: torch.device, x: np.ndarray, *shape: int) -> torch.Tensor:
     return torch.from_numpy(x).to(device, non_blocking=True).view(*shape)
 
 
+def _sample_and_mean(
+    model: BatchedSAC | BatchedPPO, obs: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The policy's sampled and deterministic actions for obs (T, N, O), as (T * N, A) arrays
+    brought to the host in one copy."""
+    sample, mean = model.act_and_mean(obs)
+    both = torch.stack([sample, mean]).view(2, -1, sample.shape[-1]).cpu().numpy()
+    return both[0], both[1]
+
+
 def _off_policy_loop(
     spec: BatchSpec,
     pool: EnvPool,
@@ -226,9 +236,7 @@ def _off_policy_loop(
             env_act = sh.act.copy()
             pol_act = pool.from_env(env_act)
         else:
-            sample, mean_d = model.act_and_mean(obs_d)
-            both = torch.stack([sample, mean_d]).view(2, t * n, a).cpu().numpy()
-            pol_act, mean = both[0], both[1]
+            pol_act, mean = _sample_and_mean(model, obs_d)
             env_act = pool.to_env(pol_act)
             sh = pool.step(env_act)
         _record(rec, pool, obs, env_act, sh, warm, mean)
@@ -263,9 +271,7 @@ def _ppo_loop(
     obs = pool.reset().copy()
     for _ in range(spec.steps // (n * length)):
         for i in range(length):
-            sample, mean_d = model.act_and_mean(_to(device, obs, t, n, o))
-            both = torch.stack([sample, mean_d]).view(2, t * n, a).cpu().numpy()
-            raw, mean = both[0], both[1]
+            raw, mean = _sample_and_mean(model, _to(device, obs, t, n, o))
             env_act = pool.to_env(np.clip(raw, -1.0, 1.0))  # action_bound_method="clip"
             sh = pool.step(env_act)
             _record(rec, pool, obs, env_act, sh, False, np.clip(mean, -1.0, 1.0))

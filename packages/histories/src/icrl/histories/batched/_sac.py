@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from icrl.histories._config import DroQConfig, SACConfig
-from icrl.histories.batched._nets import StackedActor, StackedCritics
+from icrl.histories.batched._nets import StackedActor, StackedCritics, adam_options
 
 NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]
 
@@ -78,8 +78,7 @@ class BatchedSAC(torch.nn.Module):
         )
         self.to(device)
         self.target = [p.to(device) for p in self.target]
-        fused = torch.device(device).type == "cuda"
-        adam = {"lr": config.lr, "fused": True} if fused else {"lr": config.lr}
+        adam = adam_options(config.lr, device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), **adam)
         self.critic_optim = torch.optim.Adam(self.critics.parameters(), **adam)
         self.alpha_optim = torch.optim.Adam([self.log_alpha], **adam)
