@@ -15,8 +15,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from icrl.ad import EvalConfig, evaluate, preset, train
-from icrl.histories import GenerateConfig, generate
+from icrl.histories import PRESETS, GenerateConfig, HistoryFile, generate
+from icrl.histories.runtime import parse_sets
 
 VARIANTS = {
     "gaussian": ['model.action_head="gaussian"'],
@@ -43,6 +46,10 @@ def main() -> None:
                         help="with --noise-distilled: fraction of the episodes over which the "
                         "noise falls to 0 (default 0.8)")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--source-set", dest="source", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a source-algorithm override (JSON value), e.g. "
+                        "gradient_steps=10: a faster learner, a more abrupt history")  # fmt: skip
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help='a further TrainConfig override, e.g. model.d_model=128')  # fmt: skip
     args = parser.parse_args()
@@ -52,11 +59,13 @@ def main() -> None:
         if args.noise_distilled is None
         else {"episodes": args.noise_distilled, "anneal": args.anneal}
     )
+    algorithm = PRESETS["PointGoal"].algorithm
+    algorithm = algorithm.model_validate({**algorithm.model_dump(), **parse_sets(args.source)})
     gen = GenerateConfig(family="PointGoal", tasks=args.tasks, backend="batched",
-                         device=args.device, workers=0, progress=False,
+                         device=args.device, workers=0, progress=False, algorithm=algorithm,
                          noise_distillation=noise)  # fmt: skip
     h = generate(gen, args.out / "histories.h5")
-    print(f"histories {time.time() - t0:.0f} s", flush=True)
+    print(f"histories {time.time() - t0:.0f} s; {_pace(h)}", flush=True)
     for name in args.variants:
         extra = VARIANTS[name]
         t1 = time.time()
@@ -72,6 +81,21 @@ def main() -> None:
         evaluate(ec, [res.checkpoint], args.out / name / "eval")
         s = json.loads((args.out / name / "eval" / "summary.json").read_text())
         print(f"{name} {time.time() - t1:.0f} s {json.dumps(s)}", flush=True)
+
+
+def _pace(path: Path) -> str:
+    """How the source's mean return (over tasks) rises along its recorded history: the share of
+    its total rise reached after 10%, 25% and 50% of the episodes (an abrupt learner is near 100%
+    early; AD needs the rise spread out to have a step it can distil)."""
+    f = HistoryFile(path)
+    curves = [f.episode_returns(name)[0] for name in f.tasks]
+    mean = np.mean([c[: min(map(len, curves))] for c in curves], axis=0)
+    n = len(mean)
+    first, last = mean[: max(1, n // 20)].mean(), mean[-max(1, n // 20) :].mean()
+    share = [(mean[int(q * n) - 2 : int(q * n) + 2].mean() - first) / (last - first)
+             for q in (0.1, 0.25, 0.5)]  # fmt: skip
+    return (f"source {first:.2f} -> {last:.2f}; share of the rise at 10/25/50% of the episodes: "
+            + " / ".join(f"{x:.0%}" for x in share))  # fmt: skip
 
 
 if __name__ == "__main__":
