@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icrl.ad import EpisodesContext, FullContext, WindowContext, parse_context, write_results
+from icrl.ad import EpisodesContext, FullContext, WindowContext, parse_context
+from icrl.ad._results import write_results
 from icrl.apps import _presets as P
 from icrl.apps import main
 from icrl.apps._config import ReproduceConfig

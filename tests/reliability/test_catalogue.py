@@ -203,8 +203,7 @@ def _truncated_newest(d: Path) -> None:
 
 
 def _edited_checkpoint(d: Path) -> None:
-    from icrl.ad import load_checkpoint
-    from icrl.ad._checkpoint import save_checkpoint
+    from icrl.ad._checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(d / "run/checkpoints/step_000000002.pt")
     ckpt["config"]["model"]["d_model"] = 48  # the weights are d_model 16's

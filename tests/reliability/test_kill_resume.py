@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-from icrl.ad import latest_checkpoint, load_checkpoint
+from icrl.ad import latest_checkpoint
+from icrl.ad._checkpoint import load_checkpoint
 from icrl.histories import GenerateConfig, HistoryFile
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,10 @@ import time
 import torch
 from gymnasium.vector import AutoresetMode
 
-from icrl.ad import ADConfig, ADModel, NormStats, preset_dict, resolve_device, rollout
+from icrl.ad import ADConfig, preset_dict
+from icrl.ad._evaluate import rollout
+from icrl.ad._model import ADModel, NormStats
+from icrl.ad._train import resolve_device
 from icrl.metaenvs import episode_length, make_env, make_vector_env, test_tasks
 
 

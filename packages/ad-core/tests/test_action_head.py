@@ -10,16 +10,9 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from icrl.ad import (
-    ContextDataset,
-    EvalConfig,
-    FullContext,
-    TokenBuilder,
-    evaluate,
-    load_model,
-    rollout,
-    train,
-)
+from icrl.ad import ContextDataset, EvalConfig, FullContext, evaluate, load_model, train
+from icrl.ad._evaluate import rollout
+from icrl.ad._tokens import TokenBuilder
 from icrl.ad._train import action_losses
 from icrl.metaenvs import make_vector_env, test_tasks
 

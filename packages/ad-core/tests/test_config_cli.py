@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from icrl.ad import ADModel, ConfigError, DataConfig, NormStats, TrainConfig, preset, preset_dict
+from icrl.ad import ConfigError, DataConfig, TrainConfig, preset, preset_dict
 from icrl.ad._cli import main
+from icrl.ad._model import ADModel, NormStats
 from icrl.seqmodels import PAPER_CONFIGS, MambaConfig
 
 

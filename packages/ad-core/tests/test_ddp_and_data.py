@@ -10,14 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from icrl.ad import (
-    ContextDataset,
-    StepBatchSampler,
-    WindowContext,
-    collate_contexts,
-    load_checkpoint,
-    train,
-)
+from icrl.ad import ContextDataset, WindowContext, train
+from icrl.ad._checkpoint import load_checkpoint
+from icrl.ad._data import StepBatchSampler, collate_contexts
 
 
 def test_ddp_two_cpu_processes_match_one_process(tmp_path, histories_file, tiny) -> None:

@@ -10,7 +10,6 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from icrl.ad import (
-    CSV_COLUMNS,
     CheckpointError,
     ContextDataset,
     EvalConfig,
@@ -19,9 +18,10 @@ from icrl.ad import (
     evaluate,
     load_model,
     read_results,
-    rollout,
     train,
 )
+from icrl.ad._evaluate import rollout
+from icrl.ad._results import CSV_COLUMNS
 from icrl.metaenvs import make_vector_env, test_tasks
 
 

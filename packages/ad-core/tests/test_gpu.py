@@ -7,7 +7,9 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from icrl.ad import ADConfig, ADModel, NormStats, rollout
+from icrl.ad import ADConfig
+from icrl.ad._evaluate import rollout
+from icrl.ad._model import ADModel, NormStats
 from icrl.metaenvs import episode_length, make_vector_env, test_tasks
 
 pytestmark = [

@@ -26,15 +26,14 @@ from icrl.ad import (
     FullContext,
     RunDirError,
     evaluate,
-    load_checkpoint,
     load_model,
     preset,
-    resolve_device,
     train,
 )
-from icrl.ad._checkpoint import checkpoint_path, save_checkpoint
+from icrl.ad._checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from icrl.ad._cli import main
 from icrl.ad._lock import LOCK_NAME, DirectoryInUseError, DirLock
+from icrl.ad._train import resolve_device
 
 
 def _dataset(record, seed: int = 0) -> ContextDataset:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from icrl.ad import rollout
+from icrl.ad._evaluate import rollout
 from icrl.metaenvs import make_env, make_vector_env, test_tasks
 
 FAMILY = "PointGoal"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from icrl.ad import ContextDataset, TokenBuilder, TokenLayout, history_tokens, parse_context
+from icrl.ad import ContextDataset, TokenLayout, history_tokens, parse_context
+from icrl.ad._tokens import TokenBuilder
 
 
 def test_online_builder_reproduces_training_tokens(record) -> None:

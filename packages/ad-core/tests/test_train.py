@@ -23,10 +23,10 @@ from icrl.ad import (
     RunDirError,
     WindowContext,
     latest_checkpoint,
-    load_checkpoint,
     load_model,
     train,
 )
+from icrl.ad._checkpoint import load_checkpoint
 
 
 def _metrics(run_dir: Path) -> list[dict]:

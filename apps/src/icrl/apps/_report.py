@@ -11,7 +11,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from icrl.ad import Context, EpisodesContext, WindowContext, mean_ci, method_summary, read_results
+from icrl.ad import Context, EpisodesContext, WindowContext, read_results
+from icrl.ad._results import mean_ci, method_summary
 from icrl.histories.results import plot_mean_ci, write_png
 from icrl.histories.runtime import atomic_write
 

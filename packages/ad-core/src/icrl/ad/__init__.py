@@ -16,7 +16,7 @@ the source's noise floor, reward ablations, prompted rollouts, train vs test tas
 Command line: ``python -m icrl.ad train|evaluate|diagnose|preset --help``.
 """
 
-from icrl.ad._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_model
+from icrl.ad._checkpoint import CheckpointError, latest_checkpoint, load_model
 from icrl.ad._config import (
     ADConfig,
     ConfigError,
@@ -24,81 +24,53 @@ from icrl.ad._config import (
     EvalConfig,
     OptimConfig,
     TrainConfig,
-    apply_overrides,
-    load_config_file,
 )
 from icrl.ad._context import Context, EpisodesContext, FullContext, WindowContext, parse_context
-from icrl.ad._data import ContextDataset, DataInfo, StepBatchSampler, collate_contexts
-from icrl.ad._diagnose import DIAGNOSE_PARTS, DiagnoseConfig, DiagnoseResult, diagnose
-from icrl.ad._evaluate import EvalResult, evaluate, rollout, source_curve
-from icrl.ad._lock import DirectoryInUseError, DirLock
-from icrl.ad._model import ADModel, NormStats, compute_norm_stats
+from icrl.ad._data import ContextDataset
+from icrl.ad._diagnose import DiagnoseConfig, DiagnoseResult, diagnose
+from icrl.ad._evaluate import EvalResult, evaluate
+from icrl.ad._lock import DirectoryInUseError
 from icrl.ad._presets import PAPER_SIZES, PAPER_TABLE, SIZES, preset, preset_dict
-from icrl.ad._results import (
-    CSV_COLUMNS,
-    mean_ci,
-    method_summary,
-    plot_curves,
-    read_results,
-    reference_summary,
-    write_results,
-)
-from icrl.ad._tokens import TokenBuilder, TokenLayout, history_tokens
-from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, resolve_device, train
+from icrl.ad._results import plot_curves, read_results
+from icrl.ad._tokens import TokenLayout, history_tokens
+from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, train
 
+# What a user calls. Internals (the data pipeline's sampler and collate, the model class and its
+# normalisation, the evaluator's rollout and token builder, results writers and statistics, the
+# run-directory lock, device and config-file helpers) are imported from their modules.
 __all__ = [
-    "CSV_COLUMNS",
-    "DIAGNOSE_PARTS",
     "PAPER_SIZES",
     "PAPER_TABLE",
     "SIZES",
     "ADConfig",
-    "ADModel",
     "CheckpointError",
     "ConfigError",
     "Context",
     "ContextDataset",
     "DataConfig",
-    "DataInfo",
     "DiagnoseConfig",
     "DiagnoseResult",
-    "DirLock",
     "DirectoryInUseError",
     "EpisodesContext",
     "EvalConfig",
     "EvalResult",
     "FullContext",
     "NonFiniteLossError",
-    "NormStats",
     "OptimConfig",
     "RunDirError",
-    "StepBatchSampler",
-    "TokenBuilder",
     "TokenLayout",
     "TrainConfig",
     "TrainResult",
     "WindowContext",
-    "apply_overrides",
-    "collate_contexts",
-    "compute_norm_stats",
     "diagnose",
     "evaluate",
     "history_tokens",
     "latest_checkpoint",
-    "load_checkpoint",
-    "load_config_file",
     "load_model",
-    "mean_ci",
-    "method_summary",
     "parse_context",
     "plot_curves",
     "preset",
     "preset_dict",
     "read_results",
-    "reference_summary",
-    "resolve_device",
-    "rollout",
-    "source_curve",
     "train",
-    "write_results",
 ]
