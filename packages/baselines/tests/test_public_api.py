@@ -58,7 +58,7 @@ def test_sub_package_names_resolve(name: str) -> None:
 def test_mql_preset_builds_a_config_with_overrides() -> None:
     cfg = bl.mql_preset("ReacherGoal", "tiny", hist_len=3)
     assert isinstance(cfg, bl.MQLConfig)
-    assert (cfg.family, cfg.hist_len, cfg.total_env_steps) == ("ReacherGoal", 3, 2_000)
+    assert (cfg.family, cfg.hist_len, cfg.total_env_steps) == ("ReacherGoal", 3, 1_200)
     paper = bl.mql_preset("ReacherGoal")
     assert paper.total_env_steps == 70 * 100_000  # AD's data volume: 70 train tasks × 100k steps
     with pytest.raises(ValueError, match="unknown family"):

@@ -186,8 +186,6 @@ def mql_config(family: str, episodes: int, cfg: ReproduceConfig) -> MQLConfig:
         "adapt_rounds": max(episodes - 1, 1),
         "device": _device(cfg.ad.device),
     }
-    if cfg.preset == "tiny":
-        over.update(total_env_steps=1_200, burn_in=400)
     if cfg.mql.total_env_steps is not None:
         over["total_env_steps"] = cfg.mql.total_env_steps
     return mql_preset(family, cfg.preset, **over)

@@ -145,8 +145,8 @@ def mql_preset(family: str, size: PresetSize = "paper", **overrides: object) -> 
         base.update(
             n_train_tasks=4,
             n_test_tasks=2,
-            total_env_steps=2_000,
-            burn_in=500,
+            total_env_steps=1_200,
+            burn_in=400,
             envs_per_iter=4,
             utd_ratio=0.25,
             replay_size=5_000,
