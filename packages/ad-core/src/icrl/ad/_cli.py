@@ -4,10 +4,11 @@ train`)."""
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import sys
 from pathlib import Path
+
+from icrl.histories import runtime
 
 from ._checkpoint import CheckpointError
 from ._config import (
@@ -190,7 +191,6 @@ def _diagnose(args: argparse.Namespace, data: dict) -> int:
 
 
 # Errors of a full or unwritable output location: the message says to free space or move.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,17 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _os_error(err: OSError, args: argparse.Namespace) -> str:
-    """One line for an OSError: a failed write says where and to free space; others name the
-    file (torch.save's errors name none, hence the run or output directory)."""
-    if err.errno is None:  # raised by our code with its own message
-        return str(err)
-    where = err.filename or getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
-    if err.errno in _WRITE_ERRNOS:
-        return (
-            f"{err.strerror or err} while writing {where}; free space or choose another "
-            "directory (finished checkpoints are kept; rerun to resume)"
-        )
-    return f"{err.strerror or err}: {where}"
+    """torch.save's errors name no file, hence the run or output directory as the place."""
+    where = getattr(args, "run_dir", None) or getattr(args, "out_dir", None)
+    return runtime.os_error_line(err, where, "finished checkpoints are kept; rerun to resume")
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

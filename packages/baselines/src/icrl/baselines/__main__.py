@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 
 from pydantic import ValidationError
 
 from icrl.baselines.macaw._cli import add_macaw_parser, main_macaw
 from icrl.baselines.mql._cli import add_mql_parser, main_mql
+from icrl.histories import runtime
 from icrl.histories.runtime import describe_validation_error
 
 # Errors of a full or unwritable output location: the message says to free space or move.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,15 +42,8 @@ def _output_dir(args: argparse.Namespace) -> str:
 
 
 def _os_error(err: OSError, args: argparse.Namespace) -> str:
-    if err.errno is None:  # raised by our code with its own message
-        return str(err)
-    where = err.filename or _output_dir(args)
-    if err.errno in _WRITE_ERRNOS:
-        return (
-            f"{err.strerror} while writing {where}; free space or choose another directory "
-            "(the last checkpoint is kept; rerun to resume)"
-        )
-    return f"{err.strerror}: {where}"
+    kept = "the last checkpoint is kept; rerun to resume"
+    return runtime.os_error_line(err, _output_dir(args), kept)
 
 
 def main(argv: list[str] | None = None) -> int:

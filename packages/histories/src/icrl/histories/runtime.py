@@ -43,6 +43,7 @@ __all__ = [
     "describe_validation_error",
     "fsync_dir",
     "merge_nested",
+    "os_error_line",
     "parse_set",
     "parse_sets",
     "read_config_file",
@@ -494,3 +495,28 @@ def describe_validation_error(
         text = " ".join(filter(None, [head, "; ".join(lines)]))
         return f"{text}; {see}" if see else text
     return head + "".join(f"\n  {line}" for line in lines) + (f"\n{see}" if see else "")
+
+
+# -- one line for an OS error at a CLI's error boundary -----------------------------------------
+
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+"""Errors of a write that the user fixes by freeing space or choosing another directory."""
+
+
+def os_error_line(err: OSError, where: object, kept: str) -> str:
+    """One line for an OSError that reached a CLI's error boundary (icrl.ad, icrl.baselines).
+
+    A failed write names the file (or `where`, for errors that name none, e.g. torch.save's) and
+    says to free space, with `kept` saying what survived ("finished checkpoints are kept; rerun
+    to resume"); any other error names the file. An OSError raised by our own code with its own
+    message (no errno) is passed through.
+    """
+    if err.errno is None:
+        return str(err)
+    place = err.filename or where
+    what = err.strerror or err
+    if err.errno in WRITE_ERRNOS:
+        return f"{what} while writing {place}; free space or choose another directory ({kept})"
+    return f"{what}: {place}"
