@@ -17,7 +17,8 @@
 # prompted rollouts with the mean action, beside the first. ND=EPISODES records noise-distilled
 # histories of that many episodes per task instead of the learning runs (AD-epsilon, not the
 # paper's recipe; HalfCheetahVel: 250, the paper's full-history context).
-# TASKS, HSTEPS, K override the preset's training-task count, env steps per task and k (the
+# BACKBONE=transformer trains the family's transformer paper preset instead of the Mamba (flash-attn
+# when installed, PyTorch SDPA otherwise). TASKS, HSTEPS, K override the preset's training-task count, env steps per task and k (the
 # task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
 # With TEST_HIST=1 the test-task histories are generated beside the training histories (before
 # the training), and step_vs_forward.py checks the evaluation's step path against training's
@@ -26,6 +27,7 @@ set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
+BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -60,7 +62,7 @@ t "histories rc=$? $(tail -1 "$OUT/histories.log")"
 python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
 [ -n "${build:-}" ] && wait "$build"
 t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
-common=(--preset "$FAMILY/mamba/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
+common=(--preset "$FAMILY/$BACKBONE/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
         --set progress=false --set tensorboard=false)
 python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
   > "$OUT/train-gauss.log" 2>&1 & g=$!
@@ -79,13 +81,13 @@ ev() {  # name run-dir extra --set ...
 }
 declare -A pid
 case " $EVALS " in *" gauss-sampled "*)
-  ev gauss-sampled "$W/gauss" --set 'method="AD-Mamba (Gaussian head, sampled)"' & pid[gauss-sampled]=$!;; esac
+  ev gauss-sampled "$W/gauss" --set "method=\"AD-$LABEL (Gaussian head, sampled)\"" & pid[gauss-sampled]=$!;; esac
 case " $EVALS " in *" gauss-mean "*)
-  ev gauss-mean "$W/gauss" --set sample=false --set 'method="AD-Mamba (Gaussian head, mean)"' & pid[gauss-mean]=$!;; esac
+  ev gauss-mean "$W/gauss" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean)\"" & pid[gauss-mean]=$!;; esac
 for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
-    --set "method=\"AD-Mamba (Gaussian head, sampled, std x ${e#gauss-s})\"" & pid[$e]=$!;; esac; done
-[ "$MSE" = 1 ] && { ev mse "$W/mse" --set 'method="AD-Mamba (MSE head, paper)"' & pid[mse]=$!; }
+    --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"" & pid[$e]=$!;; esac; done
+[ "$MSE" = 1 ] && { ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\"" & pid[mse]=$!; }
 if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for all of them
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
   dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
