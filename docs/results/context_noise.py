@@ -20,20 +20,11 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import torch
 from _heldout import episode_length, load_eval_model
 
 from icrl.ad import history_tokens
+from icrl.ad._diagnose import _predict
 from icrl.histories import HistoryFile
-
-
-def _predict(model, feats: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    with torch.inference_mode():
-        out = model(torch.from_numpy(feats)[None].to(device))
-        mean, log_std = model.split(out.float())
-    if log_std is None:
-        raise SystemExit("the checkpoint has an MSE head: no predicted std to read")
-    return mean[0].cpu().double().numpy(), log_std.exp()[0].cpu().double().numpy()
 
 
 def main() -> None:
@@ -47,6 +38,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     a = p.parse_args()
     model, ckpt, device = load_eval_model(a.checkpoint)
+    if not model.gaussian:
+        raise SystemExit("the checkpoint has an MSE head: no predicted std to read")
     act = model.layout.slices["prev_action"]
     hf = HistoryFile(a.histories)
     rows = []
@@ -61,7 +54,7 @@ def main() -> None:
             f = feats.copy()
             # token t's previous action is transition t-1's (history_tokens' layout)
             f[1:, act] = mu[:-1] + s * (action[:-1] - mu[:-1])
-            mean, std = _predict(model, f, device)
+            mean, std = _predict(model, f, device)  # icrl.ad diagnose's teacher forcing
             for b, (lo, hi) in enumerate(itertools.pairwise(edges)):
                 rows.append({
                     "task": name, "scale": s, "bin": b, "first_episode": lo // ep_len,

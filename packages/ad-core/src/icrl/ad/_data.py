@@ -199,10 +199,10 @@ class ContextDataset(Dataset):
             ep_len = max(ep_len, int(step.max()) + 1)
             entries.append(_Entry(path, name, len(step), starts))
         obs_dim, act_dim = dims.pop()
-        where = str(sorted({str(e.path) for e in entries}))
-        ctx_len, ctx_eps = context.extent(entries, ep_len, where)
+        paths = sorted({str(e.path) for e in entries})
+        ctx_len, ctx_eps = context.extent(entries, ep_len, str(paths))
         family = families.pop()
-        _check_env_dims(family, obs_dim, act_dim, sorted({str(e.path) for e in entries}))
+        _check_env_dims(family, obs_dim, act_dim, paths)
         info = DataInfo(
             family=family,
             obs_dim=obs_dim,
