@@ -22,9 +22,13 @@
 # task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
 # With TEST_HIST=1 the test-task histories are generated beside the training histories (before
 # the training), and step_vs_forward.py checks the evaluation's step path against training's
-# forward on one of them.
+# forward on one of them. BLIND=1 trains a blinded twin beside the Gaussian-head model (the same
+# settings with every context reward zeroed, data.reward_ablation=zero) and evaluates it sampled
+# with its rewards zeroed too ("blind-sampled"): the control that separates in-context RL from a
+# policy that only follows its position in the history.
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
+BLIND=${BLIND:-0}
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
@@ -69,10 +73,17 @@ python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_
 if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
 fi
+if [ "$BLIND" = 1 ]; then
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
+    --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
+fi
 wait $g; t "train gaussian rc=$?"
 cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
 if [ "$MSE" = 1 ]; then
   wait $m; t "train mse rc=$?"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
+fi
+if [ "$BLIND" = 1 ]; then
+  wait $b; t "train blind rc=$?"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
 fi
 ev() {  # name run-dir extra --set ...
   local name=$1 run=$2; shift 2
@@ -87,6 +98,8 @@ case " $EVALS " in *" gauss-mean "*)
 for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
     --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"" & pid[$e]=$!;; esac; done
+[ "$BLIND" = 1 ] && { ev blind-sampled "$W/blind" --set reward_ablation=zero \
+  --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\"" & pid[blind-sampled]=$!; }
 [ "$MSE" = 1 ] && { ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\"" & pid[mse]=$!; }
 if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for all of them
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
