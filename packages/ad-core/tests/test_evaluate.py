@@ -22,6 +22,7 @@ from icrl.ad import (
 )
 from icrl.ad._evaluate import rollout
 from icrl.ad._results import CSV_COLUMNS
+from icrl.ad._tokens import TokenBuilder
 from icrl.metaenvs import make_vector_env, test_tasks
 
 
@@ -116,3 +117,44 @@ def test_checkpoint_env_mismatch_is_named(tmp_path, record, tiny, monkeypatch) -
         evaluate(cfg, [tmp_path / "run"], tmp_path / "eval")
     with pytest.raises(CheckpointError, match="holds no checkpoints"):
         evaluate(cfg, [tmp_path], tmp_path / "eval2")
+
+
+def test_blinded_checkpoint_is_evaluated_blinded(tmp_path, histories_file, tiny, monkeypatch):
+    """EvalConfig.reward_ablation=None follows each checkpoint's data.reward_ablation, also when
+    a blinded and a seeing checkpoint are rolled out together; an explicit value overrides it."""
+    ckpts = {}
+    for seed, ablation in ((0, "zero"), (1, "none")):
+        cfg = tiny([histories_file], data__context="episodes", data__n_episodes=2, max_steps=3,
+                   data__reward_ablation=ablation, seed=seed)  # fmt: skip
+        ckpts[ablation] = train(cfg, tmp_path / ablation).checkpoint
+    blinds: list[bool] = []
+
+    class Spy(TokenBuilder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            blinds.append(self.blind)
+
+    monkeypatch.setattr("icrl.ad._evaluate.TokenBuilder", Spy)
+
+    def run(name: str, checkpoints: list, **overrides) -> tuple[np.ndarray, list[bool]]:
+        cfg = EvalConfig(n_tasks=2, asynchronous=False, reference_episodes=0, progress=False,
+                         seed=3, **overrides)  # fmt: skip
+        blinds.clear()
+        return evaluate(cfg, checkpoints, tmp_path / name).returns, list(blinds)
+
+    assert EvalConfig().reward_ablation is None
+    default, built = run("default", [ckpts["zero"]])
+    assert built == [True]
+    zero, built = run("zero", [ckpts["zero"]], reward_ablation="zero")
+    assert built == [True]
+    seen, built = run("seen", [ckpts["zero"]], reward_ablation="none")  # explicit: allowed
+    assert built == [False]
+    np.testing.assert_array_equal(default, zero)
+    assert not np.array_equal(default, seen)  # the real rewards would reach the model
+    # Batched together, each checkpoint still gets its own setting and its returns alone.
+    both, built = run("both", [ckpts["zero"], ckpts["none"]])
+    assert built == [True, False]
+    alone, built = run("alone", [ckpts["none"]])
+    assert built == [False]
+    np.testing.assert_array_equal(both[:, 0], default[:, 0])
+    np.testing.assert_array_equal(both[:, 1], alone[:, 0])

@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate checkpoints in context on the family's test tasks",
         description="Run each checkpoint (one per training seed) in context on unseen test "
-        "tasks; write returns.csv (method,seed,task,episode,return), returns.npz, curves.png.",
+        "tasks; write returns.csv (method,seed,task,episode,return), returns.npz, curves.png. "
+        "A blinded checkpoint (trained with data.reward_ablation=zero) sees zero rewards here "
+        "too, unless --set reward_ablation=none.",
     )
     e.add_argument(
         "--checkpoint",

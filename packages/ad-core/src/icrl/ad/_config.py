@@ -234,7 +234,7 @@ class DataConfig(_Frozen):
     reward_ablation: RewardAblation = "none"
     """"zero" trains a blinded model: every reward in its context reads 0, so it can learn how
     the source's actions change over a history but not which of them paid (a control for
-    in-context RL; evaluate it with EvalConfig.reward_ablation="zero" too)."""
+    in-context RL; evaluation and diagnose follow the checkpoint and zero them too)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -360,8 +360,10 @@ class EvalConfig(_Frozen):
     """"auto", "cpu", "cuda" or "cuda:N"."""
     bf16: bool = False
     """bf16 autocast on CUDA during evaluation (off: fp32 matches training predictions exactly)."""
-    reward_ablation: RewardAblation = "none"
-    """"zero": the model sees a reward of 0 at every step of its context (blinded control)."""
+    reward_ablation: RewardAblation | None = None
+    """None: each checkpoint is evaluated as it was trained (its `data.reward_ablation`: a blinded
+    model sees zero rewards, any other the real ones); "zero" / "none" override that for every
+    checkpoint ("zero": a reward of 0 at every step of the context, the blinded control)."""
     sample: bool | None = None
     """Sample the action from a Gaussian head's distribution (None: sample iff the model has a
     Gaussian head; False: act with its mean). An MSE head has nothing to sample."""
@@ -377,7 +379,8 @@ class EvalConfig(_Frozen):
     """Roll out every checkpoint (training seed) in one loop over one vector env of tasks × seeds,
     so that all their envs step together, instead of one rollout per checkpoint. Each model still
     acts on its own slice of envs, with the same env seeds and sampling stream as alone: the
-    returns are those of the one-by-one rollouts (tested)."""
+    returns are those of the one-by-one rollouts (tested). Checkpoints that act by another rule
+    (sample or mean) or see rewards otherwise (reward_ablation) go into separate loops."""
     asynchronous: bool = True
     """Run the test tasks' environments in subprocesses (gymnasium AsyncVectorEnv)."""
     reference_episodes: int = Field(3, ge=0)

@@ -356,17 +356,22 @@ def _rollouts(
     """Every checkpoint's in-context returns (tasks × seeds × episodes) on the family's test
     tasks, the tasks, and the reference policies' mean returns."""
     tasks = test_tasks(family, config.n_tasks)
-    models = [model for model, _ in loaded]
-    # One rollout acts with one rule (sample or mean): with sample=None ("iff Gaussian") the
-    # models of a group must share their head.
-    together = config.batch_seeds and (
-        config.sample is not None or len({m.gaussian for m in models}) == 1
-    )
-    groups = [models] if together else [[m] for m in models]
-    per_seed: list[np.ndarray] = []
+    # One rollout acts with one rule (sample or mean; with sample=None "iff Gaussian", so by the
+    # head) and shows its context's rewards one way (one TokenBuilder): checkpoints that differ
+    # in either are rolled out in separate groups, each returning to its own seed's place.
+    keys = [
+        (m.gaussian if config.sample is None else config.sample, _reward_ablation(config, meta))
+        for m, meta in loaded
+    ]
+    if config.batch_seeds:
+        groups = [[i for i, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)]
+    else:
+        groups = [[i] for i in range(len(loaded))]
+    per_seed: list[np.ndarray] = [np.empty(0)] * len(loaded)
     envs = None
     try:
         for group in groups:
+            sample, ablation = keys[group[0]]
             if envs is None or envs.num_envs != len(tasks) * len(group):
                 if envs is not None:
                     envs.close()
@@ -376,13 +381,13 @@ def _rollouts(
                 for _, m in loaded:
                     _check_dims(envs, m, family)
             r = rollout(
-                group, envs, episodes, seed=config.seed, device=device, bf16=config.bf16,
-                progress=config.progress, cuda_graph=config.cuda_graph,
-                max_tokens=episodes * episode_length(family),
-                sample=group[0].gaussian if config.sample is None else config.sample,
-                reward_ablation=config.reward_ablation, std_scale=config.std_scale,
+                [loaded[i][0] for i in group], envs, episodes, seed=config.seed, device=device,
+                bf16=config.bf16, progress=config.progress, cuda_graph=config.cuda_graph,
+                max_tokens=episodes * episode_length(family), sample=sample,
+                reward_ablation=ablation, std_scale=config.std_scale,
             )  # fmt: skip
-            per_seed += list(r.reshape(len(group), len(tasks), episodes))
+            for i, ri in zip(group, r.reshape(len(group), len(tasks), episodes), strict=True):
+                per_seed[i] = ri
     finally:
         if envs is not None:
             envs.close()
@@ -395,6 +400,14 @@ def _rollouts(
             )
             references[policy] = float(r.mean())
     return returns, list(tasks), references
+
+
+def _reward_ablation(config: EvalConfig, meta: dict[str, Any]) -> RewardAblation:
+    """What a checkpoint's context shows of rewards: EvalConfig.reward_ablation when set, else
+    the checkpoint's own training setting (data.reward_ablation; a blinded model stays blinded)."""
+    if config.reward_ablation is not None:
+        return config.reward_ablation
+    return meta["config"]["data"].get("reward_ablation", "none")
 
 
 def _check_fits(meta: dict[str, Any], family: str, episodes: int) -> None:
