@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--anneal", type=float, default=0.8,
                         help="with --noise-distilled: fraction of the episodes over which the "
                         "noise falls to 0 (default 0.8)")  # fmt: skip
+    parser.add_argument("--noise-shape", default="uniform", choices=["uniform", "gaussian"],
+                        help="with --noise-distilled: the noise blended in "
+                        "(NoiseDistillation.noise; default uniform)")  # fmt: skip
+    parser.add_argument("--also-mean", action="store_true",
+                        help="also evaluate each Gaussian-head checkpoint acting with its mean "
+                        "(EvalConfig(sample=False)), into NAME/eval-mean")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--source-set", dest="source", action="append", default=[],
                         metavar="KEY=VALUE",
@@ -57,7 +63,7 @@ def main() -> None:
     noise = (
         None
         if args.noise_distilled is None
-        else {"episodes": args.noise_distilled, "anneal": args.anneal}
+        else {"episodes": args.noise_distilled, "anneal": args.anneal, "noise": args.noise_shape}
     )
     algorithm = PRESETS["PointGoal"].algorithm
     algorithm = algorithm.model_validate({**algorithm.model_dump(), **parse_sets(args.source)})
@@ -81,6 +87,14 @@ def main() -> None:
         evaluate(ec, [res.checkpoint], args.out / name / "eval")
         s = json.loads((args.out / name / "eval" / "summary.json").read_text())
         print(f"{name} {time.time() - t1:.0f} s {json.dumps(s)}", flush=True)
+        if args.also_mean and name != "mse":  # the same checkpoint, acting with its mean
+            t2 = time.time()
+            ec = EvalConfig.model_validate(
+                {**ec.model_dump(), "sample": False, "method": f"{ec.method}, mean"}
+            )
+            evaluate(ec, [res.checkpoint], args.out / name / "eval-mean")
+            s = json.loads((args.out / name / "eval-mean" / "summary.json").read_text())
+            print(f"{name} mean {time.time() - t2:.0f} s {json.dumps(s)}", flush=True)
 
 
 def _pace(path: Path) -> str:

@@ -105,12 +105,14 @@ def build_config(args: argparse.Namespace) -> GenerateConfig:
             data[field] = value
     if args.no_progress:
         data["progress"] = False
-    if args.noise_distilled is not None:
+    if args.noise_distilled is not None or args.noise_shape is not None:
         noise = data.get("noise_distillation")
-        data["noise_distillation"] = {
-            **(noise if isinstance(noise, dict) else {}),
-            "episodes": args.noise_distilled,
-        }
+        noise = dict(noise) if isinstance(noise, dict) else {}
+        if args.noise_distilled is not None:
+            noise["episodes"] = args.noise_distilled
+        if args.noise_shape is not None:  # without episodes (flag or --config): "Field required"
+            noise["noise"] = args.noise_shape
+        data["noise_distillation"] = noise
     return GenerateConfig.model_validate(data)
 
 
@@ -275,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         "its final policy with noise annealed from uniform random to none (AD-epsilon) instead "
         "of the run itself (batched backend; anneal fraction via --config "
         '{"noise_distillation": {"anneal": 0.8}})',
+    )
+    gen.add_argument(
+        "--noise-shape",
+        choices=["uniform", "gaussian"],
+        help="with --noise-distilled: the noise blended in (default uniform; gaussian: the "
+        "uniform's mean and variance in the shape a Gaussian action head models; "
+        "NoiseDistillation.noise)",
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     info = sub.add_parser("info", help="list the tasks and metadata of a history file")

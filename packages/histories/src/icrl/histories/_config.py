@@ -141,6 +141,10 @@ PRESETS: dict[str, Preset] = {
 NON_IDENTITY_FIELDS = frozenset({"workers", "progress"})
 
 
+# Std of Uniform[-1, 1]: the scale of NoiseDistillation's "gaussian" noise.
+GAUSSIAN_NOISE_STD = 1.0 / np.sqrt(3.0)
+
+
 class NoiseDistillation(BaseModel):
     """Record a noise-distilled history instead of the learning run (AD-epsilon; not the paper's
     recipe).
@@ -162,11 +166,26 @@ class NoiseDistillation(BaseModel):
     should cover). At least this many are recorded (n_envs play them in parallel)."""
     anneal: float = Field(0.8, gt=0, le=1)
     """Fraction of the episodes over which eps falls from 1 to 0; the rest play mu with eps 0."""
+    noise: Literal["uniform", "gaussian"] = "uniform"
+    """Shape of the noise blended in. "uniform" (AD-epsilon / Vintix): (1 - eps) * mu + eps * u,
+    u ~ Uniform[-1, 1]^A, already inside the box since |mu| <= 1. "gaussian": (1 - eps) * mu +
+    eps * sigma * z, z ~ N(0, 1)^A, sigma = 1/sqrt(3) (the uniform's std), so the mean
+    (1 - eps) * mu and the variance match the uniform blend but the shape is the one a Gaussian
+    action head models exactly (the uniform blend it fits in two moments only, so its sampled
+    actions differ from the history's); clipped to [-1, 1] in the policy's units."""
 
     def epsilon(self, episode: np.ndarray) -> np.ndarray:
         """eps of each episode index (0-based, in the order the episodes start)."""
         span = max(1.0, self.anneal * (self.episodes - 1))
         return np.clip(1.0 - episode / span, 0.0, 1.0)
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as JSON data, without `noise` when it is "uniform" (the default), so files
+        written before the field existed keep matching (config identity and task attributes)."""
+        data = self.model_dump(mode="json")
+        if data["noise"] == "uniform":
+            del data["noise"]
+        return data
 
 
 class GenerateConfig(BaseModel):
@@ -274,8 +293,10 @@ class GenerateConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The fields that decide the file's content (all but workers/progress), as JSON data."""
         ident = self.model_dump(mode="json", exclude=set(NON_IDENTITY_FIELDS))
-        if ident["noise_distillation"] is None:  # files written before the field existed match
+        if self.noise_distillation is None:  # files written before the field existed match
             del ident["noise_distillation"]
+        else:  # likewise for its `noise` field at the default
+            ident["noise_distillation"] = self.noise_distillation.recorded()
         return ident
 
 

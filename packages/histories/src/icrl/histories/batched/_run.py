@@ -26,6 +26,7 @@ import torch
 
 from icrl.histories._backend import ProgressFn
 from icrl.histories._config import (
+    GAUSSIAN_NOISE_STD,
     AlgorithmConfig,
     DroQConfig,
     NoiseDistillation,
@@ -136,7 +137,7 @@ def _distilled_attrs(noise: NoiseDistillation, learning: StreamRecorder, task: i
     returns = learning.task_history(task, learning.vsteps + 1)[1]["return"]
     return {
         "k": 1,  # every noise-distilled episode is kept
-        "noise_distillation": noise.model_dump(mode="json"),
+        "noise_distillation": noise.recorded(),
         "source_final_return": float(returns[-10:].mean()) if len(returns) else float("nan"),
         "source_episodes": len(returns),
     }
@@ -161,7 +162,11 @@ def _noise_distilled(spec: BatchSpec, pool: EnvPool, model: Any) -> StreamRecord
         eps = noise.epsilon(started * n + env_index)[:, None]  # episode order: round, then env
         mean = model.act_and_mean(_to(device, obs, t, n, o))[1].view(t * n, a).cpu().numpy()
         mean = np.clip(mean, -1.0, 1.0)  # PPO's mean is unbounded; SAC's is tanh-squashed
-        act = (1.0 - eps) * mean + eps * rng.uniform(-1.0, 1.0, size=(t * n, a))
+        if noise.noise == "uniform":  # inside [-1, 1] already: a blend of two points in it
+            act = (1.0 - eps) * mean + eps * rng.uniform(-1.0, 1.0, size=(t * n, a))
+        else:  # the uniform's mean and variance, a Gaussian's shape (see NoiseDistillation)
+            z = rng.standard_normal(size=(t * n, a))
+            act = np.clip((1.0 - eps) * mean + eps * GAUSSIAN_NOISE_STD * z, -1.0, 1.0)
         env_act = pool.to_env(act.astype(np.float32))
         sh = pool.step(env_act)
         _record(rec, pool, obs, env_act, sh, False, mean)
