@@ -22,26 +22,34 @@
 # task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
 # With TEST_HIST=1 the test-task histories are generated beside the training histories (before
 # the training), and step_vs_forward.py checks the evaluation's step path against training's
-# forward on one of them. BLIND=1 trains a blinded twin beside the Gaussian-head model (the same
-# settings with every context reward zeroed, data.reward_ablation=zero) and evaluates it sampled
-# with its rewards zeroed too ("blind-sampled"): the control that separates in-context RL from a
-# policy that only follows its position in the history.
+# forward on one of them. BLIND=1 trains a blinded twin after the Gaussian-head model (the same
+# settings with every context reward zeroed, data.reward_ablation=zero; after, not beside: two 12M
+# models side by side run at half speed each) while the main model's evaluations run, and
+# evaluates it sampled and with its mean, rewards zeroed ("blind-sampled", "blind-mean"): the
+# control that separates in-context RL from a policy that only follows its position in the history.
+# DEVICE (default cuda) and TRAIN_SETS / EVAL_SETS (extra `--set` values, space-separated) let the
+# whole script be dry-run on a CPU before a window, e.g.
+#   DEVICE=cpu TASKS=2 HSTEPS=1500 ND=6 TRAIN_SETS="model.d_model=32 model.n_layers=1 batch_size=2" \
+#   EVAL_SETS="episodes=2" BLIND=1 MSE=0 PATH=.venv/bin:$PATH bash docs/results/icrl-job.sh \
+#   HalfCheetahVel /tmp/dry 3
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
-BLIND=${BLIND:-0}
+BLIND=${BLIND:-0}; DEVICE=${DEVICE:-cuda}
+TSETS=(); for x in ${TRAIN_SETS:-}; do TSETS+=(--set "$x"); done
+ESETS=(); for x in ${EVAL_SETS:-}; do ESETS+=(--set "$x"); done
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt" 2>&1
 lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
 git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true
-. .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
+[ "$DEVICE" = cuda ] && . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 t "installed"
-if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
+if [ "$DEVICE" = cuda ] && ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
   (bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1) & build=$!
 fi
 # The source: the paper's SAC (Table 2) with one update per transition (5 per vector step of 5
@@ -52,59 +60,56 @@ SRC=(--set gradient_steps="$GRAD_STEPS" --set init_alpha=0.1)
 [ -n "${K:-}" ] && SRC+=(--k "$K")
 if [ "$TEST_HIST" = 1 ] && [ ! -f "$W/test.h5" ]; then  # beside the training histories
   (python3 -m icrl.histories generate --family "$FAMILY" --out "$W/test.h5" --split test \
-     --tasks 3 --backend batched --device cuda --workers 3 --no-progress "${SRC[@]}" \
+     --tasks 3 --backend batched --device "$DEVICE" --workers 3 --no-progress "${SRC[@]}" \
      > "$OUT/test-histories.log" 2>&1; t "test histories rc=$? $(tail -1 "$OUT/test-histories.log")") &
   testgen=$!
 fi
 if [ ! -f "$W/h.h5" ]; then
   python3 -m icrl.histories generate --family "$FAMILY" --out "$W/h.h5" --backend batched \
-    --device cuda --workers 8 --no-progress ${TASKS:+--tasks "$TASKS"} "${SRC[@]}" \
+    --device "$DEVICE" --workers 8 --no-progress ${TASKS:+--tasks "$TASKS"} "${SRC[@]}" \
     > "$OUT/histories.log" 2>&1
 fi
-t "histories rc=$? $(tail -1 "$OUT/histories.log")"
+t "histories rc=$? $(tail -1 "$OUT/histories.log" 2>/dev/null)"
 [ -n "${testgen:-}" ] && wait "$testgen"
 python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
 [ -n "${build:-}" ] && wait "$build"
 t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
 common=(--preset "$FAMILY/$BACKBONE/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
-        --set progress=false --set tensorboard=false)
+        --set progress=false --set tensorboard=false --set "device=\"$DEVICE\"" "${TSETS[@]}")
 python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
   > "$OUT/train-gauss.log" 2>&1 & g=$!
 if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
-fi
-if [ "$BLIND" = 1 ]; then
-  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
-    --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
 fi
 wait $g; t "train gaussian rc=$?"
 cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
 if [ "$MSE" = 1 ]; then
   wait $m; t "train mse rc=$?"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
 fi
-if [ "$BLIND" = 1 ]; then
-  wait $b; t "train blind rc=$?"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
+if [ "$BLIND" = 1 ]; then  # after the main model: side by side two 12M models gain nothing
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
+    --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
 fi
-ev() {  # name run-dir extra --set ...
+declare -A pid
+ev() {  # name run-dir extra --set ...  (in the background; its pid goes to pid[name])
   local name=$1 run=$2; shift 2
   python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
-    --set progress=false "$@" > "$OUT/eval-$name.log" 2>&1
+    --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@" \
+    > "$OUT/eval-$name.log" 2>&1 & pid[$name]=$!
 }
-declare -A pid
 case " $EVALS " in *" gauss-sampled "*)
-  ev gauss-sampled "$W/gauss" --set "method=\"AD-$LABEL (Gaussian head, sampled)\"" & pid[gauss-sampled]=$!;; esac
+  ev gauss-sampled "$W/gauss" --set "method=\"AD-$LABEL (Gaussian head, sampled)\"";; esac
 case " $EVALS " in *" gauss-mean "*)
-  ev gauss-mean "$W/gauss" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean)\"" & pid[gauss-mean]=$!;; esac
+  ev gauss-mean "$W/gauss" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean)\"";; esac
 for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
-    --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"" & pid[$e]=$!;; esac; done
-[ "$BLIND" = 1 ] && { ev blind-sampled "$W/blind" --set reward_ablation=zero \
-  --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\"" & pid[blind-sampled]=$!; }
-[ "$MSE" = 1 ] && { ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\"" & pid[mse]=$!; }
+    --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"";; esac; done
+[ "$MSE" = 1 ] && ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\""
 if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for all of them
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
   dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
-      --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER")
+      --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER" --set "device=\"$DEVICE\""
+      "${ESETS[@]}")
   python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
     > "$OUT/diagnose.log" 2>&1 & pid[diagnose]=$!
   if [ "$TEST_HIST" = 1 ]; then
@@ -113,13 +118,19 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
     pid[diagnose-mean]=$!
   fi
 fi
-if [ "$TEST_HIST" = 1 ]; then
+if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ]; then
   python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
     --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
   pid[step-vs-forward]=$!
   python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
     --tasks 3 --out "$OUT/context-noise.csv" > "$OUT/context-noise.log" 2>&1 &
   pid[context-noise]=$!
+fi
+if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalConfig follows it)
+  wait $b; t "train blind rc=$?"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
+  ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\""
+  ev blind-mean "$W/blind" --set sample=false \
+    --set "method=\"AD-$LABEL (Gaussian head, mean, blinded)\""
 fi
 for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"
