@@ -45,7 +45,10 @@ START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt" 2>&1
 lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
-git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true
+# The device copy's own git HEAD is the snapshot it was made from, not the tree sent: prefer the
+# revision written here before the call (git rev-parse HEAD > .device/revision.txt; .device travels).
+if [ -f .device/revision.txt ]; then cp .device/revision.txt "$OUT/revision.txt"
+else git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true; fi
 [ "$DEVICE" = cuda ] && . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 t "installed"
