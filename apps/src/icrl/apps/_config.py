@@ -32,11 +32,34 @@ def _context(spec: Any) -> Any:
     return parse_context(spec)
 
 
+def _noise_distillation(value: Any) -> Any:
+    """JSON data ({"episodes": 250}) -> icrl.histories.NoiseDistillation, validated by that class
+    itself, so every field it has (or gains) is accepted and checked there."""
+    # icrl.histories loads torch: imported when the field is given, so that --help stays light.
+    from icrl.histories import NoiseDistillation
+
+    if isinstance(value, NoiseDistillation):
+        return value  # a config built in Python
+    return NoiseDistillation.model_validate(value)
+
+
+def _dump_noise_distillation(value: Any) -> dict[str, Any]:
+    return value.model_dump(mode="json")
+
+
 if TYPE_CHECKING:
     from icrl.ad import Context as ContextSpec
+    from icrl.histories import NoiseDistillation as NoiseDistillationSpec
 else:
     # Spelled as text on the command line, in TOML and in the saved config ("episodes:4").
     ContextSpec = Annotated[str, PlainValidator(_context), PlainSerializer(str, return_type=str)]
+    # A JSON object on the command line ('{"episodes": 250}'), a table in TOML; the value is an
+    # icrl.histories.NoiseDistillation.
+    NoiseDistillationSpec = Annotated[
+        dict[str, Any],
+        PlainValidator(_noise_distillation),
+        PlainSerializer(_dump_noise_distillation, return_type=dict[str, Any]),
+    ]
 
 
 class HistoriesOptions(BaseModel):
@@ -75,6 +98,15 @@ class HistoriesOptions(BaseModel):
     Not a PPO field."""
     init_alpha: float | None = Field(None, gt=0)
     """SAC/DroQ initial entropy temperature (paper: 1.0; small preset, SAC families: 0.1)."""
+    noise_distillation: NoiseDistillationSpec | None = None
+    """Not the paper's recipe. None (the paper's): the histories are the source's learning runs,
+    every k-th episode kept. Set, as JSON of icrl.histories.NoiseDistillation's fields, e.g.
+    '{"episodes": 250}' (also "anneal", "noise"): after its learning run on a task the source's
+    final policy plays that many episodes with noise annealed from uniform-random to none, and
+    those are the history (k does not apply). Needs the batched backend (--histories.backend
+    batched; it also runs on a CPU). The recipe of AD's first in-context gain on HalfCheetahVel,
+    with --ad.overrides '["model.action_head=gaussian"]' and --evaluate.sample false:
+    docs/results/HalfCheetahVel/report.md, "Fourth window"."""
 
 
 class ADOptions(BaseModel):
@@ -111,6 +143,12 @@ class EvalOptions(BaseModel):
     """In-context episodes per rollout; default: what the full-history context covers."""
     device: str | None = None
     """Evaluation device: auto, cpu, cuda."""
+    sample: bool | None = None
+    """AD's action rule (icrl.ad.EvalConfig.sample). None: sample a Gaussian action head's
+    distribution (an MSE head has nothing to sample and acts with its prediction); false: act with
+    the Gaussian's mean, as the noise-distilled HalfCheetahVel result does
+    (docs/results/HalfCheetahVel/report.md, "Fourth window"); true: sample, and refuse an MSE head.
+    MACAW and MQL act by their own rules."""
 
 
 class MacawOptions(BaseModel):

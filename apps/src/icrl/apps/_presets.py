@@ -109,6 +109,15 @@ def histories_config(family: str, cfg: ReproduceConfig) -> GenerateConfig:
     )
     data.update(opts)
     data["progress"] = cfg.progress
+    noise = cfg.histories.noise_distillation
+    if noise is not None:
+        if backend != "batched":  # GenerateConfig refuses it too, naming its own CLI's flag
+            why = " (auto: this machine has no CUDA)" if cfg.histories.backend == "auto" else ""
+            raise ValueError(
+                f"--histories.noise_distillation needs the batched backend, and this run's is "
+                f"{backend}{why}; pass --histories.backend batched (it runs on a CPU too)"
+            )
+        data["noise_distillation"] = noise  # the typed value, every field of it
     return GenerateConfig.model_validate(data)
 
 
@@ -143,6 +152,7 @@ def eval_config(histories: Path, episodes: int | None, cfg: ReproduceConfig) -> 
         n_tasks=o.n_tasks or (3 if cfg.preset == "tiny" else 10),
         episodes=o.episodes or episodes,
         device=o.device or "auto",
+        sample=o.sample,
         histories=histories,
         reference_episodes=1 if cfg.preset == "tiny" else 3,
         asynchronous=cfg.preset != "tiny",
@@ -248,6 +258,8 @@ def validate(cfg: ReproduceConfig) -> None:
                 for c in ctxs for s in seeds(cfg)
             ]  # fmt: skip
         checks.append(("evaluate", lambda: eval_config(placeholder, None, cfg)))
+        if cfg.evaluate.sample:
+            checks.append(("evaluate", lambda f=family: _check_gaussian_heads(f, placeholder, cfg)))
         if cfg.macaw.enabled:
             checks.append(
                 ("macaw", lambda f=family: macaw_configs(f, placeholder, Path("."), 1, cfg))
@@ -259,6 +271,20 @@ def validate(cfg: ReproduceConfig) -> None:
                 build()
             except ValueError as err:  # pydantic's ValidationError is a ValueError
                 raise StageConfigError(f"{family}, stage {stage}: {_one_line(err)}") from None
+
+
+def _check_gaussian_heads(family: str, histories: Path, cfg: ReproduceConfig) -> None:
+    """--evaluate.sample true needs every AD model to have a Gaussian head (icrl.ad refuses an
+    MSE head only when the evaluation starts, after the training)."""
+    for backbone in cfg.backbones:
+        for context in contexts(cfg) if backbone == "mamba" else contexts(cfg)[:1]:
+            tc = ad_config(family, backbone, context, seeds(cfg)[0], histories, cfg)
+            if tc.model.action_head != "gaussian":
+                raise ValueError(
+                    f"--evaluate.sample true samples a Gaussian action head, and the {backbone} "
+                    f"model's is {tc.model.action_head!r}; add --ad.overrides "
+                    "'[\"model.action_head=gaussian\"]' or leave --evaluate.sample unset"
+                )
 
 
 def _one_line(err: ValueError) -> str:
