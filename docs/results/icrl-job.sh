@@ -22,7 +22,7 @@
 # task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
 # With TEST_HIST=1 the test-task histories are generated beside the training histories (before
 # the training), and step_vs_forward.py checks the evaluation's step path against training's
-# forward on one of them. BLIND=1 trains a blinded twin after the Gaussian-head model (the same
+# forward on one of them (and context_noise.py probes it; CHECKS=0 skips both). BLIND=1 trains a blinded twin after the Gaussian-head model (the same
 # settings with every context reward zeroed, data.reward_ablation=zero; after, not beside: two 12M
 # models side by side run at half speed each) while the main model's evaluations run, and
 # evaluates it sampled and with its mean, rewards zeroed ("blind-sampled", "blind-mean"): the
@@ -121,7 +121,7 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
     pid[diagnose-mean]=$!
   fi
 fi
-if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ]; then
+if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ] && [ "${CHECKS:-1}" = 1 ]; then
   python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
     --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
   pid[step-vs-forward]=$!
