@@ -183,6 +183,12 @@ def test_noise_distilled_recipe_end_to_end(tmp_path: Path) -> None:
     assert hf.attrs["generate_config"]["noise_distillation"]["episodes"] == 4
     (ev,) = (out / "stages").glob("eval-*/stage.json")
     assert json.loads(ev.read_text())["config"]["sample"] is False
+    # the report says what its histories are, and names the references after them
+    (report,) = out.glob("**/report.md")
+    text = report.read_text()
+    assert "Histories: **noise-distilled**" in text and '"episodes": 4' in text
+    assert "its first 10 episodes (train tasks, eps near 1)" in text
+    assert "stochastic" not in text
     # the Gaussian's sample instead of its mean: the evaluation reruns, nothing else
     again = _reproduce(out, *recipe)
     assert again.returncode == 0, again.stderr[-3000:]

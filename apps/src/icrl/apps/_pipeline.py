@@ -36,6 +36,9 @@ class FamilyResults:
     """source_first / source_final / random / zero, as in the evaluation's summary.json."""
     params: dict[str, int] = field(default_factory=dict)
     wall: dict[str, float] = field(default_factory=dict)
+    noise_distillation: dict[str, Any] | None = None
+    """The histories' noise-distillation settings (NoiseDistillation.recorded()), None for the
+    source's learning runs: the report names its references after what the histories hold."""
 
 
 class Progress:
@@ -105,7 +108,10 @@ def run_family(
             lambda d: {"path": generate(gen, d / "histories.h5").name},  # relative to the stage
         )
     )
-    out = FamilyResults(family, hist.path / "histories.h5")
+    noise = gen.noise_distillation
+    out = FamilyResults(
+        family, hist.path / "histories.h5", noise_distillation=noise and noise.recorded()
+    )
     out.wall["histories"] = hist.wall_s
     fam = _Family(family, cfg, cache, progress, hist, out)
     ctxs, first = P.contexts(cfg), P.contexts(cfg)[0]

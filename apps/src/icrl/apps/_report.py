@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Sequence
@@ -52,9 +53,16 @@ def context_label(context: Context) -> str:
     return "full history"
 
 
-def _reference_lines(refs: dict[str, float | None]) -> list[tuple[str, float, str]]:
+def _reference_lines(
+    refs: dict[str, float | None], noise: dict | None = None
+) -> list[tuple[str, float, str]]:
+    final = (
+        "source RL, final (mean of its last 10 kept episodes)"
+        if noise is None
+        else "source's final policy (last 10 noise-distilled episodes, eps 0)"
+    )
     lines = [
-        ("source RL, final (mean of its last 10 kept episodes)", refs.get("source_final"), "--"),
+        (final, refs.get("source_final"), "--"),
         ("random-action policy", refs.get("random"), "-."),
         ("zero-action policy", refs.get("zero"), ":"),
     ]
@@ -89,7 +97,7 @@ def figure(
                      markevery=max(len(x) // 10, 1), ms=4, label=name, zorder=3 + i)  # fmt: skip
         lows.append(np.nanmin(mean - ci))
         highs.append(np.nanmax(mean + ci))
-    refs = _reference_lines(res.summary_refs) if asymptote else []
+    refs = _reference_lines(res.summary_refs, res.noise_distillation) if asymptote else []
     for name, value, ls in refs:
         ax.axhline(value, color="k" if name.startswith("source") else "grey", ls=ls, lw=1.2,
                    label=name, zorder=1)  # fmt: skip
@@ -117,8 +125,41 @@ def _pm(mean: float, ci: float) -> str:
     return f"{mean:.1f} ± {ci:.1f}"
 
 
+_POLICY_NAMES = {
+    "random": "random-action policy (test tasks)",
+    "zero": "zero-action policy (test tasks)",
+}
+
+
+def _source_names(noise: dict | None) -> dict[str, str]:
+    """Labels of the source references: a noise-distilled history's first and last episodes are
+    the final policy with eps near 1 and with eps 0 (deterministic), not the learning run's."""
+    if noise is None:
+        return {
+            "source_first": "source RL, its first 10 kept episodes (train tasks, stochastic)",
+            "source_final": "source RL, its last 10 kept episodes (train tasks, stochastic)",
+        }
+    return {
+        "source_first": "noise-distilled history, its first 10 episodes (train tasks, eps near 1)",
+        "source_final": "noise-distilled history, its last 10 episodes (train tasks, the source's "
+        "final policy, deterministic)",
+    }
+
+
+def _histories_line(noise: dict | None) -> list[str]:
+    if noise is None:
+        return []
+    return [
+        f"Histories: **noise-distilled** (AD-epsilon, not the paper's recipe; settings "
+        f"`{json.dumps(noise, sort_keys=True)}`): the source's final policy with annealed noise, "
+        "not its learning runs (icrl.histories README).",
+        "",
+    ]
+
+
 def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> list[str]:
-    lines = [f"## {res.family}", "", f"![Fig. 1]({fig1.relative_to(root)})", ""]
+    lines = [f"## {res.family}", "", *_histories_line(res.noise_distillation)]
+    lines += [f"![Fig. 1]({fig1.relative_to(root)})", ""]
     lines += [
         "In-context return on unseen test tasks, mean ± 95% CI over test tasks × seeds:",
         "",
@@ -134,12 +175,7 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
         )
     lines += ["", "References (single numbers, not learning curves):", ""]
     lines += ["| reference | return |", "|---|---|"]
-    names = {
-        "source_first": "source RL, its first 10 kept episodes (train tasks, stochastic)",
-        "source_final": "source RL, its last 10 kept episodes (train tasks, stochastic)",
-        "random": "random-action policy (test tasks)",
-        "zero": "zero-action policy (test tasks)",
-    }
+    names = {**_source_names(res.noise_distillation), **_POLICY_NAMES}
     for key, label in names.items():
         value = res.summary_refs.get(key)
         if value is not None:
