@@ -142,6 +142,9 @@ def test_unset_fields_keep_old_keys_and_each_reruns_only_its_dependants(
     assert "noise_distillation" not in record["config"]
     record = json.loads(next((tmp_path / "stages").glob("eval-*/stage.json")).read_text())
     assert record["config"]["sample"] is None
+    # keys written before EvalConfig.reward_ablation defaulted to None (following the model)
+    # held "none": the key holds the resolved value, so those runs resume too
+    assert record["config"]["reward_ablation"] == "none"
     explicit = {"histories": batched | {"noise_distillation": None}, "evaluate": {"sample": None}}
     assert _stages_run(tmp_path, **explicit) == set()
     # --evaluate.sample: the evaluation only
@@ -152,6 +155,15 @@ def test_unset_fields_keep_old_keys_and_each_reruns_only_its_dependants(
     noise = batched | {"noise_distillation": {"episodes": 4}}
     assert _stages_run(tmp_path, histories=noise) == every - {"mql-ReacherGoal"}
     assert _stages_run(tmp_path, histories=noise) == set()  # and then it is cached
+    # a model blinded through --ad.overrides is trained and evaluated anew, keyed "zero"
+    blind = {"overrides": ["data.reward_ablation=zero"]}
+    assert _stages_run(tmp_path, histories=noise, ad=blind) == {
+        "train-ReacherGoal-mamba-full-s0",
+        "eval-ReacherGoal-mamba-full",
+    }
+    keys = [json.loads(p.read_text())["config"].get("reward_ablation")
+            for p in (tmp_path / "stages").glob("eval-*/stage.json")]  # fmt: skip
+    assert sorted(keys) == ["none", "none", "none", "zero"]
 
 
 # --- end to end, tiny (~15 s on 2 cores): the recipe's flags on ReacherGoal's short episodes ---

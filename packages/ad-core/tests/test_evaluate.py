@@ -123,10 +123,10 @@ def test_blinded_checkpoint_is_evaluated_blinded(tmp_path, histories_file, tiny,
     """EvalConfig.reward_ablation=None follows each checkpoint's data.reward_ablation, also when
     a blinded and a seeing checkpoint are rolled out together; an explicit value overrides it."""
     ckpts = {}
-    for seed, ablation in ((0, "zero"), (1, "none")):
+    for seed, name, ablation in ((0, "zero", "zero"), (1, "none", "none"), (2, "none2", "none")):
         cfg = tiny([histories_file], data__context="episodes", data__n_episodes=2, max_steps=3,
                    data__reward_ablation=ablation, seed=seed)  # fmt: skip
-        ckpts[ablation] = train(cfg, tmp_path / ablation).checkpoint
+        ckpts[name] = train(cfg, tmp_path / name).checkpoint
     blinds: list[bool] = []
 
     class Spy(TokenBuilder):
@@ -158,3 +158,9 @@ def test_blinded_checkpoint_is_evaluated_blinded(tmp_path, histories_file, tiny,
     assert built == [False]
     np.testing.assert_array_equal(both[:, 0], default[:, 0])
     np.testing.assert_array_equal(both[:, 1], alone[:, 0])
+    # Interleaved (seeing, blinded, seeing): grouped for the rollout, returned in the given order.
+    mixed, built = run("mixed", [ckpts["none"], ckpts["zero"], ckpts["none2"]])
+    assert sorted(built) == [False, True]
+    alone2, _ = run("alone2", [ckpts["none2"]])
+    for column, expected in ((0, alone), (1, default), (2, alone2)):
+        np.testing.assert_array_equal(mixed[:, column], expected[:, 0])

@@ -153,6 +153,11 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
     # batch_seeds changes how the seeds are rolled out, not their returns (tested in icrl.ad)
     key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories", "batch_seeds"})
+    if ec.reward_ablation is None:
+        # The evaluation follows the models' training setting (EvalConfig's default since it
+        # became None): key the value it resolves to, as keys written before that recorded it,
+        # so old runs resume and a blinded run (through ad.overrides) never matches an unblinded.
+        key_cfg["reward_ablation"] = tc.data.reward_ablation
     res = fam.stage("eval", f"{backbone}-{_slug(ctx)}", key_cfg, _eval_fn(ec, ckpts), runs)
     out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
     summary = fam.cache.summary(res)

@@ -59,7 +59,7 @@ def _reference_lines(
     final = (
         "source RL, final (mean of its last 10 kept episodes)"
         if noise is None
-        else "source's final policy (last 10 noise-distilled episodes, eps 0)"
+        else "source's final policy (last 10 noise-distilled episodes, eps near 0)"
     )
     lines = [
         (final, refs.get("source_final"), "--"),
@@ -133,7 +133,8 @@ _POLICY_NAMES = {
 
 def _source_names(noise: dict | None) -> dict[str, str]:
     """Labels of the source references: a noise-distilled history's first and last episodes are
-    the final policy with eps near 1 and with eps 0 (deterministic), not the learning run's."""
+    the final policy with eps near 1 and near 0 (0 after the anneal: deterministic), not
+    the learning run's."""
     if noise is None:
         return {
             "source_first": "source RL, its first 10 kept episodes (train tasks, stochastic)",
@@ -142,7 +143,7 @@ def _source_names(noise: dict | None) -> dict[str, str]:
     return {
         "source_first": "noise-distilled history, its first 10 episodes (train tasks, eps near 1)",
         "source_final": "noise-distilled history, its last 10 episodes (train tasks, the source's "
-        "final policy, deterministic)",
+        "final policy with eps near 0)",
     }
 
 

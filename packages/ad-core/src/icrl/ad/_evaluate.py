@@ -330,7 +330,9 @@ def evaluate(config: EvalConfig, checkpoints: Sequence[Path] | Path, out_dir: Pa
         summary = {
             method: method_summary(returns),
             "references": reference_summary(whole, references),
-            "source_curve": f"{algo}, stochastic returns of the training tasks' histories "
+            # the recorded returns: the learning run's stochastic ones, or a noise-distilled
+            # file's episodes (its final policy with annealed noise)
+            "source_curve": f"{algo}, returns recorded in the training tasks' histories "
             f"({source_path.name}), k-downsampled axis",
         }
         files["summary"] = out_dir / "summary.json"
