@@ -27,7 +27,8 @@
 # models side by side run at half speed each) while the main model's evaluations run, and
 # evaluates it sampled and with its mean, rewards zeroed ("blind-sampled", "blind-mean"): the
 # control that separates in-context RL from a policy that only follows its position in the history.
-# DEVICE (default cuda) and TRAIN_SETS / EVAL_SETS (extra `--set` values, space-separated) let the
+# DEVICE (default cuda) and TRAIN_SETS / EVAL_SETS / DIAG_SETS (extra `--set` values of the
+# training, the evaluations and the diagnosis, space-separated) let the
 # whole script be dry-run on a CPU before a window, e.g.
 #   DEVICE=cpu TASKS=2 HSTEPS=1500 ND=6 TRAIN_SETS="model.d_model=32 model.n_layers=1 batch_size=2" \
 #   EVAL_SETS="episodes=2" BLIND=1 MSE=0 PATH=.venv/bin:$PATH bash docs/results/icrl-job.sh \
@@ -37,6 +38,7 @@ FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEP
 BLIND=${BLIND:-0}; DEVICE=${DEVICE:-cuda}
 TSETS=(); for x in ${TRAIN_SETS:-}; do TSETS+=(--set "$x"); done
 ESETS=(); for x in ${EVAL_SETS:-}; do ESETS+=(--set "$x"); done
+DSETS=(); for x in ${DIAG_SETS:-}; do DSETS+=(--set "$x"); done  # DiagnoseConfig's own fields
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
@@ -47,7 +49,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/mac
 lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
 # The device copy's own git HEAD is the snapshot it was made from, not the tree sent: prefer the
 # revision written here before the call (git rev-parse HEAD > .device/revision.txt; .device travels).
-if [ -f .device/revision.txt ]; then cp .device/revision.txt "$OUT/revision.txt"
+if [ -f .device/revision.txt ]; then  # with its date: a file left from an earlier window shows
+  { cat .device/revision.txt; echo "(.device/revision.txt written $(date -r .device/revision.txt))"; } \
+    > "$OUT/revision.txt"
 else git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true; fi
 [ "$DEVICE" = cuda ] && . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
@@ -112,7 +116,7 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
   held=h.h5 split=train; [ "$TEST_HIST" = 1 ] && held=test.h5 split=test
   dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
       --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER" --set "device=\"$DEVICE\""
-      "${ESETS[@]}")
+      "${DSETS[@]}")
   python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
     > "$OUT/diagnose.log" 2>&1 & pid[diagnose]=$!
   if [ "$TEST_HIST" = 1 ]; then
