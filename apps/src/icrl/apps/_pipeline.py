@@ -56,11 +56,10 @@ class Progress:
 
 def count_stages(cfg: ReproduceConfig) -> int:
     """How many stages a run of `cfg` has (for the progress display)."""
-    n_ctx, n_seeds = len(P.contexts(cfg)), len(P.seeds(cfg))
+    n_seeds = len(P.seeds(cfg))
     per = 1
     for backbone in cfg.backbones:
-        k = n_ctx if backbone == "mamba" else 1
-        per += k * (n_seeds + 1)
+        per += len(P.backbone_contexts(cfg, backbone)) * (n_seeds + 1)
     per += int(cfg.macaw.enabled) + int(cfg.mql.enabled)
     return per * len(cfg.families)
 
@@ -114,10 +113,10 @@ def run_family(
     )
     out.wall["histories"] = hist.wall_s
     fam = _Family(family, cfg, cache, progress, hist, out)
-    ctxs, first = P.contexts(cfg), P.contexts(cfg)[0]
+    first = P.contexts(cfg)[0]
     episodes: int | None = cfg.evaluate.episodes
     for backbone in cfg.backbones:
-        for ctx in ctxs if backbone == "mamba" else [first]:
+        for ctx in P.backbone_contexts(cfg, backbone):
             # The Fig. 1 context runs first; its episode count is every later rollout's length.
             csv, ev = _ad_runs(fam, backbone, ctx, episodes)
             episodes = episodes or ev
