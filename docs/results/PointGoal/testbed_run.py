@@ -80,21 +80,22 @@ def main() -> None:
             overrides.append(f"max_steps={args.max_steps}")
         res = train(preset("PointGoal", args.backbone, histories=h, overrides=overrides),
                     args.out / name / "run")  # fmt: skip
-        blind = "reward_ablation" in " ".join(extra)
+        # a blinded variant is evaluated blinded: EvalConfig follows the checkpoint's training
         ec = EvalConfig(device=args.device, progress=False, asynchronous=False,
-                        reward_ablation="zero" if blind else "none",
                         method=f"AD-{args.backbone} ({name})")  # fmt: skip
-        evaluate(ec, [res.checkpoint], args.out / name / "eval")
-        s = json.loads((args.out / name / "eval" / "summary.json").read_text())
-        print(f"{name} {time.time() - t1:.0f} s {json.dumps(s)}", flush=True)
+        _evaluate(ec, res.checkpoint, args.out / name / "eval", name, t1)
         if args.also_mean and name != "mse":  # the same checkpoint, acting with its mean
-            t2 = time.time()
-            ec = EvalConfig.model_validate(
-                {**ec.model_dump(), "sample": False, "method": f"{ec.method}, mean"}
-            )
-            evaluate(ec, [res.checkpoint], args.out / name / "eval-mean")
-            s = json.loads((args.out / name / "eval-mean" / "summary.json").read_text())
-            print(f"{name} mean {time.time() - t2:.0f} s {json.dumps(s)}", flush=True)
+            ec = ec.model_copy(update={"sample": False, "method": f"{ec.method}, mean"})
+            _evaluate(ec, res.checkpoint, args.out / name / "eval-mean", f"{name} mean")
+
+
+def _evaluate(ec: EvalConfig, checkpoint: Path, out: Path, label: str, t0: float | None = None):
+    """Evaluate one checkpoint into `out` and print its summary with the time since t0 (default:
+    now, the evaluation's own time)."""
+    t0 = time.time() if t0 is None else t0
+    evaluate(ec, [checkpoint], out)
+    s = json.loads((out / "summary.json").read_text())
+    print(f"{label} {time.time() - t0:.0f} s {json.dumps(s)}", flush=True)
 
 
 def _pace(path: Path) -> str:

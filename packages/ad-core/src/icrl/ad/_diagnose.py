@@ -38,7 +38,7 @@ from icrl.histories.runtime import atomic_write
 
 from ._checkpoint import load_model
 from ._config import _Frozen
-from ._evaluate import _model_actor, rollout
+from ._evaluate import _model_actor, rollout, trained_reward_ablation
 from ._model import ADModel
 from ._results import plot_curves
 from ._tokens import TokenLayout, history_tokens
@@ -194,7 +194,7 @@ def _load(config: DiagnoseConfig, checkpoint: Path, histories: Path) -> _Held:
     notes = []
     if len(names) < config.n_tasks:
         notes.append(f"n_tasks={config.n_tasks} asked for, {histories.name} holds {len(names)}")
-    blind = meta["config"]["data"].get("reward_ablation", "none") == "zero"
+    blind = trained_reward_ablation(meta) == "zero"
     if blind:
         notes.append(
             "the model was trained blinded (data.reward_ablation=zero): its context shows zero "

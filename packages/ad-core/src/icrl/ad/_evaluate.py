@@ -404,12 +404,18 @@ def _rollouts(
     return returns, list(tasks), references
 
 
+def trained_reward_ablation(meta: dict[str, Any]) -> RewardAblation:
+    """A checkpoint's own training setting, data.reward_ablation ("none" in checkpoints written
+    before the field existed)."""
+    return meta["config"]["data"].get("reward_ablation", "none")
+
+
 def _reward_ablation(config: EvalConfig, meta: dict[str, Any]) -> RewardAblation:
     """What a checkpoint's context shows of rewards: EvalConfig.reward_ablation when set, else
-    the checkpoint's own training setting (data.reward_ablation; a blinded model stays blinded)."""
+    the checkpoint's own training setting (a blinded model stays blinded)."""
     if config.reward_ablation is not None:
         return config.reward_ablation
-    return meta["config"]["data"].get("reward_ablation", "none")
+    return trained_reward_ablation(meta)
 
 
 def _check_fits(meta: dict[str, Any], family: str, episodes: int) -> None:
