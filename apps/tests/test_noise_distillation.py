@@ -142,6 +142,7 @@ def test_unset_fields_keep_old_keys_and_each_reruns_only_its_dependants(
     assert "noise_distillation" not in record["config"]
     record = json.loads(next((tmp_path / "stages").glob("eval-*/stage.json")).read_text())
     assert record["config"]["sample"] is None
+    assert "sample_noise" not in record["config"]  # EvalConfig's field added later, at its default
     # keys written before EvalConfig.reward_ablation defaulted to None (following the model)
     # held "none": the key holds the resolved value, so those runs resume too
     assert record["config"]["reward_ablation"] == "none"

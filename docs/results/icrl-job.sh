@@ -12,6 +12,8 @@
 # beside the training (the held-out diagnosis; HalfCheetahVel's next step, see its report).
 # EVALS="gauss-sampled gauss-mean" (default both) picks the 250-episode evaluations; gauss-sX adds
 # one sampled with the Gaussian's std scaled by X (EvalConfig.std_scale), e.g. gauss-s0.5;
+# gauss-uniform one sampled with uniform noise of the Gaussian's std (EvalConfig.sample_noise:
+# the shape of uniform noise-distilled histories; the blinded twin then gets it too);
 # PROMPTS (default [0,10,50,100]) and AFTER (default 5) set the diagnosis's prompt lengths and the
 # episodes the model plays after each prompt; with TEST_HIST=1 a second diagnosis runs only the
 # prompted rollouts with the mean action, beside the first. ND=EPISODES records noise-distilled
@@ -108,6 +110,9 @@ case " $EVALS " in *" gauss-sampled "*)
   ev gauss-sampled "$W/gauss" --set "method=\"AD-$LABEL (Gaussian head, sampled)\"";; esac
 case " $EVALS " in *" gauss-mean "*)
   ev gauss-mean "$W/gauss" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean)\"";; esac
+case " $EVALS " in *" gauss-uniform "*)  # the Gaussian's mean and std, uniform noise (EvalConfig.sample_noise)
+  ev gauss-uniform "$W/gauss" --set 'sample_noise="uniform"' \
+    --set "method=\"AD-$LABEL (Gaussian head, sampled uniform)\"";; esac
 for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
     --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"";; esac; done
@@ -138,6 +143,9 @@ if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalC
   ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\""
   ev blind-mean "$W/blind" --set sample=false \
     --set "method=\"AD-$LABEL (Gaussian head, mean, blinded)\""
+  case " $EVALS " in *" gauss-uniform "*)
+    ev blind-uniform "$W/blind" --set 'sample_noise="uniform"' \
+      --set "method=\"AD-$LABEL (Gaussian head, sampled uniform, blinded)\"";; esac
 fi
 for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"

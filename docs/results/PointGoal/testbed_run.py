@@ -51,6 +51,10 @@ def main() -> None:
     parser.add_argument("--also-mean", action="store_true",
                         help="also evaluate each Gaussian-head checkpoint acting with its mean "
                         "(EvalConfig(sample=False)), into NAME/eval-mean")  # fmt: skip
+    parser.add_argument("--also-uniform", action="store_true",
+                        help="also evaluate each Gaussian-head checkpoint sampled with uniform "
+                        "noise of the head's std (EvalConfig(sample_noise='uniform')), into "
+                        "NAME/eval-uniform")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--source-set", dest="source", action="append", default=[],
                         metavar="KEY=VALUE",
@@ -85,8 +89,12 @@ def main() -> None:
                         method=f"AD-{args.backbone} ({name})")  # fmt: skip
         _evaluate(ec, res.checkpoint, args.out / name / "eval", name, t1)
         if args.also_mean and name != "mse":  # the same checkpoint, acting with its mean
-            ec = ec.model_copy(update={"sample": False, "method": f"{ec.method}, mean"})
-            _evaluate(ec, res.checkpoint, args.out / name / "eval-mean", f"{name} mean")
+            mean = ec.model_copy(update={"sample": False, "method": f"{ec.method}, mean"})
+            _evaluate(mean, res.checkpoint, args.out / name / "eval-mean", f"{name} mean")
+        if args.also_uniform and name != "mse":  # sampled, with uniform noise of the same std
+            uni = ec.model_copy(update={"sample_noise": "uniform",
+                                        "method": f"{ec.method}, uniform noise"})  # fmt: skip
+            _evaluate(uni, res.checkpoint, args.out / name / "eval-uniform", f"{name} uniform")
 
 
 def _evaluate(ec: EvalConfig, checkpoint: Path, out: Path, label: str, t0: float | None = None):

@@ -110,3 +110,33 @@ def test_evaluate_writes_the_summary_of_record(gaussian_run, tmp_path) -> None:
     refs = summary["references"]
     assert set(refs) == {"source_first", "source_final", "random", "zero"}
     assert all(isinstance(v, float) for v in refs.values())
+
+
+def test_uniform_sampling_noise_has_unit_variance_and_bounded_support() -> None:
+    from icrl.ad._evaluate import sampling_noise
+
+    gen = torch.Generator().manual_seed(0)
+    u = sampling_noise((200_000,), "uniform", gen, torch.device("cpu"))
+    g = sampling_noise((200_000,), "gaussian", gen, torch.device("cpu"))
+    assert u.abs().max().item() <= math.sqrt(3.0)  # a uniform's half-width sqrt(3) * std
+    assert u.var().item() == pytest.approx(1.0, abs=0.01)
+    assert g.var().item() == pytest.approx(1.0, abs=0.01)
+    assert g.abs().max().item() > 3.0  # the Gaussian's tails, which the uniform blend lacks
+
+
+def test_uniform_sampled_actions_stay_within_sqrt3_stds_of_the_mean(gaussian_run) -> None:
+    model, _ = load_model(gaussian_run)
+    tokens: list[np.ndarray] = []
+    _rollout(model, sample=True, noise="uniform", on_token=lambda f: tokens.append(f.copy()))
+    with torch.inference_mode():  # the head's mean and std at the first step, from its token
+        out, _ = model.step(torch.from_numpy(tokens[0]), model.init_state(len(tokens[0])))
+        mean, log_std = (x.numpy() for x in model.split(out.float()))
+    taken = tokens[1][:, model.layout.slices["prev_action"]]
+    inside = np.abs(taken) < 1.0  # unclipped by the action space [-1, 1]
+    z = (taken - mean) / np.exp(log_std) / math.sqrt(3.0)
+    assert inside.any() and np.all(np.abs(z[inside]) <= 1.0 + 1e-4)
+    assert not np.allclose(taken, _first_actions(model, sample=True))  # another draw than randn
+    with pytest.raises(ValueError, match="noise='uniform' shapes the sampling noise"):
+        _rollout(model, sample=False, noise="uniform")
+    with pytest.raises(ValueError, match="sample_noise='uniform' shapes the sampling noise"):
+        EvalConfig(sample=False, sample_noise="uniform")

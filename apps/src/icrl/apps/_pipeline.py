@@ -140,8 +140,8 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     """Train one model per seed, then evaluate them together; return the CSV and episodes."""
     cfg, h5, out = fam.cfg, fam.out.histories, fam.out
     runs: list[StageResult] = []
-    for seed in P.seeds(cfg):
-        tc = P.ad_config(fam.family, backbone, ctx, seed, h5, cfg)
+    configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in P.seeds(cfg)]
+    for seed, tc in zip(P.seeds(cfg), configs, strict=True):
         key_cfg = tc.model_dump(mode="json", exclude={"progress": True, "data": {"paths"}})
         what = f"{backbone}-{_slug(ctx)}-s{seed}"
         runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
@@ -152,11 +152,14 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
     # batch_seeds changes how the seeds are rolled out, not their returns (tested in icrl.ad)
     key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories", "batch_seeds"})
+    if key_cfg["sample_noise"] == "gaussian":  # its default: keys written before it existed match
+        del key_cfg["sample_noise"]
     if ec.reward_ablation is None:
         # The evaluation follows the models' training setting (EvalConfig's default since it
         # became None): key the value it resolves to, as keys written before that recorded it,
         # so old runs resume and a blinded run (through ad.overrides) never matches an unblinded.
-        key_cfg["reward_ablation"] = tc.data.reward_ablation
+        # (every seed's config is the same but for its seed)
+        key_cfg["reward_ablation"] = configs[0].data.reward_ablation
     res = fam.stage("eval", f"{backbone}-{_slug(ctx)}", key_cfg, _eval_fn(ec, ckpts), runs)
     out.wall[f"evaluate {backbone} {ctx}"] = res.wall_s
     summary = fam.cache.summary(res)

@@ -372,6 +372,13 @@ class EvalConfig(_Frozen):
     width it was trained to predict). Below 1 narrows the noise the model puts into its own
     context (HalfCheetahVel report: its predicted std exceeds the source's noise 2-3x). Needs
     sampled actions: an error with `sample=False`."""
+    sample_noise: Literal["gaussian", "uniform"] = "gaussian"
+    """Shape of the noise a sampled Gaussian head adds to its mean, scaled by its std: "gaussian"
+    (its own likelihood) or "uniform" (on [-sqrt(3), sqrt(3)] x std: the same mean and std).
+    "uniform" redraws the blend (1 - eps) mu + eps u of uniform noise-distilled histories
+    (`icrl.histories.NoiseDistillation`, noise "uniform"), which the head fits in two moments
+    only, so the model's own actions in its context look like the histories' (not the paper's
+    recipe). Needs sampled actions: an error with `sample=False`."""
     cuda_graph: bool = True
     """On CUDA, replay the backbone's one-token step as a CUDA graph (single-token steps are bound
     by kernel launches); ignored on CPU. Off: plain eager `step`."""
@@ -398,6 +405,11 @@ class EvalConfig(_Frozen):
             raise ValueError(
                 f"std_scale={self.std_scale} scales the sampling noise, but sample=false acts "
                 "with the mean; drop std_scale or sample"
+            )
+        if self.sample_noise != "gaussian" and self.sample is False:
+            raise ValueError(
+                f"sample_noise={self.sample_noise!r} shapes the sampling noise, but sample=false "
+                "acts with the mean; drop sample_noise or sample"
             )
         return self
 

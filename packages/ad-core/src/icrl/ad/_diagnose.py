@@ -107,6 +107,9 @@ class DiagnoseConfig(_Frozen):
     std_scale: float = Field(1.0, gt=0)
     """Multiplies the Gaussian head's std wherever the rollouts sample (as `EvalConfig.std_scale`);
     the mean-action rollouts are unaffected."""
+    sample_noise: Literal["gaussian", "uniform"] = "gaussian"
+    """Shape of the sampling noise wherever the rollouts sample (as `EvalConfig.sample_noise`);
+    the mean-action rollouts are unaffected."""
     reference_episodes: int = Field(1, ge=0)
     """Episodes per held-out task of the zero-action and random policies in part 3 (0: none)."""
     seed: int = 0
@@ -412,6 +415,7 @@ def _run_group(
         sample=sample,
         seed=config.seed,
         std_scale=config.std_scale if sample else 1.0,
+        noise=config.sample_noise if sample else "gaussian",
     )
     policy: Callable[[np.ndarray], np.ndarray] = act
     if plen:

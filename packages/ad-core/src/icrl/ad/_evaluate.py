@@ -7,11 +7,12 @@ Every test task runs in its own sub-env of one vector env; each env step is one 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +41,20 @@ __all__ = ["EvalResult", "evaluate", "rollout", "source_curve"]
 
 # action (B, act_dim) for obs tokens (B, F)
 Policy = Callable[[np.ndarray], np.ndarray]
+SampleNoise = Literal["gaussian", "uniform"]
+
+
+def sampling_noise(
+    shape: tuple[int, ...], kind: SampleNoise, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """Zero-mean, unit-variance noise that a sampled Gaussian head scales by its std: "gaussian"
+    (the head's own likelihood) or "uniform" on [-sqrt(3), sqrt(3)] (same two moments, the shape
+    of uniform noise-distilled histories: a head fitted to (1 - eps) mu + eps u, u ~ U[-1, 1],
+    predicts mean (1 - eps) mu and std eps / sqrt(3), so its mean plus this noise redraws that
+    blend, where a Gaussian of the same std gives actions of another shape)."""
+    if kind == "uniform":
+        return (torch.rand(shape, generator=gen, device=device) * 2 - 1) * math.sqrt(3.0)
+    return torch.randn(shape, generator=gen, device=device)
 
 
 @dataclass
@@ -83,12 +98,14 @@ def rollout(
     sample: bool = False,
     reward_ablation: RewardAblation = "none",
     std_scale: float = 1.0,
+    noise: SampleNoise = "gaussian",
 ) -> np.ndarray:
     """Run `episodes` episodes in every sub-env of `envs` (autoreset disabled); returns (n, E).
 
     The model receives one token per env step through `TokenBuilder` and acts with `step`;
     `sample` draws the action from a Gaussian head (generator seeded by `seed`) instead of taking
-    its mean, with its std multiplied by `std_scale`; `reward_ablation="zero"` hides every reward
+    its mean, with its std multiplied by `std_scale` and noise of the shape `noise`
+    (`sampling_noise`); `reward_ablation="zero"` hides every reward
     from the model's context; `policy` replaces the model (reference policies). `on_token` sees
     every token.
     `cuda_graph` (CUDA only) replays the backbone's step as one CUDA graph; `max_tokens` bounds
@@ -105,7 +122,7 @@ def rollout(
     act = None
     if models:
         actors = [_model_actor(m, width, device, bf16, cuda_graph, max_tokens, sample, seed,
-                               std_scale) for m in models]  # fmt: skip
+                               std_scale, noise) for m in models]  # fmt: skip
         act = actors[0] if len(actors) == 1 else _split_actor(actors, width)
 
     def act_on_tokens(obs: np.ndarray, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -151,6 +168,7 @@ def _model_actor(
     sample: bool = False,
     seed: int = 0,
     std_scale: float = 1.0,
+    noise: SampleNoise = "gaussian",
 ) -> Policy:
     """The model as a policy over token batches, eager or with a CUDA-graph backbone step."""
     use_bf16 = bf16 and device.type == "cuda"
@@ -161,13 +179,18 @@ def _model_actor(
             f"std_scale={std_scale} scales the sampling noise of a Gaussian head, but this model "
             "acts with its mean (an MSE head, or sample=false)"
         )
+    if noise != "gaussian" and not sample:
+        raise ValueError(
+            f"noise={noise!r} shapes the sampling noise of a Gaussian head, but this model acts "
+            "with its mean (an MSE head, or sample=false)"
+        )
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def action(out: torch.Tensor) -> np.ndarray:
         mean, log_std = model.split(out.float())
         if sample and log_std is not None:
-            noise = torch.randn(mean.shape, generator=gen, device=mean.device)
-            mean = mean + noise * (log_std.exp() * std_scale)
+            draw = sampling_noise(tuple(mean.shape), noise, gen, mean.device)
+            mean = mean + draw * (log_std.exp() * std_scale)
         return mean.cpu().numpy()
 
     def autocast():
@@ -386,7 +409,7 @@ def _rollouts(
                 [loaded[i][0] for i in group], envs, episodes, seed=config.seed, device=device,
                 bf16=config.bf16, progress=config.progress, cuda_graph=config.cuda_graph,
                 max_tokens=episodes * episode_length(family), sample=sample,
-                reward_ablation=ablation, std_scale=config.std_scale,
+                reward_ablation=ablation, std_scale=config.std_scale, noise=config.sample_noise,
             )  # fmt: skip
             for i, ri in zip(group, r.reshape(len(group), len(tasks), episodes), strict=True):
                 per_seed[i] = ri
