@@ -24,10 +24,14 @@
 # task-count experiment: TASKS=60 HSTEPS=100000 K=2 keeps HalfCheetahVel's 250 kept episodes).
 # With TEST_HIST=1 the test-task histories are generated beside the training histories (before
 # the training), and step_vs_forward.py checks the evaluation's step path against training's
-# forward on one of them (and context_noise.py probes it; CHECKS=0 skips both). BLIND=1 trains a blinded twin after the Gaussian-head model (the same
+# forward on one of them (on CUDA). context_noise.py (does the model read its stage from the
+# action noise in its context?) probes 3 held-out histories with TEST_HIST=1, else 3 training
+# tasks of h.h5 (CSV context-noise-test.h5.csv / -h.h5.csv). CHECKS=0 skips both.
+# BLIND=1 trains a blinded twin after the Gaussian-head model (the same
 # settings with every context reward zeroed, data.reward_ablation=zero; after, not beside: two 12M
 # models side by side run at half speed each) while the main model's evaluations run, and
-# evaluates it sampled and with its mean, rewards zeroed ("blind-sampled", "blind-mean"): the
+# evaluates it with the same action rules as EVALS, rewards zeroed ("blind-sampled",
+# "blind-mean", "blind-uniform"): the
 # control that separates in-context RL from a policy that only follows its position in the history.
 # DEVICE (default cuda) and TRAIN_SETS / EVAL_SETS / DIAG_SETS (extra `--set` values of the
 # training, the evaluations and the diagnosis, space-separated) let the
@@ -130,19 +134,25 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
     pid[diagnose-mean]=$!
   fi
 fi
-if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ] && [ "${CHECKS:-1}" = 1 ]; then
-  python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
-    --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
-  pid[step-vs-forward]=$!
-  python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
-    --tasks 3 --out "$OUT/context-noise.csv" > "$OUT/context-noise.log" 2>&1 &
+if [ "${CHECKS:-1}" = 1 ]; then  # teacher-forced checks, beside the evaluations
+  probe=h.h5; [ "$TEST_HIST" = 1 ] && probe=test.h5  # held out when there are test histories
+  if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ]; then  # compares the CUDA step with forward
+    python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
+      --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
+    pid[step-vs-forward]=$!
+  fi
+  python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/$probe" \
+    --tasks 3 --out "$OUT/context-noise-$probe.csv" > "$OUT/context-noise.log" 2>&1 &
   pid[context-noise]=$!
 fi
 if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalConfig follows it)
   wait $b; t "train blind rc=$?"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
-  ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\""
-  ev blind-mean "$W/blind" --set sample=false \
-    --set "method=\"AD-$LABEL (Gaussian head, mean, blinded)\""
+  # the same action rules as the main model's evaluations (EVALS), rewards zeroed
+  case " $EVALS " in *" gauss-sampled "*)
+    ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\"";; esac
+  case " $EVALS " in *" gauss-mean "*)
+    ev blind-mean "$W/blind" --set sample=false \
+      --set "method=\"AD-$LABEL (Gaussian head, mean, blinded)\"";; esac
   case " $EVALS " in *" gauss-uniform "*)
     ev blind-uniform "$W/blind" --set 'sample_noise="uniform"' \
       --set "method=\"AD-$LABEL (Gaussian head, sampled uniform, blinded)\"";; esac
