@@ -140,6 +140,8 @@ def test_unset_fields_keep_old_keys_and_each_reruns_only_its_dependants(
     # A run made before the fields existed resumes as it was: unset adds nothing to any key.
     record = json.loads(next((tmp_path / "stages").glob("histories-*/stage.json")).read_text())
     assert "noise_distillation" not in record["config"]
+    record = json.loads(next((tmp_path / "stages").glob("train-*/stage.json")).read_text())
+    assert "action_token_noise_std" not in record["config"]  # TrainConfig's, added later
     record = json.loads(next((tmp_path / "stages").glob("eval-*/stage.json")).read_text())
     assert record["config"]["sample"] is None
     assert "sample_noise" not in record["config"]  # EvalConfig's field added later, at its default

@@ -229,3 +229,29 @@ def test_a_run_written_in_the_older_config_form_resumes(tmp_path, record, tiny) 
     assert train(cfg, run, dataset=ds).step == 4
     assert json.loads((run / "config.json").read_text()) == cfg.model_dump(mode="json")
     assert load_model(run)[1]["step"] == 4
+
+
+def test_action_token_noise_perturbs_the_previous_actions_only(tmp_path, record, tiny) -> None:
+    from icrl.ad._train import _noise, token_noise_scale
+
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
+    plain = tiny(max_steps=3, token_noise_std=0.01)
+    noisy = tiny(max_steps=3, token_noise_std=0.01, action_token_noise_std=0.3)
+    model, _ = load_model(train(plain, tmp_path / "plain", dataset=ds).checkpoint)
+    scale = token_noise_scale(model, noisy, torch.device("cpu"))
+    act = model.layout.slices["prev_action"]
+    want = torch.full_like(scale, 0.01)
+    want[act] = (0.01**2 + 0.3**2) ** 0.5
+    torch.testing.assert_close(scale, want)
+    drawn = _noise(torch.Size([64, 50, model.layout.width]), scale, 0, 0, 0, torch.device("cpu"))
+    assert drawn is not None
+    spread = drawn.reshape(-1, model.layout.width).std(0)
+    torch.testing.assert_close(spread, want, rtol=0.05, atol=0.0)
+    # wired into the loop: the same run with the action noise trains to other weights; at 0 it
+    # draws exactly the noise it drew before the field existed (token_noise_std alone)
+    assert train(noisy, tmp_path / "noisy", dataset=ds).loss != pytest.approx(
+        train(plain, tmp_path / "again", dataset=ds).loss, rel=1e-9, abs=0.0
+    )
+    zero = token_noise_scale(model, plain, torch.device("cpu"))
+    torch.testing.assert_close(zero, torch.full_like(scale, 0.01))
+    assert _noise(drawn.shape, torch.zeros_like(scale), 0, 0, 0, torch.device("cpu")) is None

@@ -143,6 +143,8 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in P.seeds(cfg)]
     for seed, tc in zip(P.seeds(cfg), configs, strict=True):
         key_cfg = tc.model_dump(mode="json", exclude={"progress": True, "data": {"paths"}})
+        if key_cfg["action_token_noise_std"] == 0:  # its default: older keys lack the field
+            del key_cfg["action_token_noise_std"]
         what = f"{backbone}-{_slug(ctx)}-s{seed}"
         runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
     out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)

@@ -318,6 +318,13 @@ class TrainConfig(_Frozen):
     """Training length in optimiser steps; exactly one of epochs / max_steps must be set."""
     token_noise_std: float = Field(0.01, ge=0)
     """σ of the isotropic Gaussian noise added to the normalised input tokens while training."""
+    action_token_noise_std: float = Field(0.0, ge=0)
+    """σ of further Gaussian noise on the context's previous-action inputs while training, in
+    action units (added in quadrature to `token_noise_std`; the targets stay as recorded). 0:
+    none (the paper's recipe). Above 0 (not the paper's recipe) the model cannot read its stage
+    in the history from action deviations smaller than about this size, so its own imitation
+    error in its context is not taken for exploration noise (HalfCheetahVel report, fifth
+    window; PointGoal noise-distilled page)."""
     bf16: bool = True
     """bf16 autocast on CUDA (parameters stay fp32); ignored on CPU."""
     device: str = "auto"

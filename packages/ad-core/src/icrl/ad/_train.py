@@ -221,12 +221,28 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def token_noise_scale(model: ADModel, config: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Per-feature σ of the training token noise: `token_noise_std` everywhere, combined in
+    quadrature with `action_token_noise_std` on the previous-action slots (raw action units:
+    actions are not normalised)."""
+    scale = torch.full((model.layout.width,), config.token_noise_std, device=device)
+    both = (config.token_noise_std**2 + config.action_token_noise_std**2) ** 0.5
+    scale[model.layout.slices["prev_action"]] = both
+    return scale
+
+
 def _noise(
-    shape: torch.Size, std: float, seed: int, step: int, offset: int, device: torch.device
+    shape: torch.Size,
+    std: torch.Tensor,
+    seed: int,
+    step: int,
+    offset: int,
+    device: torch.device,
 ) -> torch.Tensor | None:
-    """Token noise, each context's a pure function of (seed, step, its index in the global batch):
-    exact under resume, and the same whether the batch is on one process or split over ranks."""
-    if std == 0:
+    """Token noise of per-feature σ `std`, each context's a pure function of (seed, step, its
+    index in the global batch): exact under resume, and the same whether the batch is on one
+    process or split over ranks."""
+    if not bool(std.any()):
         return None
     out = torch.empty(shape, device=device)
     g = torch.Generator(device=device)
@@ -415,6 +431,7 @@ def train(
             total=stop, initial=start, disable=not (ddp.main and config.progress), desc="train AD"
         )
         loss_value = float("nan")
+        noise_scale = token_noise_scale(model, config, device)
         net.train()
         tic, tokens = time.perf_counter(), 0
         try:
@@ -425,9 +442,7 @@ def train(
                 targets = batch["targets"].to(device, non_blocking=True)
                 mask = batch["mask"].to(device, non_blocking=True)
                 offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
-                noise = _noise(
-                    feats.shape, config.token_noise_std, config.seed, step, offset, device
-                )
+                noise = _noise(feats.shape, noise_scale, config.seed, step, offset, device)
                 with autocast:
                     out = net(feats, noise)
                 loss, mse = action_losses(*model.split(out), targets, mask)
