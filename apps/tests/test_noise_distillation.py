@@ -56,6 +56,11 @@ def test_a_bad_noise_distillation_is_a_bad_option(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err
     assert "--histories.noise_distillation.episodes" in err and "Traceback" not in err
     assert not out.exists()
+    # not a JSON object: the error says which form the flag takes
+    assert main(["--histories.noise_distillation", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--histories.noise_distillation takes a JSON object, e.g." in err
+    assert """'{"episodes": 250}'""" in err and "Traceback" not in err and not out.exists()
 
 
 @pytest.mark.parametrize("backend", [[], ["--histories.backend", "tianshou"]])

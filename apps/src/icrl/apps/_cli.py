@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_explain(err), file=sys.stderr)
         return 2
     except SettingsError as err:
-        return _fail(f"{err}\nsee: reproduce.py --help", 2)
+        return _fail(f"{err}{_settings_hint(err)}\nsee: reproduce.py --help", 2)
     except ValueError as err:  # a --config file that cannot be read (runtime.ConfigFileError)
         return _fail(str(err), 2)
     from ._presets import StageConfigError, show_preset  # heavy imports: not for --help
@@ -144,6 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     print(f"\nfinished in {wall:.0f} s; report: {report}\nfigures: {report.parent / 'figures'}")
     return 0
+
+
+# Flags whose value is a JSON object: pydantic-settings reads anything else as "k=v" pairs and
+# says only "not enough values to unpack", so the error names the form expected.
+_JSON_OBJECT_FLAGS = {"histories.noise_distillation": '{"episodes": 250}'}
+
+
+def _settings_hint(err: SettingsError) -> str:
+    """What the flag in a pydantic-settings parsing error expects, where we know it ("" if not)."""
+    for name, example in _JSON_OBJECT_FLAGS.items():
+        if f"encountered for {name}:" in str(err):
+            return f"; --{name} takes a JSON object, e.g. --{name} '{example}'"
+    return ""
 
 
 def _fail(message: str, code: int) -> int:
