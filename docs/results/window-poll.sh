@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Poll a detached icrl-job.sh from a later device call, safely inside the call's limit, and keep
+# what it has made under $OUT so that it comes back even when the device budget ends the call.
+# Usage (in a device call; $OUT is the call's return folder):
+#   bash docs/results/window-poll.sh JOB_OUT SECONDS [PATTERN] [STOP_PATTERN]
+# Waits until a line of JOB_OUT/stages.log matches PATTERN (grep -E; default: the job's last line,
+# "] done$") or SECONDS have passed, whichever comes first; every 30 s, and once at the end, tars
+# JOB_OUT without checkpoints and HDF5 files into $OUT/job.tar.gz (a tar in progress goes to a
+# temporary name first, so a call ended mid-tar still returns the previous whole one). With
+# STOP_PATTERN (e.g. "^python3 -m icrl.ad train .*blind"), processes whose command line matches
+# it (pgrep -f, anchored by the caller) get SIGTERM once PATTERN has matched: the way to give up
+# a stage that no longer fits the budget. Prints stages.log at the end. Checked on the CPU
+# against a fake job (docs/results/README.md, "Running a window").
+set -u
+JOB_OUT=${1:?job out dir}; SECONDS_MAX=${2:?seconds}; PATTERN=${3:-'\] done$'}; STOP=${4:-}
+: "${OUT:?OUT is not set: the device call return folder}"
+tarit() {
+  tar czf "$OUT/.job.tar.gz.part" --exclude='*.pt' --exclude='*.h5' --exclude='*.safetensors' \
+    -C "$(dirname "$JOB_OUT")" "$(basename "$JOB_OUT")" 2>/dev/null \
+    && mv "$OUT/.job.tar.gz.part" "$OUT/job.tar.gz"
+}
+start=$SECONDS; last=-30; matched=0
+while [ $((SECONDS - start)) -lt "$SECONDS_MAX" ]; do
+  if grep -qE "$PATTERN" "$JOB_OUT/stages.log" 2>/dev/null; then matched=1; break; fi
+  if [ $((SECONDS - last)) -ge 30 ]; then tarit; last=$SECONDS; fi
+  sleep 5
+done
+if [ "$matched" = 1 ] && [ -n "$STOP" ]; then
+  for pid in $(pgrep -f "$STOP"); do
+    if [ "$pid" != "$$" ]; then
+      what=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)
+      kill -TERM "$pid" && echo "stopped $pid: $what"
+    fi
+  done
+fi
+tarit
+echo "poll: $((SECONDS - start)) s, pattern ${PATTERN} $([ $matched = 1 ] && echo matched || echo 'not yet')"
+cat "$JOB_OUT/stages.log" 2>/dev/null
