@@ -146,7 +146,10 @@ if [ "${CHECKS:-1}" = 1 ]; then  # teacher-forced checks, beside the evaluations
   pid[context-noise]=$!
 fi
 if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalConfig follows it)
-  wait $b; t "train blind rc=$?"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
+  wait $b; rc=$?; t "train blind rc=$rc"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
+fi
+# a twin stopped before its end (window-poll.sh's STOP_PATTERN) is not evaluated as if trained
+if [ "$BLIND" = 1 ] && [ "$rc" = 0 ]; then
   # the same action rules as the main model's evaluations (EVALS), rewards zeroed
   case " $EVALS " in *" gauss-sampled "*)
     ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\"";; esac

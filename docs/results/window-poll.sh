@@ -7,17 +7,21 @@
 # "] done$") or SECONDS have passed, whichever comes first; every 30 s, and once at the end, tars
 # JOB_OUT without checkpoints and HDF5 files into $OUT/job.tar.gz (a tar in progress goes to a
 # temporary name first, so a call ended mid-tar still returns the previous whole one). With
-# STOP_PATTERN (e.g. "^python3 -m icrl.ad train .*blind"), processes whose command line matches
-# it (pgrep -f, anchored by the caller) get SIGTERM once PATTERN has matched: the way to give up
-# a stage that no longer fits the budget. Prints stages.log at the end. Checked on the CPU
+# STOP_PATTERN (e.g. "^python3 -m icrl.ad train .*blind"; it must start with ^), processes whose
+# command line matches it (pgrep -f) get SIGTERM once PATTERN has matched: the way to give up a
+# stage that no longer fits the budget (icrl-job.sh then skips what depended on it). Prints stages.log at the end. Checked on the CPU
 # against a fake job (docs/results/README.md, "Running a window").
 set -u
 JOB_OUT=${1:?job out dir}; SECONDS_MAX=${2:?seconds}; PATTERN=${3:-'\] done$'}; STOP=${4:-}
 : "${OUT:?OUT is not set: the device call return folder}"
+case "$STOP" in ""|"^"*) ;; *)  # unanchored, it would match this call's own shell, whose
+  echo "window-poll: STOP_PATTERN must start with ^ (got '$STOP')" >&2; exit 2;;  # line holds it
+esac
 tarit() {
-  tar czf "$OUT/.job.tar.gz.part" --exclude='*.pt' --exclude='*.h5' --exclude='*.safetensors' \
-    -C "$(dirname "$JOB_OUT")" "$(basename "$JOB_OUT")" 2>/dev/null \
-    && mv "$OUT/.job.tar.gz.part" "$OUT/job.tar.gz"
+  # tar exits 1 when a file changed while read (the job's logs grow all the time): still whole
+  tar czf "$OUT/.job.tar.gz.part" --warning=no-file-changed --exclude='*.pt' --exclude='*.h5' \
+    --exclude='*.safetensors' -C "$(dirname "$JOB_OUT")" "$(basename "$JOB_OUT")"
+  [ $? -le 1 ] && mv "$OUT/.job.tar.gz.part" "$OUT/job.tar.gz"
 }
 start=$SECONDS; last=-30; matched=0
 while [ $((SECONDS - start)) -lt "$SECONDS_MAX" ]; do
@@ -26,6 +30,7 @@ while [ $((SECONDS - start)) -lt "$SECONDS_MAX" ]; do
   sleep 5
 done
 if [ "$matched" = 1 ] && [ -n "$STOP" ]; then
+  sleep 3  # a stage the job starts right after PATTERN's line: let it appear first
   for pid in $(pgrep -f "$STOP"); do
     if [ "$pid" != "$$" ]; then
       what=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)

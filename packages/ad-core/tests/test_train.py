@@ -254,4 +254,31 @@ def test_action_token_noise_perturbs_the_previous_actions_only(tmp_path, record,
     )
     zero = token_noise_scale(model, plain, torch.device("cpu"))
     torch.testing.assert_close(zero, torch.full_like(scale, 0.01))
-    assert _noise(drawn.shape, torch.zeros_like(scale), 0, 0, 0, torch.device("cpu")) is None
+    none = tiny(max_steps=3, token_noise_std=0.0)
+    assert token_noise_scale(model, none, torch.device("cpu")) is None
+    assert _noise(drawn.shape, None, 0, 0, 0, torch.device("cpu")) is None
+
+
+def test_an_old_run_resumed_after_a_field_was_added_still_evaluates(tmp_path, record, tiny) -> None:
+    from icrl.ad._checkpoint import checkpoint_path, save_checkpoint
+
+    # A finished run written before TrainConfig.action_token_noise_std existed: its config.json
+    # and checkpoints lack the field. Training it again rewrites config.json in today's form
+    # (no step left to run); its old checkpoints must still count as this run's.
+    cfg = tiny(max_steps=4, checkpoint_every=2)
+    ds = ContextDataset.from_histories({"a": record(episodes=2)}, context=FullContext())
+    run = tmp_path / "run"
+    train(cfg, run, dataset=ds)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["action_token_noise_std"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for step in (2, 4):
+        ckpt = load_checkpoint(checkpoint_path(run, step))
+        del ckpt["config"]["action_token_noise_std"]
+        save_checkpoint(
+            checkpoint_path(run, step),
+            {k: v for k, v in ckpt.items() if k not in ("format", "path")},
+        )
+    assert train(cfg, run, dataset=ds).step == 4
+    assert "action_token_noise_std" in json.loads((run / "config.json").read_text())
+    assert load_model(run)[1]["step"] == 4

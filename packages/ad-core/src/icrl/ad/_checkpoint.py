@@ -12,7 +12,7 @@ import torch
 
 from icrl.histories.runtime import atomic_write, config_changes
 
-from ._config import ADConfig
+from ._config import ADConfig, TrainConfig
 from ._model import ADModel, NormStats
 
 __all__ = [
@@ -169,6 +169,17 @@ def same_data(run_dir: Path, norm: dict[str, Any] | None) -> bool:
     return json.loads(json.dumps(norm, sort_keys=True)) == recorded
 
 
+def current_config_form(saved: Any) -> Any:
+    """A saved training config dict as this version writes it, so that a run written by an
+    older icrl.ad (a model section with both backbones' fields, a field added since with its
+    default) compares by what it computes; as it is when it no longer validates (the comparison
+    then names the fields)."""
+    try:
+        return TrainConfig.model_validate(saved).model_dump(mode="json")
+    except ValueError:
+        return saved
+
+
 def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
     """Refuse a checkpoint that another run wrote (e.g. a transformer's copied into a Mamba run):
     resuming or evaluating it under this run's name would silently mix two runs."""
@@ -179,15 +190,18 @@ def check_belongs(ckpt: dict[str, Any], run_dir: Path) -> None:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); restore it") from err
-    diff = sorted(run_diff(saved, ckpt.get("config")))
+    # Both in this version's form: a resumed old run's config.json is rewritten in it, while
+    # its older checkpoints keep the form they were written in.
+    saved, written = current_config_form(saved), current_config_form(ckpt.get("config"))
+    diff = sorted(run_diff(saved, written))
     # A run moved with its histories keeps its data; another run on other histories does not.
-    moved = "data.paths" in config_diff(saved, ckpt.get("config"))
+    moved = "data.paths" in config_diff(saved, written)
     if not diff and moved and not same_data(run_dir, ckpt.get("norm")):
         diff = ["data.paths (other histories: their normalisation statistics differ)"]
     if diff:
         raise CheckpointError(
             f"checkpoint {ckpt['path']} was written by another run than {path} (fields {diff} "
-            f"differ, e.g. model.backbone {_at(ckpt.get('config'), 'model.backbone')!r} vs "
+            f"differ, e.g. model.backbone {_at(written, 'model.backbone')!r} vs "
             f"{_at(saved, 'model.backbone')!r}); move it out of {run_dir}, or evaluate the "
             "file itself"
         )

@@ -27,6 +27,7 @@ from ._checkpoint import (
     DATA_RECORD,
     CheckpointError,
     checkpoint_path,
+    current_config_form,
     list_checkpoints,
     load_checkpoint,
     load_weights,
@@ -103,7 +104,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
     path = run_dir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        diff = sorted(run_diff(_current_form(saved), resolved))
+        diff = sorted(run_diff(current_config_form(saved), resolved))
         if diff:
             raise RunDirError(
                 f"{run_dir} holds a run with a different config (fields {diff}); "
@@ -116,16 +117,6 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
         )
     atomic_write(path, json.dumps(resolved, indent=2))
     return False
-
-
-def _current_form(saved: Any) -> Any:
-    """A saved config dict as this version writes it, so that a run written by an older icrl.ad
-    (e.g. a model section with both backbones' fields) compares by what it computes; as it is
-    when it no longer validates (the comparison then names the fields)."""
-    try:
-        return TrainConfig.model_validate(saved).model_dump(mode="json")
-    except ValueError:
-        return saved
 
 
 def _record_run(run_dir: Path, cfg: TrainConfig, norm: NormStats, moved: bool) -> None:
@@ -158,7 +149,7 @@ def _resume_checkpoint(
             if main:
                 print(f"warning: {err}; skipping it", file=sys.stderr)
             continue
-        diff = sorted(run_diff(resolved, _current_form(ckpt.get("config"))))
+        diff = sorted(run_diff(resolved, current_config_form(ckpt.get("config"))))
         if not diff and ckpt.get("norm") != norm.to_dict():
             # Same config but other data: the histories were replaced, not just moved.
             diff = ["the histories' content (their normalisation statistics)"]
@@ -221,10 +212,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def token_noise_scale(model: ADModel, config: TrainConfig, device: torch.device) -> torch.Tensor:
+def token_noise_scale(
+    model: ADModel, config: TrainConfig, device: torch.device
+) -> torch.Tensor | None:
     """Per-feature σ of the training token noise: `token_noise_std` everywhere, combined in
     quadrature with `action_token_noise_std` on the previous-action slots (raw action units:
-    actions are not normalised)."""
+    actions are not normalised); None when both are 0 (decided once here: a test of the tensor
+    in every step would wait for the GPU)."""
+    if config.token_noise_std == 0 and config.action_token_noise_std == 0:
+        return None
     scale = torch.full((model.layout.width,), config.token_noise_std, device=device)
     both = (config.token_noise_std**2 + config.action_token_noise_std**2) ** 0.5
     scale[model.layout.slices["prev_action"]] = both
@@ -233,16 +229,16 @@ def token_noise_scale(model: ADModel, config: TrainConfig, device: torch.device)
 
 def _noise(
     shape: torch.Size,
-    std: torch.Tensor,
+    std: torch.Tensor | None,
     seed: int,
     step: int,
     offset: int,
     device: torch.device,
 ) -> torch.Tensor | None:
-    """Token noise of per-feature σ `std`, each context's a pure function of (seed, step, its
-    index in the global batch): exact under resume, and the same whether the batch is on one
-    process or split over ranks."""
-    if not bool(std.any()):
+    """Token noise of per-feature σ `std` (None: no noise), each context's a pure function of
+    (seed, step, its index in the global batch): exact under resume, and the same whether the
+    batch is on one process or split over ranks."""
+    if std is None:
         return None
     out = torch.empty(shape, device=device)
     g = torch.Generator(device=device)
