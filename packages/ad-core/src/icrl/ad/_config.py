@@ -38,6 +38,10 @@ __all__ = [
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
 
+SampleNoise = Literal["gaussian", "uniform"]
+"""Shape of the noise a sampled Gaussian action head adds to its mean (see
+`EvalConfig.sample_noise`)."""
+
 
 def device_type_error(spec: str) -> str | None:
     """Why `spec` is not a device icrl.ad can run on ("auto", "cpu", "cuda[:N]", "mps"), or None.
@@ -379,7 +383,7 @@ class EvalConfig(_Frozen):
     width it was trained to predict). Below 1 narrows the noise the model puts into its own
     context (HalfCheetahVel report: its predicted std exceeds the source's noise 2-3x). Needs
     sampled actions: an error with `sample=False`."""
-    sample_noise: Literal["gaussian", "uniform"] = "gaussian"
+    sample_noise: SampleNoise = "gaussian"
     """Shape of the noise a sampled Gaussian head adds to its mean, scaled by its std: "gaussian"
     (its own likelihood) or "uniform" (on [-sqrt(3), sqrt(3)] x std: the same mean and std).
     "uniform" redraws the blend (1 - eps) mu + eps u of uniform noise-distilled histories

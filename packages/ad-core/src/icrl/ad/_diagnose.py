@@ -37,7 +37,7 @@ from icrl.histories.results import write_png
 from icrl.histories.runtime import atomic_write
 
 from ._checkpoint import load_model
-from ._config import _Frozen
+from ._config import SampleNoise, _Frozen
 from ._evaluate import _model_actor, rollout, trained_reward_ablation
 from ._model import ADModel
 from ._results import plot_curves
@@ -107,7 +107,7 @@ class DiagnoseConfig(_Frozen):
     std_scale: float = Field(1.0, gt=0)
     """Multiplies the Gaussian head's std wherever the rollouts sample (as `EvalConfig.std_scale`);
     the mean-action rollouts are unaffected."""
-    sample_noise: Literal["gaussian", "uniform"] = "gaussian"
+    sample_noise: SampleNoise = "gaussian"
     """Shape of the sampling noise wherever the rollouts sample (as `EvalConfig.sample_noise`);
     the mean-action rollouts are unaffected."""
     reference_episodes: int = Field(1, ge=0)

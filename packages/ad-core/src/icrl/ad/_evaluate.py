@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from icrl.metaenvs import episode_length, make_vector_env, reference_returns, te
 from icrl.metaenvs.rollout import Step, run_episodes
 
 from ._checkpoint import CheckpointError, load_model
-from ._config import EvalConfig
+from ._config import EvalConfig, SampleNoise
 from ._lock import DirLock
 from ._model import ADModel
 from ._results import (
@@ -41,7 +41,6 @@ __all__ = ["EvalResult", "evaluate", "rollout", "source_curve"]
 
 # action (B, act_dim) for obs tokens (B, F)
 Policy = Callable[[np.ndarray], np.ndarray]
-SampleNoise = Literal["gaussian", "uniform"]
 
 
 def sampling_noise(
