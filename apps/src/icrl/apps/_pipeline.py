@@ -140,11 +140,10 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     """Train one model per seed, then evaluate them together; return the CSV and episodes."""
     cfg, h5, out = fam.cfg, fam.out.histories, fam.out
     runs: list[StageResult] = []
-    configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in P.seeds(cfg)]
-    for seed, tc in zip(P.seeds(cfg), configs, strict=True):
-        key_cfg = tc.model_dump(mode="json", exclude={"progress": True, "data": {"paths"}})
-        if key_cfg["action_token_noise_std"] == 0:  # its default: older keys lack the field
-            del key_cfg["action_token_noise_std"]
+    seeds = P.seeds(cfg)
+    configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in seeds]
+    for seed, tc in zip(seeds, configs, strict=True):
+        key_cfg = _stage_key(tc, exclude={"progress": True, "data": {"paths"}})
         what = f"{backbone}-{_slug(ctx)}-s{seed}"
         runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
     out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
@@ -153,9 +152,7 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     # (older runs recorded absolute checkpoint paths; joining keeps those as they were)
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
     # batch_seeds changes how the seeds are rolled out, not their returns (tested in icrl.ad)
-    key_cfg = ec.model_dump(mode="json", exclude={"progress", "histories", "batch_seeds"})
-    if key_cfg["sample_noise"] == "gaussian":  # its default: keys written before it existed match
-        del key_cfg["sample_noise"]
+    key_cfg = _stage_key(ec, exclude={"progress", "histories", "batch_seeds"})
     if ec.reward_ablation is None:
         # The evaluation follows the models' training setting (EvalConfig's default since it
         # became None): key the value it resolves to, as keys written before that recorded it,
@@ -168,6 +165,18 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     evaluation = json.loads((res.path / "eval" / "summary.json").read_text())
     out.summary_refs = evaluation["references"]
     return res.path / "eval" / "returns.csv", int(summary["episodes"])
+
+
+# Fields added to the icrl.ad configs after stage keys were first written, with their defaults:
+# at the default a key leaves them out, so runs made before they existed resume as they were.
+_ADDED_LATER = {"action_token_noise_std": 0.0, "sample_noise": "gaussian"}
+
+
+def _stage_key(config: Any, exclude: Any) -> dict[str, Any]:
+    """An icrl.ad config as a stage key: its JSON dump without `exclude` and without the fields
+    in `_ADDED_LATER` that hold their default."""
+    key = config.model_dump(mode="json", exclude=exclude)
+    return {k: v for k, v in key.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
 
 
 def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
