@@ -110,13 +110,17 @@ ev() {  # name run-dir extra --set ...  (in the background; its pid goes to pid[
     --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@" \
     > "$OUT/eval-$name.log" 2>&1 & pid[$name]=$!
 }
-case " $EVALS " in *" gauss-sampled "*)
-  ev gauss-sampled "$W/gauss" --set "method=\"AD-$LABEL (Gaussian head, sampled)\"";; esac
-case " $EVALS " in *" gauss-mean "*)
-  ev gauss-mean "$W/gauss" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean)\"";; esac
-case " $EVALS " in *" gauss-uniform "*)  # the Gaussian's mean and std, uniform noise (EvalConfig.sample_noise)
-  ev gauss-uniform "$W/gauss" --set 'sample_noise="uniform"' \
-    --set "method=\"AD-$LABEL (Gaussian head, sampled uniform)\"";; esac
+rules() {  # prefix run-dir label-suffix: the Gaussian head's evaluations that EVALS names
+  local p=$1 run=$2 sfx=$3
+  case " $EVALS " in *" gauss-sampled "*)
+    ev "$p-sampled" "$run" --set "method=\"AD-$LABEL (Gaussian head, sampled$sfx)\"";; esac
+  case " $EVALS " in *" gauss-mean "*)
+    ev "$p-mean" "$run" --set sample=false --set "method=\"AD-$LABEL (Gaussian head, mean$sfx)\"";; esac
+  case " $EVALS " in *" gauss-uniform "*)  # the Gaussian's mean and std, uniform noise (EvalConfig.sample_noise)
+    ev "$p-uniform" "$run" --set 'sample_noise="uniform"' \
+      --set "method=\"AD-$LABEL (Gaussian head, sampled uniform$sfx)\"";; esac
+}
+rules gauss "$W/gauss" ""
 for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
     --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"";; esac; done
@@ -150,15 +154,7 @@ if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalC
 fi
 # a twin stopped before its end (window-poll.sh's STOP_PATTERN) is not evaluated as if trained
 if [ "$BLIND" = 1 ] && [ "$rc" = 0 ]; then
-  # the same action rules as the main model's evaluations (EVALS), rewards zeroed
-  case " $EVALS " in *" gauss-sampled "*)
-    ev blind-sampled "$W/blind" --set "method=\"AD-$LABEL (Gaussian head, sampled, blinded)\"";; esac
-  case " $EVALS " in *" gauss-mean "*)
-    ev blind-mean "$W/blind" --set sample=false \
-      --set "method=\"AD-$LABEL (Gaussian head, mean, blinded)\"";; esac
-  case " $EVALS " in *" gauss-uniform "*)
-    ev blind-uniform "$W/blind" --set 'sample_noise="uniform"' \
-      --set "method=\"AD-$LABEL (Gaussian head, sampled uniform, blinded)\"";; esac
+  rules blind "$W/blind" ", blinded"  # the main model's action rules, rewards zeroed
 fi
 for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
 t "done"
