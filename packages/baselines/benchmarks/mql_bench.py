@@ -6,15 +6,14 @@
     python packages/baselines/benchmarks/mql_bench.py run --family ReacherGoal --size small \
         --steps 60000 --seeds 0 1 2 --out runs/mql-reacher
 
-``run`` trains each seed in its own process (the GPU is far from busy with one), writes
-``seed_s/returns.csv`` and then ``returns.csv`` / ``curves.png`` through :func:`run_mql`.
+``run`` trains each seed in its own process (``run_mql(processes=...)``: the GPU is far from busy
+with one), writes ``seed_s/returns.csv`` and then ``returns.csv`` / ``curves.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 from pathlib import Path
 
@@ -22,12 +21,9 @@ import numpy as np
 import torch
 
 from icrl.baselines import (
-    evaluate_mql,
     mql_preset,
     read_results_csv,
     run_mql,
-    train_mql,
-    write_results_csv,
 )
 from icrl.baselines._results import summarize
 from icrl.baselines.mql import MQLAgent, MultiTaskReplay, mql_adapt
@@ -97,17 +93,6 @@ def throughput(family: str, n_updates: int) -> dict[str, float]:
     }
 
 
-def _one_seed(args: tuple[dict, str, int]) -> None:
-    cfg_dict, out, seed = args
-    torch.set_num_threads(1)
-    cfg = mql_preset(**{**cfg_dict, "seed": seed})
-    run_dir = Path(out) / f"seed_{seed}"
-    train_mql(cfg, run_dir, progress=False)
-    eval_csv = run_dir / "returns.csv"
-    if not eval_csv.exists():
-        write_results_csv(evaluate_mql(cfg, run_dir, progress=False), eval_csv)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -136,9 +121,7 @@ def main() -> None:
     cfg = mql_preset(**cfg_dict)
     (a.out / "config.json").write_text(cfg.model_dump_json(indent=2))
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(len(a.seeds)) as pool:
-        pool.map(_one_seed, [(cfg_dict, str(a.out), s) for s in a.seeds])
-    csv_path, _ = run_mql(cfg, a.out, seeds=a.seeds, progress=False)
+    csv_path, _ = run_mql(cfg, a.out, seeds=a.seeds, progress=False, processes=len(a.seeds))
     for method, s in summarize(read_results_csv(csv_path)).items():
         for e, m, h in zip(s["episode"], s["mean"], s["ci95"], strict=True):
             print(f"{method} episode {e}: {m:.2f} ± {h:.2f}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from icrl.baselines import (
     MacawConfig,
@@ -14,6 +15,7 @@ from icrl.baselines import (
     MacawTrainConfig,
     evaluate_macaw,
     load_macaw,
+    run_macaw,
     train_macaw,
 )
 from icrl.baselines.__main__ import main
@@ -117,3 +119,24 @@ def test_offline_protocol_on_file_tasks(reacher_histories: Path, tmp_path: Path)
     assert [(r.task, r.episode) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     tasks = HistoryFile(reacher_histories).tasks
     assert len(tasks) == 3
+
+
+def test_seeds_side_by_side_train_the_same_runs(reacher_histories: Path, tmp_path: Path) -> None:
+    # run_macaw(processes=2) trains the seeds in spawned processes: each seed's checkpoint and
+    # the evaluation must be those of the one-process run (a seed does not depend on its process).
+    cfg = MacawTrainConfig(histories=reacher_histories, run_dir=tmp_path, algo=TINY_ALGO, steps=4)
+    ev = MacawEvalConfig(n_test_tasks=1, episodes=2)
+    csvs = {
+        n: run_macaw(cfg, ev, tmp_path / f"p{n}", seeds=(0, 1), progress=False, processes=n)
+        for n in (1, 2)
+    }
+    assert csvs[1].read_text() == csvs[2].read_text()
+    for seed in (0, 1):
+        a, b = (
+            torch.load(tmp_path / f"p{n}" / f"seed_{seed}" / "checkpoint.pt", weights_only=False)
+            for n in (1, 2)
+        )
+        for k, v in a["model"].items():
+            torch.testing.assert_close(v, b["model"][k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        run_macaw(cfg, ev, tmp_path / "p0", seeds=(0,), progress=False, processes=0)

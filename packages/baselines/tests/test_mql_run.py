@@ -61,3 +61,18 @@ def test_cli_train_then_evaluate(tmp_path: Path) -> None:
     assert main(["mql", "evaluate", str(tmp_path), *common]) == 0
     rows = read_results_csv(tmp_path / "returns.csv")
     assert [(r.task, r.episode) for r in rows] == [(0, 0), (0, 1)]
+
+
+@pytest.mark.slow
+def test_seeds_side_by_side_give_the_serial_results(tmp_path: Path) -> None:
+    # run_mql(processes=2) trains and evaluates the seeds in spawned processes; every seed's
+    # returns must be those of the one-process run, and a rerun finds both seeds done.
+    cfg = mql_preset("ReacherGoal", "tiny", total_env_steps=600, adapt_rounds=1, n_test_tasks=1)
+    serial, _ = run_mql(cfg, tmp_path / "serial", seeds=(0, 1), progress=False)
+    both, _ = run_mql(cfg, tmp_path / "both", seeds=(0, 1), progress=False, processes=2)
+    assert both.read_text() == serial.read_text()
+    assert {r.seed for r in read_results_csv(both)} == {0, 1}
+    assert (
+        run_mql(cfg, tmp_path / "both", seeds=(0, 1), processes=2)[0].read_text()
+        == both.read_text()
+    )

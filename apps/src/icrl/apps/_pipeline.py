@@ -199,6 +199,14 @@ def _eval_fn(ec: Any, ckpts: list[Path]) -> Callable[[Path], dict[str, Any]]:
     return fn
 
 
+def _seed_processes(device: str, seeds: list[int]) -> int:
+    """Baseline seeds side by side on a GPU, which one seed's small updates leave mostly idle
+    (MQL: 3 ReacherGoal seeds in 419 s on one H100, packages/baselines/README.md); one at a time
+    on a CPU, where they would only share the cores. Not part of a stage key: a seed's results
+    do not depend on it."""
+    return len(seeds) if device.startswith("cuda") else 1
+
+
 def _macaw(fam: _Family, episodes: int) -> Path:
     """MACAW, offline on the same histories, evaluated for the same episodes."""
     cfg, seeds = fam.cfg, P.seeds(fam.cfg)
@@ -213,7 +221,8 @@ def _macaw(fam: _Family, episodes: int) -> Path:
         if (d / "eval").exists():  # evaluation is cheap: redo it whole after an interruption
             shutil.rmtree(d / "eval")
         tc = train_cfg.model_copy(update={"run_dir": d})
-        run_macaw(tc, eval_cfg, d, seeds, progress=cfg.progress)
+        procs = _seed_processes(train_cfg.device, seeds)
+        run_macaw(tc, eval_cfg, d, seeds, progress=cfg.progress, processes=procs)
         return {}
 
     res = fam.stage("macaw", "", key, fn, [fam.hist])
@@ -230,7 +239,8 @@ def _mql(fam: _Family, episodes: int) -> Path:
     def fn(d: Path) -> dict[str, Any]:
         for stale in ("returns.csv", "curves.png"):  # an interrupted run's combined output
             (d / stale).unlink(missing_ok=True)
-        run_mql(mc, d, seeds, progress=fam.cfg.progress)
+        procs = _seed_processes(mc.device, seeds)
+        run_mql(mc, d, seeds, progress=fam.cfg.progress, processes=procs)
         return {}
 
     res = fam.stage("mql", "", key, fn, [])

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from icrl.baselines._common import run_seed_jobs
 from icrl.baselines._eval import Episode, run_episode
 from icrl.baselines._results import EpisodeResult, write_results
 from icrl.baselines.macaw._algo import Macaw, Params
@@ -212,6 +213,10 @@ def evaluate_macaw(
     return rows
 
 
+def _train_one(cfg: MacawTrainConfig, progress: bool) -> None:
+    train_macaw(cfg, progress=progress)
+
+
 def run_macaw(
     train: MacawTrainConfig,
     evaluation: MacawEvalConfig,
@@ -219,17 +224,21 @@ def run_macaw(
     seeds: Sequence[int] = (0, 1, 2),
     *,
     progress: bool = True,
+    processes: int = 1,
 ) -> Path:
     """Train one run per seed into ``out_dir/seed_<s>`` (resuming any finished or partial run),
     evaluate them all into ``out_dir/eval``; returns the results CSV path.
 
-    ``train.run_dir`` and ``train.seed`` are replaced per seed.
+    ``train.run_dir`` and ``train.seed`` are replaced per seed. With ``processes > 1`` the seeds
+    train side by side in that many processes (without progress bars: they would interleave);
+    a seed's run does not depend on it.
     """
     out_dir = Path(out_dir)
-    runs = []
-    for s in seeds:
-        cfg = train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)})
-        train_macaw(cfg, progress=progress)
-        runs.append(cfg.run_dir)
+    cfgs = [
+        train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)}) for s in seeds
+    ]
+    show = progress and (processes == 1 or len(cfgs) <= 1)
+    run_seed_jobs(_train_one, [(c, show) for c in cfgs], processes)
+    runs = [c.run_dir for c in cfgs]
     evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress)
     return out_dir / "eval" / "returns.csv"

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from icrl.baselines._common import (
     load_torch,
     run_dir_lock,
+    run_seed_jobs,
 )
 from icrl.baselines._results import (
     EpisodeResult,
@@ -348,30 +349,40 @@ def evaluate_mql(
     return rows
 
 
+def _train_and_evaluate(cfg: MQLConfig, run_dir: Path, progress: bool) -> None:
+    """One seed of `run_mql`: train (resuming), evaluate, keep its ``returns.csv``."""
+    train_mql(cfg, run_dir, progress=progress)
+    write_results_csv(evaluate_mql(cfg, run_dir, progress=progress), run_dir / "returns.csv")
+
+
 def run_mql(
     cfg: MQLConfig,
     out_dir: str | Path,
     seeds: Sequence[int] = (0, 1, 2),
     *,
     progress: bool = True,
+    processes: int = 1,
 ) -> tuple[Path, Path]:
     """Train and evaluate MQL for each seed; write ``returns.csv`` and ``curves.png``.
 
     Seed ``s`` runs in ``out_dir/seed_s`` (``cfg.seed`` replaced by ``s``) and keeps its own
-    ``returns.csv`` there, so a rerun resumes training and skips evaluated seeds. Returns the
-    paths of the combined CSV and PNG in `out_dir`; a rerun whose results are unchanged
-    leaves them as they are, other existing results are never overwritten.
+    ``returns.csv`` there, so a rerun resumes training and skips evaluated seeds. With
+    ``processes > 1`` the unfinished seeds run side by side in that many processes (no progress
+    bars then: they would interleave); a seed's results do not depend on it. Returns the paths
+    of the combined CSV and PNG in `out_dir`; a rerun whose results are unchanged leaves them
+    as they are, other existing results are never overwritten.
     """
     out_dir = Path(out_dir)
+    todo = [
+        (MQLConfig.model_validate({**cfg.model_dump(), "seed": int(s)}), out_dir / f"seed_{s}")
+        for s in seeds
+        if not (out_dir / f"seed_{s}" / "returns.csv").exists()
+    ]
+    show = progress and (processes == 1 or len(todo) <= 1)
+    run_seed_jobs(_train_and_evaluate, [(c, d, show) for c, d in todo], processes)
     rows: list[EpisodeResult] = []
     for s in seeds:
-        seed_cfg = MQLConfig.model_validate({**cfg.model_dump(), "seed": int(s)})
-        run_dir = out_dir / f"seed_{s}"
-        seed_csv = run_dir / "returns.csv"
-        if not seed_csv.exists():
-            train_mql(seed_cfg, run_dir, progress=progress)
-            write_results_csv(evaluate_mql(seed_cfg, run_dir, progress=progress), seed_csv)
-        rows += read_results_csv(seed_csv)
+        rows += read_results_csv(out_dir / f"seed_{s}" / "returns.csv")
     csv_path, png_path = out_dir / "returns.csv", out_dir / "curves.png"
     if (
         csv_path.exists()

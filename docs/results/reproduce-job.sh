@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# apps/reproduce.py on one GPU machine, detached-safe: the runs that issue 18 times (`--preset
+# small`, one family per window) and issue 19 commits.
+# Usage (repo root of a copy under /tmp, carrying .whl and .device/scripts):
+#   bash docs/results/reproduce-job.sh OUT [reproduce.py flags...]
+#   e.g. bash docs/results/reproduce-job.sh /tmp/out --preset small --families '["ReacherGoal"]'
+# The machine has no internet, so `uv run` cannot sync an environment there; the same program
+# runs with the machine's python3 (torch, CUDA) and the carried wheels and workspace sources on
+# PYTHONPATH (.device/scripts/install.sh), which is what `uv run apps/reproduce.py` runs here.
+# mamba-ssm's kernels are built *before* the run starts (2-4 min): started beside it, the AD
+# stage could import the package before the build ends and train on the reference scan.
+# The run directory is OUT/run; OUT/stages.log gets one line per step of this script and, at the
+# end, OUT/stage-times.txt the wall-clock of every stage (from each stage.json). Poll it from later
+# calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"); its
+# job.tar.gz holds report.md, summary.json, figures, CSVs, stage.json files and logs, without
+# checkpoints or HDF5 files. Rerunning this script on the same machine resumes the run from its
+# stage cache (a new machine starts over unless the run directory travels: apps/README.md).
+# DEVICE=cpu dry-runs it here (no install, no build; reproduce.py picks the CPU by itself):
+#   DEVICE=cpu PATH=.venv/bin:$PATH bash docs/results/reproduce-job.sh /tmp/rdry --preset tiny
+set -u
+OUT=${1:?out dir}; shift
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+START=$SECONDS
+t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt" 2>&1
+lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
+# The device copy's own git HEAD is an older snapshot: prefer the revision written before the call
+if [ -f .device/revision.txt ]; then
+  { cat .device/revision.txt; echo "(.device/revision.txt written $(date -r .device/revision.txt))"; } \
+    > "$OUT/revision.txt"
+else git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true; fi
+if [ "$DEVICE" = cuda ]; then
+  . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1 || { t "install failed"; exit 1; }
+  export PYTHONPATH="$PWD/apps/src:$PYTHONPATH"
+  t "installed"
+  if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
+    bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1
+    t "mamba-ssm rc=$? $(tail -1 "$OUT/build-mamba.log")"
+  fi
+fi
+export PYTHONUNBUFFERED=1
+echo "python3 apps/reproduce.py $* --out $OUT/run" > "$OUT/command.txt"
+t "reproduce.py $*"
+python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
+t "reproduce rc=$?"
+python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
+import json, pathlib, sys
+total = 0.0
+for record in sorted(pathlib.Path(sys.argv[1], "stages").glob("*/stage.json")):
+    wall = json.loads(record.read_text()).get("wall_s", 0.0)
+    total += wall
+    print(f"{wall:8.1f} s  {record.parent.name}")
+print(f"{total:8.1f} s  all stages")
+PY
+t "done"
