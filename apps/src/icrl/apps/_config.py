@@ -181,7 +181,8 @@ class ReproduceConfig(BaseSettings):
     histories) and MQL (online, same train tasks); (5) report: Fig. 1, Fig. 2 and report.md.
     Each stage is cached by the hash of its resolved config: a rerun skips finished stages and
     resumes an interrupted one. Presets: tiny (CPU, minutes: plumbing, not science), small (one
-    GPU, under an hour per family), paper (Tables 4-7). Every field below overrides the preset."""
+    GPU, meant to fit 25 minutes per family; not yet measured end to end), paper (Tables 4-7).
+    Every field below overrides the preset."""
 
     model_config = SettingsConfigDict(
         use_attribute_docstrings=True,
@@ -195,8 +196,8 @@ class ReproduceConfig(BaseSettings):
     )
 
     preset: PresetName = "tiny"
-    """Budget preset: tiny (CPU, minutes, plumbing only), small (one GPU, <1 h per family),
-    paper (the paper's Tables 4-7)."""
+    """Budget preset: tiny (CPU, minutes, plumbing only), small (one GPU, meant for
+    25 minutes per family, not yet measured end to end), paper (the paper's Tables 4-7)."""
     families: list[str] = ["ReacherGoal"]
     """Env families to run (ReacherGoal, PusherGoal, HalfCheetahVel, AntDir)."""
     out: Path = Path("runs/reproduce")
