@@ -36,11 +36,13 @@ if [ "$DEVICE" = cuda ]; then
   t "installed"
   if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
     bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1
-    t "mamba-ssm rc=$? $(tail -1 "$OUT/build-mamba.log")"
+    rc=$?; t "mamba-ssm rc=$rc $(tail -1 "$OUT/build-mamba.log")"
+    # without the kernels the AD stage would train on the reference scan: its times would lie
+    [ "$rc" = 0 ] || { t "stopped: mamba-ssm did not build (build-mamba.log)"; exit 1; }
   fi
 fi
-export PYTHONUNBUFFERED=1
-echo "python3 apps/reproduce.py $* --out $OUT/run" > "$OUT/command.txt"
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # bars in a log file are noise; stages.log has the steps
+{ printf 'python3 apps/reproduce.py'; printf ' %q' "$@" --out "$OUT/run"; echo; } > "$OUT/command.txt"
 t "reproduce.py $*"
 python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
 t "reproduce rc=$?"

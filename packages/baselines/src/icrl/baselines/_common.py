@@ -8,6 +8,7 @@ import contextlib
 import multiprocessing as mp
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +64,6 @@ def load_torch(path: Path, map_location: Any = "cpu") -> Any:
         ) from err
 
 
-def _in_child(job: tuple[Callable[..., Any], tuple[Any, ...], int]) -> None:
-    fn, args, threads = job
-    # The parent's intra-op thread count: another count changes the CPU float reductions, and
-    # so the run (measured: a 3000-step MQL seed with 1 thread against 2).
-    torch.set_num_threads(threads)
-    fn(*args)
-
-
 def run_seed_jobs(
     fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], processes: int = 1
 ) -> None:
@@ -80,9 +73,12 @@ def run_seed_jobs(
     One baseline seed leaves a GPU mostly idle (MQL: ~800 small updates/s, bound by kernel
     launches), so seeds side by side finish in about the time of one. Each job writes only its
     own run directory and is resumable, so an interrupted parallel run resumes like a serial
-    one; each process uses this one's torch thread count, so a seed's run is the serial one's
-    (on the CPU; CUDA kernels are not bitwise deterministic either way). `fn` must be
-    importable (a module-level function) for the spawned processes.
+    one. The processes share this one's torch threads (at least one each): with one thread here
+    (the tests; icrl.apps on a CPU) a seed's run is the serial one's bit for bit, since another
+    thread count changes the CPU float reductions (measured: a 3000-step MQL seed diverged with 1
+    thread against 2). The first failing job's error is raised once the others have ended (they
+    keep their progress); a process that dies outright raises ``BrokenProcessPool`` instead of
+    leaving the run waiting. `fn` must be importable (a module-level function).
     """
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
@@ -90,7 +86,14 @@ def run_seed_jobs(
         for args in jobs:
             fn(*args)
         return
+    n = min(processes, len(jobs))
+    threads = max(1, torch.get_num_threads() // n)
     # spawn, not fork: a forked child would inherit a CUDA context it cannot use.
-    with mp.get_context("spawn").Pool(min(processes, len(jobs))) as pool:
-        threads = torch.get_num_threads()
-        pool.map(_in_child, [(fn, tuple(args), threads) for args in jobs], chunksize=1)
+    spawn = mp.get_context("spawn")
+    with ProcessPoolExecutor(
+        n, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
+    ) as pool:
+        futures = [pool.submit(fn, *args) for args in jobs]
+        wait(futures)
+    for f in futures:
+        f.result()  # the first failure, in job order

@@ -234,6 +234,7 @@ def run_macaw(
     a seed's run does not depend on it.
     """
     out_dir = Path(out_dir)
+    seeds = list(dict.fromkeys(seeds))  # a repeated seed is the same run: train it once
     cfgs = [
         train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)}) for s in seeds
     ]

@@ -373,6 +373,7 @@ def run_mql(
     as they are, other existing results are never overwritten.
     """
     out_dir = Path(out_dir)
+    seeds = list(dict.fromkeys(seeds))  # a repeated seed is the same run: train it once
     todo = [
         (MQLConfig.model_validate({**cfg.model_dump(), "seed": int(s)}), out_dir / f"seed_{s}")
         for s in seeds
