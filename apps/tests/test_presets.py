@@ -384,6 +384,14 @@ def test_mql_config(cpu_machine) -> None:
     assert (small.hist_len, small.gru_hidden) == (25, 30)  # the official ant-dir values
     paper = P.mql_config("ReacherGoal", 3, _cfg(preset="paper"))
     assert (paper.total_env_steps, paper.adapt_rounds) == (70 * 100_000, 2)
+    # at most P.MQL_ADAPTATIONS (10) adaptations per task beyond tiny: 151 rounds -> every 16th
+    long = P.mql_config("ReacherGoal", 152, _cfg(preset="small"))
+    assert (long.adapt_rounds, long.adapt_every, P.MQL_ADAPTATIONS) == (151, 16, 10)
+    assert (
+        P.mql_config("ReacherGoal", 11, _cfg(preset="small")).adapt_every,
+        paper.adapt_every,
+    ) == (1, 1)
+    assert P.mql_config("ReacherGoal", 152, _cfg()).adapt_every == 1  # tiny: every episode
     mine = _cfg(preset="paper", mql={"total_env_steps": 900}, evaluate={"n_tasks": 2})
     paper = P.mql_config("ReacherGoal", 3, mine)
     assert (paper.total_env_steps, paper.n_test_tasks) == (900, 2)

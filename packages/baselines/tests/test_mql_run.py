@@ -76,3 +76,25 @@ def test_seeds_side_by_side_give_the_serial_results(tmp_path: Path) -> None:
         run_mql(cfg, tmp_path / "both", seeds=(0, 1), processes=2)[0].read_text()
         == both.read_text()
     )
+
+
+def test_adapt_every_adapts_before_every_mth_episode_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icrl.baselines.mql._run as run_module
+
+    cfg = mql_preset("ReacherGoal", "tiny", total_env_steps=600, n_test_tasks=1, adapt_rounds=4)
+    train_mql(cfg, tmp_path, progress=False)
+    calls = []
+    real = run_module.mql_adapt
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "mql_adapt", counting)
+    for every, adaptations in ((1, 4), (2, 2), (3, 2), (5, 1)):  # before episodes 1, 1+m, ...
+        calls.clear()
+        rows = evaluate_mql(cfg.model_copy(update={"adapt_every": every}), tmp_path, progress=False)
+        assert [r.episode for r in rows] == [0, 1, 2, 3, 4]
+        assert len(calls) == adaptations, every

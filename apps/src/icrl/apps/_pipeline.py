@@ -167,14 +167,15 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     return res.path / "eval" / "returns.csv", int(summary["episodes"])
 
 
-# Fields added to the icrl.ad configs after stage keys were first written, with their defaults:
-# at the default a key leaves them out, so runs made before they existed resume as they were.
-_ADDED_LATER = {"action_token_noise_std": 0.0, "sample_noise": "gaussian"}
+# Fields added to the icrl.ad and MQL configs after stage keys were first written, with their
+# defaults: at the default a key leaves them out, so runs made before they existed resume as
+# they were.
+_ADDED_LATER = {"action_token_noise_std": 0.0, "sample_noise": "gaussian", "adapt_every": 1}
 
 
 def _stage_key(config: Any, exclude: Any) -> dict[str, Any]:
-    """An icrl.ad config as a stage key: its JSON dump without `exclude` and without the fields
-    in `_ADDED_LATER` that hold their default."""
+    """An icrl.ad or MQL config as a stage key: its JSON dump without `exclude` and without the
+    fields in `_ADDED_LATER` that hold their default."""
     key = config.model_dump(mode="json", exclude=exclude)
     return {k: v for k, v in key.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
 
@@ -234,7 +235,7 @@ def _mql(fam: _Family, episodes: int) -> Path:
     """MQL, online on the same train tasks, evaluated for the same episodes."""
     seeds = P.seeds(fam.cfg)
     mc = P.mql_config(fam.family, episodes, fam.cfg)
-    key = {"config": mc.model_dump(mode="json"), "seeds": seeds}
+    key = {"config": _stage_key(mc, exclude=None), "seeds": seeds}
 
     def fn(d: Path) -> dict[str, Any]:
         for stale in ("returns.csv", "curves.png"):  # an interrupted run's combined output

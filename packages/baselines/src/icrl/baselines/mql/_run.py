@@ -50,6 +50,7 @@ _FREE_FIELDS = {
     "checkpoint_every",
     "n_test_tasks",
     "adapt_rounds",
+    "adapt_every",
     "adapt_lr",
     "csc_c",
     "beta_clip",
@@ -295,8 +296,10 @@ def evaluate_mql(
     episode 0 is the meta-policy before adaptation and becomes the new task's data; for each
     round r = 1..adapt_rounds, a fresh copy of the meta-trained networks is adapted on all the
     new-task data so far (propensity weights, Phase A, Phase B), then runs episode r, which is
-    added to the data. Returns one :class:`EpisodeResult` per episode (method "MQL"); its
-    task is the index in ``metaenvs.test_tasks(family, n_test_tasks)`` (or in `tasks`).
+    added to the data; with ``adapt_every = m > 1`` only rounds 1, 1 + m, 1 + 2m, ... adapt, and
+    the others run the last adapted policy. Returns one :class:`EpisodeResult` per episode
+    (method "MQL"); its task is the index in ``metaenvs.test_tasks(family, n_test_tasks)`` (or
+    in `tasks`).
     """
     run_dir = Path(run_dir)
     if not (run_dir / CKPT).exists():
@@ -331,7 +334,7 @@ def evaluate_mql(
             )
             agent = meta
             for r in range(cfg.adapt_rounds + 1):
-                if r > 0:
+                if r > 0 and (r - 1) % cfg.adapt_every == 0:
                     agent, _ = mql_adapt(meta, new, replay, rng)
                 seed = 2_000_003 * (cfg.seed + 1) + 1009 * ti if r == 0 else None
                 (ep,) = run_episodes(
