@@ -353,7 +353,7 @@ def test_eval_config(preset, n_tasks, reference_episodes, asynchronous) -> None:
     ("preset", "steps", "checkpoint_every", "latent_dim", "n_test_tasks"),
     [
         ("tiny", 100, 50, 8, 3),
-        ("small", 20_000, 2_000, 100, 10),
+        ("small", 5_000, 500, 100, 10),
         ("paper", 500_000, 50_000, 100, 10),
     ],
 )
@@ -380,17 +380,16 @@ def test_mql_config(cpu_machine) -> None:
     assert (tiny.n_train_tasks, tiny.hidden, tiny.device) == (4, (32, 32), "cpu")
     small = P.mql_config("AntDir", 1, _cfg(preset="small"))
     assert (small.total_env_steps, small.n_test_tasks, small.adapt_rounds) == (
-        AD_DATA_VOLUME["AntDir"] // 20, 10, 1)  # fmt: skip
+        P.SMALL_MQL_ENV_STEPS, 10, 1)  # fmt: skip
+    assert P.SMALL_MQL_ENV_STEPS == 60_000 < AD_DATA_VOLUME["AntDir"] // 20
     assert (small.hist_len, small.gru_hidden) == (25, 30)  # the official ant-dir values
     paper = P.mql_config("ReacherGoal", 3, _cfg(preset="paper"))
     assert (paper.total_env_steps, paper.adapt_rounds) == (70 * 100_000, 2)
-    # at most P.MQL_ADAPTATIONS (10) adaptations per task beyond tiny: 151 rounds -> every 16th
+    # at most P.MQL_ADAPTATIONS (5) adaptations per task beyond tiny: 151 rounds -> every 31st
     long = P.mql_config("ReacherGoal", 152, _cfg(preset="small"))
-    assert (long.adapt_rounds, long.adapt_every, P.MQL_ADAPTATIONS) == (151, 16, 10)
-    assert (
-        P.mql_config("ReacherGoal", 11, _cfg(preset="small")).adapt_every,
-        paper.adapt_every,
-    ) == (1, 1)
+    assert (long.adapt_rounds, long.adapt_every, P.MQL_ADAPTATIONS) == (151, 31, 5)
+    assert P.mql_config("ReacherGoal", 6, _cfg(preset="small")).adapt_every == 1
+    assert (paper.adapt_rounds, paper.adapt_every) == (2, 1)
     assert P.mql_config("ReacherGoal", 152, _cfg()).adapt_every == 1  # tiny: every episode
     mine = _cfg(preset="paper", mql={"total_env_steps": 900}, evaluate={"n_tasks": 2})
     paper = P.mql_config("ReacherGoal", 3, mine)

@@ -167,6 +167,13 @@ def eval_config(histories: Path, episodes: int | None, cfg: ReproduceConfig) -> 
     )
 
 
+# MACAW meta-steps of `small` (paper: 500k). Not yet timed on a GPU; an official-size step takes
+# 10.7 s on 2 CPU cores and, from its kernel count, an estimated ~50 ms on an H100/H200, so 20k
+# steps would be ~17 min per seed, over the 25 minutes of a whole family. 5k is ~24 passes over
+# ReacherGoal's small histories (5 tasks x 256 transitions per step); the first window times it.
+SMALL_MACAW_STEPS = 5_000
+
+
 def macaw_configs(
     family: str, histories: Path, run_dir: Path, episodes: int, cfg: ReproduceConfig
 ) -> tuple[MacawTrainConfig, MacawEvalConfig]:
@@ -178,7 +185,7 @@ def macaw_configs(
         )  # fmt: skip
         steps = 100
     else:
-        algo, steps = MacawConfig(), (20_000 if cfg.preset == "small" else 500_000)
+        algo, steps = MacawConfig(), (SMALL_MACAW_STEPS if cfg.preset == "small" else 500_000)
     train = MacawTrainConfig(
         histories=histories,
         run_dir=run_dir,
@@ -197,9 +204,12 @@ def macaw_configs(
 
 
 # MQL adaptations per test task beyond `tiny` (one costs ~3.5 s on an H100: 150 of them for
-# each of 10 tasks and 3 seeds would take hours; its adapted return is flat after a few rounds,
+# each of 10 tasks and 3 seeds would take hours; its adapted return did not move over 5 rounds,
 # packages/baselines/README.md): the other episodes play the last adapted policy.
-MQL_ADAPTATIONS = 10
+MQL_ADAPTATIONS = 5
+# MQL env steps of `small` (its baselines preset: 1/20 of the AD data, 350k for ReacherGoal,
+# ~30 min for 3 seeds at the measured 80k in 419 s); 60k keeps it near 5 min of training.
+SMALL_MQL_ENV_STEPS = 60_000
 
 
 def mql_config(family: str, episodes: int, cfg: ReproduceConfig) -> MQLConfig:
@@ -212,6 +222,8 @@ def mql_config(family: str, episodes: int, cfg: ReproduceConfig) -> MQLConfig:
         "adapt_every": 1 if cfg.preset == "tiny" else -(-rounds // MQL_ADAPTATIONS),
         "device": _device(cfg.ad.device),
     }
+    if cfg.preset == "small":
+        over["total_env_steps"] = SMALL_MQL_ENV_STEPS
     if cfg.mql.total_env_steps is not None:
         over["total_env_steps"] = cfg.mql.total_env_steps
     return mql_preset(family, cfg.preset, **over)
