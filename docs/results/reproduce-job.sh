@@ -15,6 +15,9 @@
 # job.tar.gz holds report.md, summary.json, figures, CSVs, stage.json files and logs, without
 # checkpoints or HDF5 files. Rerunning this script on the same machine resumes the run from its
 # stage cache (a new machine starts over unless the run directory travels: apps/README.md).
+# The mamba-ssm wheel it builds is kept in /tmp/mamba-wheel as 15 MiB parts: bring them back with
+# a last call (cp /tmp/mamba-wheel/* "$OUT"/), then here: cat PARTS > .whl/mamba_ssm-....whl
+# (the name without .part-NN); later windows install it with the other wheels and skip the build.
 # DEVICE=cpu dry-runs it here (no install, no build; reproduce.py picks the CPU by itself):
 #   DEVICE=cpu PATH=.venv/bin:$PATH bash docs/results/reproduce-job.sh /tmp/rdry --preset tiny
 set -u
@@ -39,6 +42,14 @@ if [ "$DEVICE" = cuda ]; then
     rc=$?; t "mamba-ssm rc=$rc $(tail -1 "$OUT/build-mamba.log")"
     # without the kernels the AD stage would train on the reference scan: its times would lie
     [ "$rc" = 0 ] || { t "stopped: mamba-ssm did not build (build-mamba.log)"; exit 1; }
+    # Keep the built wheel, in parts that the device tool returns (<= 16 MiB each), outside OUT
+    # (window-poll.sh tars OUT): carried back in .whl, install.sh installs it and the next
+    # window skips this build. Fetch with a last call: cp /tmp/mamba-wheel/* "$OUT"/
+    whl=$(ls -t /tmp/tmp.*/wheels/mamba_ssm-*.whl 2>/dev/null | head -n 1)
+    if [ -n "$whl" ]; then
+      mkdir -p /tmp/mamba-wheel && split -b 15M -d "$whl" "/tmp/mamba-wheel/$(basename "$whl").part-"
+      t "mamba-ssm wheel kept: $(ls /tmp/mamba-wheel | tr '\n' ' ')"
+    fi
   fi
 fi
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # bars in a log file are noise; stages.log has the steps
