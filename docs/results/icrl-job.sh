@@ -106,9 +106,9 @@ fi
 declare -A pid
 ev() {  # name run-dir extra --set ...  (in the background; its pid goes to pid[name])
   local name=$1 run=$2; shift 2
-  python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
-    --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@" \
-    > "$OUT/eval-$name.log" 2>&1 & pid[$name]=$!
+  { python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
+      --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@" \
+      > "$OUT/eval-$name.log" 2>&1; t "$name rc=$?"; } & pid[$name]=$!
 }
 rules() {  # prefix run-dir label-suffix: the Gaussian head's evaluations that EVALS names
   local p=$1 run=$2 sfx=$3
@@ -130,24 +130,24 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
   dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
       --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER" --set "device=\"$DEVICE\""
       "${DSETS[@]}")
-  python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
-    > "$OUT/diagnose.log" 2>&1 & pid[diagnose]=$!
+  { python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
+      > "$OUT/diagnose.log" 2>&1; t "diagnose rc=$?"; } & pid[diagnose]=$!
   if [ "$TEST_HIST" = 1 ]; then
-    python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-mean-$split-tasks" \
-      --set sample=false --set 'parts=["prompted"]' > "$OUT/diagnose-mean.log" 2>&1 &
-    pid[diagnose-mean]=$!
+    { python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-mean-$split-tasks" \
+        --set sample=false --set 'parts=["prompted"]' > "$OUT/diagnose-mean.log" 2>&1
+      t "diagnose-mean rc=$?"; } & pid[diagnose-mean]=$!
   fi
 fi
 if [ "${CHECKS:-1}" = 1 ]; then  # teacher-forced checks, beside the evaluations
   probe=h.h5; [ "$TEST_HIST" = 1 ] && probe=test.h5  # held out when there are test histories
   if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ]; then  # compares the CUDA step with forward
-    python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
-      --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1 &
-    pid[step-vs-forward]=$!
+    { python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
+        --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1
+      t "step-vs-forward rc=$?"; } & pid[step-vs-forward]=$!
   fi
-  python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/$probe" \
-    --tasks 3 --out "$OUT/context-noise-$probe.csv" > "$OUT/context-noise.log" 2>&1 &
-  pid[context-noise]=$!
+  { python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/$probe" \
+      --tasks 3 --out "$OUT/context-noise-$probe.csv" > "$OUT/context-noise.log" 2>&1
+    t "context-noise rc=$?"; } & pid[context-noise]=$!
 fi
 if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalConfig follows it)
   wait $b; rc=$?; t "train blind rc=$rc"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
@@ -156,5 +156,7 @@ fi
 if [ "$BLIND" = 1 ] && [ "$rc" = 0 ]; then
   rules blind "$W/blind" ", blinded"  # the main model's action rules, rewards zeroed
 fi
-for name in "${!pid[@]}"; do wait "${pid[$name]}"; t "$name rc=$?"; done
+# each background step logs its own "NAME rc=..." line when it ends (so stages.log shows the
+# main model's evaluations while the blinded twin still trains); here only wait for them all
+for name in "${!pid[@]}"; do wait "${pid[$name]}"; done
 t "done"
