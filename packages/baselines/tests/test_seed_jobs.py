@@ -10,22 +10,22 @@ import pytest
 
 from icrl.baselines._common import run_seed_jobs
 
+# The fake seeds are source text run by the builtin `exec`: a spawned process unpickles its job
+# by import, and pytest's importlib mode gives this module a name no child can import.
+FAIL = "raise ValueError('seed at a failed')"
+DIE = "import os; os._exit(3)"  # a process killed outright (OOM killer, segfault)
 
-def _job(kind: str, path: Path) -> None:
-    """One fake seed (module level: spawned processes import it by name)."""
-    if kind == "fail":
-        raise ValueError(f"seed at {path.name} failed")
-    if kind == "die":
-        os._exit(3)  # a process killed outright (OOM killer, segfault)
-    path.write_text(str(os.getpid()))
+
+def _ok(path: Path) -> str:
+    return f"import os, pathlib; pathlib.Path({str(path)!r}).write_text(str(os.getpid()))"
 
 
 def test_jobs_run_in_other_processes_and_an_error_comes_back_after_the_rest(
     tmp_path: Path,
 ) -> None:
-    jobs = [("fail", tmp_path / "a"), ("ok", tmp_path / "b"), ("ok", tmp_path / "c")]
+    jobs = [(FAIL,), (_ok(tmp_path / "b"),), (_ok(tmp_path / "c"),)]
     with pytest.raises(ValueError, match="seed at a failed"):
-        run_seed_jobs(_job, jobs, processes=2)
+        run_seed_jobs(exec, jobs, processes=2)
     # the other seeds ran to their end, in processes other than this one
     pids = {int((tmp_path / n).read_text()) for n in "bc"}
     assert os.getpid() not in pids
@@ -33,11 +33,11 @@ def test_jobs_run_in_other_processes_and_an_error_comes_back_after_the_rest(
 
 def test_a_process_that_dies_raises_instead_of_waiting_forever(tmp_path: Path) -> None:
     with pytest.raises(BrokenProcessPool):
-        run_seed_jobs(_job, [("die", tmp_path / "a"), ("ok", tmp_path / "b")], processes=2)
+        run_seed_jobs(exec, [(DIE,), (_ok(tmp_path / "b"),)], processes=2)
 
 
 def test_one_process_runs_here(tmp_path: Path) -> None:
-    run_seed_jobs(_job, [("ok", tmp_path / "a")], processes=1)
+    run_seed_jobs(exec, [(_ok(tmp_path / "a"),)], processes=1)
     assert int((tmp_path / "a").read_text()) == os.getpid()
     with pytest.raises(ValueError, match="processes must be at least 1"):
-        run_seed_jobs(_job, [], processes=0)
+        run_seed_jobs(exec, [], processes=0)
