@@ -65,10 +65,15 @@ def load_torch(path: Path, map_location: Any = "cpu") -> Any:
 
 
 def run_seed_jobs(
-    fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], processes: int = 1
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    processes: int = 1,
+    *,
+    progress: bool = True,
 ) -> None:
-    """Call ``fn(*args)`` for every ``args`` in `jobs`: in this process one after the other, or
-    with ``processes > 1`` in that many spawned processes at once (one seed each).
+    """Call ``fn(*args, progress=...)`` for every ``args`` in `jobs`: in this process one after
+    the other, or with ``processes > 1`` in that many spawned processes at once (one seed each;
+    `progress` is then False, since side-by-side bars would interleave).
 
     One baseline seed leaves a GPU mostly idle (MQL: ~800 small updates/s, bound by kernel
     launches), so seeds side by side finish in about the time of one. Each job writes only its
@@ -84,7 +89,7 @@ def run_seed_jobs(
         raise ValueError(f"processes must be at least 1, got {processes}")
     if processes == 1 or len(jobs) <= 1:
         for args in jobs:
-            fn(*args)
+            fn(*args, progress=progress)
         return
     n = min(processes, len(jobs))
     threads = max(1, torch.get_num_threads() // n)
@@ -93,7 +98,7 @@ def run_seed_jobs(
     with ProcessPoolExecutor(
         n, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
     ) as pool:
-        futures = [pool.submit(fn, *args) for args in jobs]
+        futures = [pool.submit(fn, *args, progress=False) for args in jobs]
         wait(futures)
     for f in futures:
         f.result()  # the first failure, in job order

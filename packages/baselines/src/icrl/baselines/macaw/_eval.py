@@ -213,10 +213,6 @@ def evaluate_macaw(
     return rows
 
 
-def _train_one(cfg: MacawTrainConfig, progress: bool) -> None:
-    train_macaw(cfg, progress=progress)
-
-
 def run_macaw(
     train: MacawTrainConfig,
     evaluation: MacawEvalConfig,
@@ -238,8 +234,7 @@ def run_macaw(
     cfgs = [
         train.model_copy(update={"run_dir": out_dir / f"seed_{s}", "seed": int(s)}) for s in seeds
     ]
-    show = progress and (processes == 1 or len(cfgs) <= 1)
-    run_seed_jobs(_train_one, [(c, show) for c in cfgs], processes)
+    run_seed_jobs(train_macaw, [(c,) for c in cfgs], processes, progress=progress)
     runs = [c.run_dir for c in cfgs]
     evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress)
     return out_dir / "eval" / "returns.csv"

@@ -352,7 +352,7 @@ def evaluate_mql(
     return rows
 
 
-def _train_and_evaluate(cfg: MQLConfig, run_dir: Path, progress: bool) -> None:
+def _train_and_evaluate(cfg: MQLConfig, run_dir: Path, *, progress: bool) -> None:
     """One seed of `run_mql`: train (resuming), evaluate, keep its ``returns.csv``."""
     train_mql(cfg, run_dir, progress=progress)
     write_results_csv(evaluate_mql(cfg, run_dir, progress=progress), run_dir / "returns.csv")
@@ -382,8 +382,7 @@ def run_mql(
         for s in seeds
         if not (out_dir / f"seed_{s}" / "returns.csv").exists()
     ]
-    show = progress and (processes == 1 or len(todo) <= 1)
-    run_seed_jobs(_train_and_evaluate, [(c, d, show) for c, d in todo], processes)
+    run_seed_jobs(_train_and_evaluate, todo, processes, progress=progress)
     rows: list[EpisodeResult] = []
     for s in seeds:
         rows += read_results_csv(out_dir / f"seed_{s}" / "returns.csv")
