@@ -104,11 +104,14 @@ if [ "$BLIND" = 1 ]; then  # after the main model: side by side two 12M models g
     --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
 fi
 declare -A pid
-ev() {  # name run-dir extra --set ...  (in the background; its pid goes to pid[name])
+bg() {  # name log command...: in the background, logging "name rc=..." when it ends
+  local name=$1 log=$2; shift 2
+  { "$@" > "$log" 2>&1; t "$name rc=$?"; } & pid[$name]=$!
+}
+ev() {  # name run-dir extra --set ...
   local name=$1 run=$2; shift 2
-  { python3 -m icrl.ad evaluate --checkpoint "$run" --out-dir "$OUT/eval-$name" \
-      --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@" \
-      > "$OUT/eval-$name.log" 2>&1; t "$name rc=$?"; } & pid[$name]=$!
+  bg "$name" "$OUT/eval-$name.log" python3 -m icrl.ad evaluate --checkpoint "$run" \
+    --out-dir "$OUT/eval-$name" --set progress=false --set "device=\"$DEVICE\"" "${ESETS[@]}" "$@"
 }
 rules() {  # prefix run-dir label-suffix: the Gaussian head's evaluations that EVALS names
   local p=$1 run=$2 sfx=$3
@@ -130,24 +133,22 @@ if [ "$DIAG" = 1 ]; then  # beside the evaluations: GPU and cores have room for 
   dg=(--checkpoint "$W/gauss" --histories "$W/$held" --set n_tasks=3 --set split_tasks=3
       --set "prompt_episodes=$PROMPTS" --set episodes="$AFTER" --set "device=\"$DEVICE\""
       "${DSETS[@]}")
-  { python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks" \
-      > "$OUT/diagnose.log" 2>&1; t "diagnose rc=$?"; } & pid[diagnose]=$!
+  bg diagnose "$OUT/diagnose.log" \
+    python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-$split-tasks"
   if [ "$TEST_HIST" = 1 ]; then
-    { python3 -m icrl.ad diagnose "${dg[@]}" --out-dir "$OUT/diagnose-gauss-mean-$split-tasks" \
-        --set sample=false --set 'parts=["prompted"]' > "$OUT/diagnose-mean.log" 2>&1
-      t "diagnose-mean rc=$?"; } & pid[diagnose-mean]=$!
+    bg diagnose-mean "$OUT/diagnose-mean.log" python3 -m icrl.ad diagnose "${dg[@]}" \
+      --out-dir "$OUT/diagnose-gauss-mean-$split-tasks" --set sample=false --set 'parts=["prompted"]'
   fi
 fi
 if [ "${CHECKS:-1}" = 1 ]; then  # teacher-forced checks, beside the evaluations
   probe=h.h5; [ "$TEST_HIST" = 1 ] && probe=test.h5  # held out when there are test histories
   if [ "$TEST_HIST" = 1 ] && [ "$DEVICE" = cuda ]; then  # compares the CUDA step with forward
-    { python3 docs/results/step_vs_forward.py --checkpoint "$W/gauss" --histories "$W/test.h5" \
-        --task 1 --episodes 100 --out "$OUT/step-vs-forward.csv" > "$OUT/step-vs-forward.log" 2>&1
-      t "step-vs-forward rc=$?"; } & pid[step-vs-forward]=$!
+    bg step-vs-forward "$OUT/step-vs-forward.log" python3 docs/results/step_vs_forward.py \
+      --checkpoint "$W/gauss" --histories "$W/test.h5" --task 1 --episodes 100 \
+      --out "$OUT/step-vs-forward.csv"
   fi
-  { python3 docs/results/context_noise.py --checkpoint "$W/gauss" --histories "$W/$probe" \
-      --tasks 3 --out "$OUT/context-noise-$probe.csv" > "$OUT/context-noise.log" 2>&1
-    t "context-noise rc=$?"; } & pid[context-noise]=$!
+  bg context-noise "$OUT/context-noise.log" python3 docs/results/context_noise.py \
+    --checkpoint "$W/gauss" --histories "$W/$probe" --tasks 3 --out "$OUT/context-noise-$probe.csv"
 fi
 if [ "$BLIND" = 1 ]; then  # its evaluations follow its training (blinded: EvalConfig follows it)
   wait $b; rc=$?; t "train blind rc=$rc"; cp "$W/blind/metrics.jsonl" "$OUT/metrics-blind.jsonl"
