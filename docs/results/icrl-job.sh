@@ -33,6 +33,9 @@
 # evaluates it with the same action rules as EVALS, rewards zeroed ("blind-sampled",
 # "blind-mean", "blind-uniform"): the
 # control that separates in-context RL from a policy that only follows its position in the history.
+# MAIN=0 (with BLIND=1, MSE=0, DIAG=0, CHECKS=0) trains and evaluates only the blinded twin, on the
+# GPU alone: the twin of a model an earlier window trained (the histories are deterministic, so
+# the same settings and TRAIN_SETS give the same data and the same seed).
 # DEVICE (default cuda) and TRAIN_SETS / EVAL_SETS / DIAG_SETS (extra `--set` values of the
 # training, the evaluations and the diagnosis, space-separated) let the
 # whole script be dry-run on a CPU before a window, e.g.
@@ -41,13 +44,20 @@
 #   HalfCheetahVel /tmp/dry 3
 set -u
 FAMILY=${1:?family}; OUT=${2:?out dir}; STEPS=${3:-1200}; GRAD_STEPS=${GRAD_STEPS:-5}; MSE=${MSE:-1}
-BLIND=${BLIND:-0}; DEVICE=${DEVICE:-cuda}
+BLIND=${BLIND:-0}; DEVICE=${DEVICE:-cuda}; MAIN=${MAIN:-1}
 TSETS=(); for x in ${TRAIN_SETS:-}; do TSETS+=(--set "$x"); done
 ESETS=(); for x in ${EVAL_SETS:-}; do ESETS+=(--set "$x"); done
 DSETS=(); for x in ${DIAG_SETS:-}; do DSETS+=(--set "$x"); done  # DiagnoseConfig's own fields
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
+# MAIN=0 leaves nothing for the main model's twin, diagnosis or checks to read: refuse before the
+# install and the histories rather than fail after them
+if [ "$MAIN" = 0 ] && { [ "$BLIND" != 1 ] || [ "$MSE" != 0 ] || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ]; }; then
+  echo "icrl-job.sh: MAIN=0 trains only the blinded twin; it needs BLIND=1 MSE=0 DIAG=0 CHECKS=0" \
+    "(got BLIND=$BLIND MSE=$MSE DIAG=$DIAG CHECKS=${CHECKS:-1})" >&2
+  exit 2
+fi
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -89,13 +99,17 @@ python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
 t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
 common=(--preset "$FAMILY/$BACKBONE/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
         --set progress=false --set tensorboard=false --set "device=\"$DEVICE\"" "${TSETS[@]}")
-python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
-  > "$OUT/train-gauss.log" 2>&1 & g=$!
+if [ "$MAIN" = 1 ]; then
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
+    > "$OUT/train-gauss.log" 2>&1 & g=$!
+fi
 if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
 fi
-wait $g; t "train gaussian rc=$?"
-cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
+if [ "$MAIN" = 1 ]; then
+  wait $g; t "train gaussian rc=$?"
+  cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
+fi
 if [ "$MSE" = 1 ]; then
   wait $m; t "train mse rc=$?"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
 fi
@@ -123,8 +137,8 @@ rules() {  # prefix run-dir label-suffix: the Gaussian head's evaluations that E
     ev "$p-uniform" "$run" --set 'sample_noise="uniform"' \
       --set "method=\"AD-$LABEL (Gaussian head, sampled uniform$sfx)\"";; esac
 }
-rules gauss "$W/gauss" ""
-for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
+[ "$MAIN" = 1 ] && rules gauss "$W/gauss" ""
+[ "$MAIN" = 1 ] && for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
     --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"";; esac; done
 [ "$MSE" = 1 ] && ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\""
