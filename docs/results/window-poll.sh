@@ -5,7 +5,8 @@
 #   bash docs/results/window-poll.sh JOB_OUT SECONDS [PATTERN] [STOP_PATTERN]
 # Waits until a line of JOB_OUT/stages.log matches PATTERN (grep -E; default: the job's last line,
 # "] done$") or SECONDS have passed, whichever comes first; every 30 s, and once at the end, tars
-# JOB_OUT without checkpoints and HDF5 files into $OUT/job.tar.gz (a tar in progress goes to a
+# JOB_OUT without checkpoints, HDF5 files and MQL's replay buffers (a small family's 3 would pass
+# the 16 MiB a returned file may hold) into $OUT/job.tar.gz (a tar in progress goes to a
 # temporary name first, so a call ended mid-tar still returns the previous whole one). With
 # STOP_PATTERN (e.g. "^python3 -m icrl.ad train .*blind"; it must start with ^), processes whose
 # command line matches it (pgrep -f) get SIGTERM once PATTERN has matched: the way to give up a
@@ -20,7 +21,8 @@ esac
 tarit() {
   # tar exits 1 when a file changed while read (the job's logs grow all the time): still whole
   tar czf "$OUT/.job.tar.gz.part" --warning=no-file-changed --exclude='*.pt' --exclude='*.h5' \
-    --exclude='*.safetensors' -C "$(dirname "$JOB_OUT")" "$(basename "$JOB_OUT")"
+    --exclude='*.safetensors' --exclude='replay.npz' \
+    -C "$(dirname "$JOB_OUT")" "$(basename "$JOB_OUT")"
   [ $? -le 1 ] && mv "$OUT/.job.tar.gz.part" "$OUT/job.tar.gz"
 }
 start=$SECONDS; last=-30; matched=0

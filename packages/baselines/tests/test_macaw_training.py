@@ -74,6 +74,8 @@ def test_toy_offline_meta_problem_adapted_beats_unadapted(tmp_path: Path) -> Non
     assert all(a > u for a, u in zip(adapted, unadapted, strict=True)), (unadapted, adapted)
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [20, 40, 60, 80, 100, 120]
+    walls = [float(r["wall_s"]) for r in rows]  # training time so far, growing with the steps
+    assert 0 < walls[0] < walls[-1], walls
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
@@ -90,6 +92,9 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     a, _ = load_macaw(tmp_path / "a")
     b, meta = load_macaw(tmp_path / "b")
     assert meta["step"] == 6
+    lines = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    walls = [float(r["wall_s"]) for r in csv.DictReader(lines)]
+    assert len(walls) == 2 and 0 < walls[0] < walls[1], walls  # summed over the resume
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,10 @@ def _write_metrics(run_dir: Path, metrics: list[dict[str, float]]) -> None:
     if not metrics:
         return
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(metrics[0]), lineterminator="\n")
+    # every row's fields, in order: rows resumed from a checkpoint written before a field was
+    # added (wall_s) lack it and are written with it empty
+    fields = list(dict.fromkeys(k for row in metrics for k in row))
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(metrics)
     # The run's own metrics file is rewritten at each checkpoint (it mirrors the checkpoint).
@@ -205,12 +209,16 @@ def _train_locked(
         _write_metrics(run_dir, metrics)
 
     bar = tqdm(total=cfg.steps, initial=step, desc="MACAW meta-train", disable=not progress)
+    # training wall-clock, summed over resumes (as MQL's): what the meta-step costs on a machine
+    # is read from here, apart from the evaluation that follows in the same stage
+    t0 = time.perf_counter() - float(metrics[-1].get("wall_s", 0.0) if metrics else 0.0)
     while step < cfg.steps:
         stats = meta_step(model, optimizers, buffers, rng)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            metrics.append({"step": step, **stats, **learned_rates(model)})
+            metrics.append({"step": step, **stats, **learned_rates(model),
+                            "wall_s": time.perf_counter() - t0})  # fmt: skip
             bar.set_postfix(v=f"{stats['value_outer']:.3g}", pi=f"{stats['policy_outer']:.3g}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save()
