@@ -170,7 +170,12 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
 # Fields added to the icrl.ad and MQL configs after stage keys were first written, with their
 # defaults: at the default a key leaves them out, so runs made before they existed resume as
 # they were.
-_ADDED_LATER = {"action_token_noise_std": 0.0, "sample_noise": "gaussian", "adapt_every": 1}
+_ADDED_LATER = {
+    "action_token_noise_std": 0.0,
+    "sample_noise": "gaussian",
+    "adapt_every": 1,
+    "action_target": "executed",
+}
 
 
 def _stage_key(config: Any, exclude: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from icrl.histories import runtime
 from icrl.seqmodels import MambaConfig, TransformerConfig
 
 from ._context import Context, FullContext
+from ._targets import ActionTarget
 from ._tokens import RewardAblation
 
 __all__ = [
@@ -329,6 +330,14 @@ class TrainConfig(_Frozen):
     in the history from action deviations smaller than about this size, so its own imitation
     error in its context is not taken for exploration noise (HalfCheetahVel report, fifth
     window; PointGoal noise-distilled page)."""
+    action_target: ActionTarget = "executed"
+    """What the action head is trained toward. "executed": the recorded action (the paper's
+    recipe). "denoised" (uniform noise-distilled histories only, not the paper's recipe): its
+    known mean (1 - eps)·mu, with the Gaussian NLL averaged over the noise's known variance
+    instead of sampled through the executed action, so the mean's targets carry no noise (at
+    eps = 1 all are zero); an MSE head gets the same mean as target. Histories that cannot give
+    them (learning runs, schema 1, Gaussian noise, episodes of different lengths) are refused
+    before training. See icrl.ad._targets."""
     bf16: bool = True
     """bf16 autocast on CUDA (parameters stay fp32); ignored on CPU."""
     device: str = "auto"

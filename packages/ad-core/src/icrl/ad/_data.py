@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ._context import FULL, Context
 from ._model import NormStats, compute_norm_stats
+from ._targets import ActionTarget, denoised_targets
 from ._tokens import HistoryLike, history_tokens
 
 __all__ = ["ContextDataset", "DataInfo", "StepBatchSampler", "collate_contexts"]
@@ -49,9 +50,11 @@ class _Entry:
     episode_starts: np.ndarray  # token indices where a kept episode starts
 
 
-def _check_env_dims(family: str, obs_dim: int, act_dim: int, paths: list[str]) -> None:
+def _check_env_dims(
+    family: str, obs_dim: int, act_dim: int, paths: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Refuse histories whose transitions cannot come from `family`'s env (caught before training,
-    not hours later at evaluation)."""
+    not hours later at evaluation); returns the env's action box (low, high)."""
     from icrl.metaenvs import FAMILIES, make_env
 
     if family not in FAMILIES:
@@ -62,6 +65,7 @@ def _check_env_dims(family: str, obs_dim: int, act_dim: int, paths: list[str]) -
     env = make_env(family)
     try:
         want = (env.observation_space.shape[0], env.action_space.shape[0])
+        box = (np.asarray(env.action_space.low), np.asarray(env.action_space.high))
     finally:
         env.close()
     if (obs_dim, act_dim) != want:
@@ -69,6 +73,7 @@ def _check_env_dims(family: str, obs_dim: int, act_dim: int, paths: list[str]) -
             f"histories {paths} hold (obs_dim, act_dim)=({obs_dim}, {act_dim}), but {family}'s env "
             f"has {want}; regenerate them with icrl.histories for {family}"
         )
+    return box
 
 
 _FINITE_FIELDS = ("obs", "action", "reward", "next_obs", "mean_action")
@@ -121,12 +126,18 @@ class ContextDataset(Dataset):
         context: Context,
         seed: int,
         info: DataInfo,
+        action_target: ActionTarget = "executed",
+        action_box: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.entries = entries
         self.context, self.seed = context, seed
         self.info = info
+        self.action_target: ActionTarget = action_target
+        """What the targets are (TrainConfig.action_target)."""
+        self._box = action_box
         self._memory = memory
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # per history: features, targets and (action_target "denoised") the targets' variance
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self.norm: NormStats | None = None
         """Observation/reward normalisation from every transition of these histories."""
         counts = [self._items_of(e) for e in entries]
@@ -141,6 +152,7 @@ class ContextDataset(Dataset):
         *,
         context: Context = FULL,
         seed: int = 0,
+        action_target: ActionTarget = "executed",
     ) -> ContextDataset:
         """Index the histories in `paths` (optionally only `tasks`)."""
         from icrl.histories import HistoryFile
@@ -163,7 +175,7 @@ class ContextDataset(Dataset):
         if not found:
             raise ValueError(f"no tasks found in histories files {list(map(str, paths))}")
         histories = [_open_history(p, n) for p, n in found]
-        return cls._build(found, histories, None, context, seed)
+        return cls._build(found, histories, None, context, seed, action_target)
 
     @classmethod
     def from_histories(
@@ -172,13 +184,18 @@ class ContextDataset(Dataset):
         *,
         context: Context = FULL,
         seed: int = 0,
+        action_target: ActionTarget = "executed",
     ) -> ContextDataset:
         """A dataset over in-memory histories (name -> History)."""
         found = [(None, name) for name in histories]
-        return cls._build(found, list(histories.values()), dict(histories), context, seed)
+        return cls._build(
+            found, list(histories.values()), dict(histories), context, seed, action_target
+        )
 
     @classmethod
-    def _build(cls, found, histories, memory, context: Context, seed: int) -> ContextDataset:
+    def _build(
+        cls, found, histories, memory, context: Context, seed: int, action_target: ActionTarget
+    ) -> ContextDataset:
         families = {getattr(h, "family", "unknown") for h in histories}
         dims = {(h.obs.shape[1], h.action.shape[1]) for h in histories}
         if len(families) != 1 or len(dims) != 1:
@@ -202,7 +219,7 @@ class ContextDataset(Dataset):
         paths = sorted({str(e.path) for e in entries})
         ctx_len, ctx_eps = context.extent(entries, ep_len, str(paths))
         family = families.pop()
-        _check_env_dims(family, obs_dim, act_dim, paths)
+        box = _check_env_dims(family, obs_dim, act_dim, paths)
         info = DataInfo(
             family=family,
             obs_dim=obs_dim,
@@ -212,13 +229,25 @@ class ContextDataset(Dataset):
             context_episodes=int(ctx_eps),
             episode_length=ep_len,
         )
-        ds = cls(entries, memory, context, seed, info)
+        ds = cls(entries, memory, context, seed, info, action_target, box)
         ds.norm = compute_norm_stats(histories)
-        if memory is None:
-            # Fill this process's cache now (the histories are already loaded); workers refill.
-            for i, h in enumerate(histories):
-                ds._cache[i] = history_tokens(h)
+        # Fill this process's cache now (the histories are already loaded; workers refill): a
+        # history that cannot give the targets is refused here, before any training step.
+        for i, h in enumerate(histories):
+            ds._cache[i] = ds._arrays(h, entries[i])
         return ds
+
+    def _arrays(
+        self, h: HistoryLike, e: _Entry
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Features, targets and their variance (None: executed actions) of history `h`."""
+        feats, targets = history_tokens(h)
+        if self.action_target == "executed":
+            return feats, targets, None
+        assert self._box is not None
+        where = f"history {e.name!r}" + (f" of {e.path}" if e.path is not None else "")
+        mean, var = denoised_targets(h, *self._box, where)
+        return feats, mean, var
 
     # ----------------------------------------------------------------------------- items
     def _items_of(self, e: _Entry) -> int:
@@ -236,12 +265,14 @@ class ContextDataset(Dataset):
         start, stop = self.context.cut(self.entries[i], rng)
         return i, start, stop
 
-    def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(features, targets) of a whole history, cached per process."""
+    def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(features, targets, the targets' variance or None) of a whole history, cached per
+        process; the variance is that of the executed action around its target when
+        `action_target` is "denoised"."""
         if i not in self._cache:
             e = self.entries[i]
             h = self._memory[e.name] if self._memory is not None else _open_history(e.path, e.name)
-            self._cache[i] = history_tokens(h)
+            self._cache[i] = self._arrays(h, e)
         return self._cache[i]
 
     def __len__(self) -> int:
@@ -250,13 +281,16 @@ class ContextDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, item = key
         i, start, stop = self.span(epoch, item)
-        feats, targets = self.tokens(i)
-        return {
+        feats, targets, var = self.tokens(i)
+        item = {
             "features": torch.from_numpy(feats[start:stop]),
             "targets": torch.from_numpy(targets[start:stop]),
             "task": self.entries[i].name,
             "start": start,
         }
+        if var is not None:
+            item["target_var"] = torch.from_numpy(var[start:stop])
+        return item
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -266,24 +300,31 @@ class ContextDataset(Dataset):
 
 
 def collate_contexts(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pad contexts to the longest; `mask` marks real tokens."""
+    """Pad contexts to the longest; `mask` marks real tokens. `target_var` (the targets' noise
+    variance, action_target "denoised") is padded like the targets when the items carry it."""
     length = max(len(it["features"]) for it in items)
     b = len(items)
     f = items[0]["features"].shape[1]
     a = items[0]["targets"].shape[1]
     feats = torch.zeros(b, length, f)
     targets = torch.zeros(b, length, a)
+    var = torch.zeros(b, length, a) if "target_var" in items[0] else None
     mask = torch.zeros(b, length, dtype=torch.bool)
     for j, it in enumerate(items):
         n = len(it["features"])
         feats[j, :n], targets[j, :n], mask[j, :n] = it["features"], it["targets"], True
-    return {
+        if var is not None:
+            var[j, :n] = it["target_var"]
+    out = {
         "features": feats,
         "targets": targets,
         "mask": mask,
         "task": [it["task"] for it in items],
         "start": [it["start"] for it in items],
     }
+    if var is not None:
+        out["target_var"] = var
+    return out
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):

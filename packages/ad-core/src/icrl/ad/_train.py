@@ -253,14 +253,24 @@ def _masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def action_losses(
-    mean: torch.Tensor, log_std: torch.Tensor | None, target: torch.Tensor, mask: torch.Tensor
+    mean: torch.Tensor,
+    log_std: torch.Tensor | None,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    target_var: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(training loss, MSE of the mean) over the masked tokens.
 
     The loss is the MSE itself for an MSE head, and the Gaussian negative log-likelihood per
-    action dimension (without the constant log √(2π)) for a Gaussian head.
+    action dimension (without the constant log √(2π)) for a Gaussian head. With `target_var`
+    (action_target "denoised": `target` is the executed action's mean, this its variance) both
+    are averaged over the executed action's noise: the squared error becomes
+    (mean - target)² + target_var, its expectation, so the MSE stays comparable with runs on
+    executed actions.
     """
     sq = (mean.float() - target) ** 2
+    if target_var is not None:
+        sq = sq + target_var
     mse = _masked_mean(sq.mean(-1), mask)
     if log_std is None:
         return mse, mse
@@ -320,11 +330,17 @@ def train(
     device = resolve_device(config.device, ddp.local_rank)
     d = config.data
     if dataset is None:
-        dataset = ContextDataset.from_files(d.paths, d.tasks, context=d.context, seed=config.seed)
-    elif (dataset.context, dataset.seed) != (d.context, config.seed):
+        dataset = ContextDataset.from_files(
+            d.paths, d.tasks, context=d.context, seed=config.seed,
+            action_target=config.action_target,
+        )  # fmt: skip
+    elif (dataset.context, dataset.seed, dataset.action_target) != (
+        d.context, config.seed, config.action_target
+    ):  # fmt: skip
         raise ValueError(
-            f"the dataset's (context, seed) = ({dataset.context}, {dataset.seed}) differ from "
-            f"the config's ({d.context}, {config.seed})"
+            f"the dataset's (context, seed, action_target) = ({dataset.context}, "
+            f"{dataset.seed}, {dataset.action_target!r}) differ from the config's ({d.context}, "
+            f"{config.seed}, {config.action_target!r})"
         )
     norm = dataset.norm
     info = dataset.info
@@ -436,12 +452,14 @@ def train(
                 if d.reward_ablation == "zero":
                     feats[..., model.layout.slices["prev_reward"]] = 0.0
                 targets = batch["targets"].to(device, non_blocking=True)
+                var = batch.get("target_var")
+                var = None if var is None else var.to(device, non_blocking=True)
                 mask = batch["mask"].to(device, non_blocking=True)
                 offset = ddp.rank * (config.batch_size // ddp.world)  # first context's global index
                 noise = _noise(feats.shape, noise_scale, config.seed, step, offset, device)
                 with autocast:
                     out = net(feats, noise)
-                loss, mse = action_losses(*model.split(out), targets, mask)
+                loss, mse = action_losses(*model.split(out), targets, mask, var)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 clip = config.optim.grad_clip or float("inf")
