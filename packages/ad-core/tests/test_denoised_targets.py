@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from icrl.ad import ContextDataset, FullContext, train
+from icrl.ad._targets import denoised_targets
 from icrl.ad._train import action_losses
 from icrl.histories import HistoryFile, NoiseDistillation
 from icrl.metaenvs import make_env
@@ -58,6 +59,12 @@ def test_targets_are_the_blends_mean_and_variance(nd_file: Path) -> None:
     want = centre + (1 - eps[mid, None]) * (h.mean_action[mid] - centre)
     np.testing.assert_allclose(mean[mid], want, atol=1e-6)
     assert (np.abs(h.action - mean) <= eps[:, None] * half + 1e-5).all()
+    # another box (centre 2, half-width 2 per dimension; PointGoal's is [-1, 1]): the same
+    # history in its units has the targets mapped by a -> 2 + 2a and the variance times 4
+    moved = dataclasses.replace(h, action=2 + 2 * h.action, mean_action=2 + 2 * h.mean_action)
+    m4, v4 = denoised_targets(moved, np.zeros(2), np.full(2, 4.0), "moved")
+    np.testing.assert_allclose(m4, 2 + 2 * mean, atol=1e-5)
+    np.testing.assert_allclose(v4, 4 * var, rtol=1e-6)
     # the executed default is untouched: the recorded actions, no variance
     _, executed, none = ContextDataset.from_files([nd_file]).tokens(0)
     assert none is None and np.array_equal(executed, h.action)

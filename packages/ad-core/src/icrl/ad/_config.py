@@ -335,9 +335,9 @@ class TrainConfig(_Frozen):
     recipe). "denoised" (uniform noise-distilled histories only, not the paper's recipe): its
     known mean (1 - eps)·mu, with the Gaussian NLL averaged over the noise's known variance
     instead of sampled through the executed action, so the mean's targets carry no noise (at
-    eps = 1 all are zero); an MSE head gets the same mean as target. Histories that cannot give
-    them (learning runs, schema 1, Gaussian noise, episodes of different lengths) are refused
-    before training. See icrl.ad._targets."""
+    eps = 1 all are the action box's centre); an MSE head gets the same mean as target.
+    Histories that cannot give them (learning runs, schema 1, Gaussian noise, episodes of
+    different lengths) are refused before training. See icrl.ad._targets."""
     bf16: bool = True
     """bf16 autocast on CUDA (parameters stay fp32); ignored on CPU."""
     device: str = "auto"

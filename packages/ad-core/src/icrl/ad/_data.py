@@ -282,15 +282,15 @@ class ContextDataset(Dataset):
         epoch, item = key
         i, start, stop = self.span(epoch, item)
         feats, targets, var = self.tokens(i)
-        item = {
+        out = {
             "features": torch.from_numpy(feats[start:stop]),
             "targets": torch.from_numpy(targets[start:stop]),
             "task": self.entries[i].name,
             "start": start,
         }
         if var is not None:
-            item["target_var"] = torch.from_numpy(var[start:stop])
-        return item
+            out["target_var"] = torch.from_numpy(var[start:stop])
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
