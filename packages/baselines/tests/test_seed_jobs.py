@@ -26,6 +26,7 @@ def job(kind, path, *, progress):
     if kind == "die":
         os._exit(3)  # a process killed outright (OOM killer, segfault)
     path.write_text(f"{os.getpid()} {progress}")
+    return path.name
 """
 
 
@@ -64,3 +65,9 @@ def test_one_process_runs_here_with_its_progress_bars(
     assert (tmp_path / "b").read_text() == f"{os.getpid()} False"
     with pytest.raises(ValueError, match="processes must be at least 1"):
         run_seed_jobs(job, [], processes=0)
+
+
+def test_results_come_back_in_job_order(job: Callable[..., Any], tmp_path: Path) -> None:
+    jobs = [("ok", tmp_path / name) for name in "cab"]
+    assert run_seed_jobs(job, jobs, processes=2) == ["c", "a", "b"]
+    assert run_seed_jobs(job, jobs, processes=1, progress=False) == ["c", "a", "b"]

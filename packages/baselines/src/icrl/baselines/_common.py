@@ -70,10 +70,11 @@ def run_seed_jobs(
     processes: int = 1,
     *,
     progress: bool = True,
-) -> None:
-    """Call ``fn(*args, progress=...)`` for every ``args`` in `jobs`: in this process one after
-    the other, or with ``processes > 1`` in that many spawned processes at once (one seed each;
-    `progress` is then False, since side-by-side bars would interleave).
+) -> list[Any]:
+    """Call ``fn(*args, progress=...)`` for every ``args`` in `jobs` and return the results in
+    job order: in this process one after the other, or with ``processes > 1`` in that many
+    spawned processes at once (one seed each; `progress` is then False, since side-by-side bars
+    would interleave; results must pickle).
 
     One baseline seed leaves a GPU mostly idle (MQL: ~800 small updates/s, bound by kernel
     launches), so seeds side by side finish in about the time of one. Each job writes only its
@@ -88,9 +89,7 @@ def run_seed_jobs(
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
     if processes == 1 or len(jobs) <= 1:
-        for args in jobs:
-            fn(*args, progress=progress)
-        return
+        return [fn(*args, progress=progress) for args in jobs]
     n = min(processes, len(jobs))
     threads = max(1, torch.get_num_threads() // n)
     # spawn, not fork: a forked child would inherit a CUDA context it cannot use.
@@ -100,5 +99,4 @@ def run_seed_jobs(
     ) as pool:
         futures = [pool.submit(fn, *args, progress=False) for args in jobs]
         wait(futures)
-    for f in futures:
-        f.result()  # the first failure, in job order
+    return [f.result() for f in futures]  # raises the first failure, in job order

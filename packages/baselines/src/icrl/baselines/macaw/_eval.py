@@ -152,65 +152,81 @@ def evaluate_macaw(
     out_dir: Path | None = None,
     *,
     progress: bool = True,
+    processes: int = 1,
 ) -> list[EpisodeResult]:
     """Evaluate trained runs (one per seed) on the canonical test tasks.
 
     Writes ``returns.csv`` (``method,seed,task,episode,return``; ``seed`` is the run's training
     seed, ``task`` the index in ``test_tasks(family, n_test_tasks)``, or in ``test_histories``
-    for offline adaptation) and ``curves.png`` into `out_dir` when given; returns the rows.
+    for offline adaptation) and ``curves.png`` into `out_dir` when given; returns the rows. With
+    ``processes > 1`` the runs are evaluated side by side in that many spawned processes
+    (`run_seed_jobs`); a run's rows do not depend on it.
     """
-    from icrl.metaenvs import make_env, task_from_dict, test_tasks
-
     if not runs:
         raise ValueError("evaluate_macaw needs at least one trained run")
     if cfg.adaptation == "offline" and cfg.test_histories is None:
         raise ValueError("adaptation='offline' needs test_histories (a file with the test tasks)")
+    per_run = run_seed_jobs(
+        _evaluate_run, [(Path(r), cfg) for r in runs], processes, progress=progress
+    )
+    families = {family for family, _ in per_run}
+    if len(families) != 1:
+        raise ValueError(f"the runs {list(map(str, runs))} were trained on {sorted(families)}")
+    rows = [row for _, run_rows in per_run for row in run_rows]
+    if out_dir is not None:
+        title = f"{cfg.method} on {families.pop()} ({cfg.adaptation})"
+        write_results(rows, Path(out_dir), title=title)
+    return rows
+
+
+def _evaluate_run(
+    run: Path, cfg: MacawEvalConfig, *, progress: bool = True
+) -> tuple[str, list[EpisodeResult]]:
+    """(family, rows) of one trained run on the test tasks: `evaluate_macaw` for one seed."""
+    from icrl.metaenvs import make_env, task_from_dict, test_tasks
+
+    model, meta = load_macaw(run, cfg.device)
+    family = cfg.family or meta["family"]
+    if family != meta["family"]:
+        raise ValueError(
+            f"run {run} was trained on {meta['family']}, asked to evaluate on {family}"
+        )
+    low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
+    if cfg.adaptation == "offline":
+        train_tasks = [task_from_dict(t) for t in meta["task_values"]]
+        tasks, offline = offline_test_data(
+            cfg.test_histories,
+            cfg.n_test_tasks,
+            model.cfg,
+            low,
+            high,
+            train_tasks,
+            allow_train_tasks=cfg.allow_train_tasks,
+        )
+    else:
+        tasks = test_tasks(family, cfg.n_test_tasks)
+        offline = [None] * len(tasks)
+    seed = int(meta["seed"])
+    rng = np.random.default_rng([cfg.seed, seed])
     rows: list[EpisodeResult] = []
-    family = None
-    for run in runs:
-        model, meta = load_macaw(run, cfg.device)
-        family = cfg.family or meta["family"]
-        if family != meta["family"]:
-            raise ValueError(
-                f"run {run} was trained on {meta['family']}, asked to evaluate on {family}"
-            )
-        low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
-        if cfg.adaptation == "offline":
-            train_tasks = [task_from_dict(t) for t in meta["task_values"]]
-            tasks, offline = offline_test_data(
-                cfg.test_histories,
-                cfg.n_test_tasks,
-                model.cfg,
+    bar = tqdm(tasks, desc=f"MACAW eval seed {seed}", disable=not progress)
+    for ti, task in enumerate(bar):
+        env = make_env(family, task)
+        try:
+            rets = evaluate_task(
+                model,
+                env,
+                cfg,
                 low,
                 high,
-                train_tasks,
-                allow_train_tasks=cfg.allow_train_tasks,
+                rng,
+                env_seed=cfg.seed * 1_000_003 + seed * 1009 + ti,
+                offline_buffer=offline[ti],
             )
-        else:
-            tasks = test_tasks(family, cfg.n_test_tasks)
-            offline = [None] * len(tasks)
-        seed = int(meta["seed"])
-        rng = np.random.default_rng([cfg.seed, seed])
-        bar = tqdm(tasks, desc=f"MACAW eval seed {seed}", disable=not progress)
-        for ti, task in enumerate(bar):
-            env = make_env(family, task)
-            try:
-                rets = evaluate_task(
-                    model,
-                    env,
-                    cfg,
-                    low,
-                    high,
-                    rng,
-                    env_seed=cfg.seed * 1_000_003 + seed * 1009 + ti,
-                    offline_buffer=offline[ti],
-                )
-            finally:
-                env.close()
-            rows += [EpisodeResult(cfg.method, seed, ti, e, r) for e, r in enumerate(rets)]
-    if out_dir is not None:
-        write_results(rows, Path(out_dir), title=f"{cfg.method} on {family} ({cfg.adaptation})")
-    return rows
+        finally:
+            env.close()
+        rows += [EpisodeResult(cfg.method, seed, ti, e, r) for e, r in enumerate(rets)]
+    return family, rows
 
 
 def run_macaw(
@@ -226,8 +242,8 @@ def run_macaw(
     evaluate them all into ``out_dir/eval``; returns the results CSV path.
 
     ``train.run_dir`` and ``train.seed`` are replaced per seed. With ``processes > 1`` the seeds
-    train side by side in that many processes (without progress bars: they would interleave);
-    a seed's run does not depend on it.
+    train, and then are evaluated, side by side in that many processes (without progress bars:
+    they would interleave); a seed's run and returns do not depend on it.
     """
     out_dir = Path(out_dir)
     seeds = list(dict.fromkeys(seeds))  # a repeated seed is the same run: train it once
@@ -236,5 +252,5 @@ def run_macaw(
     ]
     run_seed_jobs(train_macaw, [(c,) for c in cfgs], processes, progress=progress)
     runs = [c.run_dir for c in cfgs]
-    evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress)
+    evaluate_macaw(runs, evaluation, out_dir / "eval", progress=progress, processes=processes)
     return out_dir / "eval" / "returns.csv"
