@@ -353,7 +353,7 @@ def test_eval_config(preset, n_tasks, reference_episodes, asynchronous) -> None:
     ("preset", "steps", "checkpoint_every", "latent_dim", "n_test_tasks"),
     [
         ("tiny", 100, 50, 8, 3),
-        ("small", 5_000, 500, 100, 10),
+        ("small", 2_000, 200, 100, 10),
         ("paper", 500_000, 50_000, 100, 10),
     ],
 )

@@ -167,11 +167,12 @@ def eval_config(histories: Path, episodes: int | None, cfg: ReproduceConfig) -> 
     )
 
 
-# MACAW meta-steps of `small` (paper: 500k). Not yet timed on a GPU; an official-size step takes
-# 10.7 s on 2 CPU cores and, from its kernel count, an estimated ~50 ms on an H100/H200, so 20k
-# steps would be ~17 min per seed, over the 25 minutes of a whole family. 5k is ~24 passes over
-# ReacherGoal's small histories (5 tasks x 256 transitions per step); the first window times it.
-SMALL_MACAW_STEPS = 5_000
+# MACAW meta-steps of `small` (paper: 500k). A GPU probe (one H200, apps/README.md) bounds a
+# step by 160 ms with start-up and a short evaluation in it (the ~50 ms estimated from its kernel
+# count is not confirmed), so 5k steps could take ~13 min a seed, half of a family's 25 minutes;
+# 2k take at most ~5.5 min, ~10 passes over ReacherGoal's small histories (5 tasks x 256
+# transitions per step). The first full `small` window times it (metrics.csv's wall_s).
+SMALL_MACAW_STEPS = 2_000
 
 
 def macaw_configs(
