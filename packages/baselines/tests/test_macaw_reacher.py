@@ -121,6 +121,25 @@ def test_offline_protocol_on_file_tasks(reacher_histories: Path, tmp_path: Path)
     assert len(tasks) == 3
 
 
+def test_runs_of_two_families_are_refused_before_any_rollout(
+    reacher_histories: Path, tmp_path: Path
+) -> None:
+    cfg = MacawTrainConfig(
+        histories=reacher_histories, run_dir=tmp_path / "run", algo=TINY_ALGO, steps=2
+    )
+    train_macaw(cfg, progress=False)
+    # the same run, relabelled as trained on PointGoal: rolled out there its ReacherGoal-sized
+    # networks would fail on the first observation, so only a check made before the rollouts
+    # gives this error
+    other = tmp_path / "other"
+    other.mkdir()
+    ckpt = torch.load(cfg.run_dir / "checkpoint.pt", weights_only=False)
+    ckpt["meta"]["family"] = "PointGoal"
+    torch.save(ckpt, other / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"\['PointGoal', 'ReacherGoal'\].*one family"):
+        evaluate_macaw([cfg.run_dir, other], MacawEvalConfig(episodes=1, n_test_tasks=1))
+
+
 def test_seeds_side_by_side_train_the_same_runs(reacher_histories: Path, tmp_path: Path) -> None:
     # run_macaw(processes=2) trains the seeds in spawned processes: each seed's checkpoint and
     # the evaluation must be those of the one-process run (a seed does not depend on its process).

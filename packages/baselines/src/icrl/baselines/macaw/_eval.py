@@ -166,12 +166,16 @@ def evaluate_macaw(
         raise ValueError("evaluate_macaw needs at least one trained run")
     if cfg.adaptation == "offline" and cfg.test_histories is None:
         raise ValueError("adaptation='offline' needs test_histories (a file with the test tasks)")
+    # before any rollout: a mixed set would otherwise be refused only after every evaluation
+    families = {load_macaw(Path(r), "cpu")[1]["family"] for r in runs}
+    if len(families) != 1:
+        raise ValueError(
+            f"the runs {list(map(str, runs))} were trained on {sorted(families)}; "
+            "evaluate one family's runs at a time"
+        )
     per_run = run_seed_jobs(
         _evaluate_run, [(Path(r), cfg) for r in runs], processes, progress=progress
     )
-    families = {family for family, _ in per_run}
-    if len(families) != 1:
-        raise ValueError(f"the runs {list(map(str, runs))} were trained on {sorted(families)}")
     rows = [row for _, run_rows in per_run for row in run_rows]
     if out_dir is not None:
         title = f"{cfg.method} on {families.pop()} ({cfg.adaptation})"
