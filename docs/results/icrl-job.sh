@@ -61,14 +61,7 @@ fi
 W=/tmp/icrl-work/$FAMILY; mkdir -p "$OUT" "$W"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt" 2>&1
-lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
-# The device copy's own git HEAD is the snapshot it was made from, not the tree sent: prefer the
-# revision written here before the call (git rev-parse HEAD > .device/revision.txt; .device travels).
-if [ -f .device/revision.txt ]; then  # with its date: a file left from an earlier window shows
-  { cat .device/revision.txt; echo "(.device/revision.txt written $(date -r .device/revision.txt))"; } \
-    > "$OUT/revision.txt"
-else git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true; fi
+. docs/results/job-header.sh && job_header "$OUT"
 [ "$DEVICE" = cuda ] && . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 t "installed"

@@ -26,13 +26,7 @@ DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/machine.txt" 2>&1
-lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/machine.txt"
-# The device copy's own git HEAD is an older snapshot: prefer the revision written before the call
-if [ -f .device/revision.txt ]; then
-  { cat .device/revision.txt; echo "(.device/revision.txt written $(date -r .device/revision.txt))"; } \
-    > "$OUT/revision.txt"
-else git rev-parse HEAD > "$OUT/revision.txt" 2>/dev/null || true; fi
+. docs/results/job-header.sh && job_header "$OUT"
 if [ "$DEVICE" = cuda ]; then
   . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1 || { t "install failed"; exit 1; }
   export PYTHONPATH="$PWD/apps/src:$PYTHONPATH"
