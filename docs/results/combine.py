@@ -7,17 +7,24 @@ Writes OUT_DIR/summary.json ({method: {first_mean, first_ci95, last10_mean, last
 per-episode returns, columns method,seed,task,episode,return) and OUT_DIR/fig1.png (mean ± 95% CI
 per method, with the zero, random and final-source lines). The method named by
 --primary is stored under the key "AD-Mamba" as well, so programs find the recipe of record.
+
+With --seed-labels the inputs may hold the same method (e.g. one recipe's runs with different AD
+seeds, each in its own directory): every method becomes "METHOD, seed S" per training seed of its
+rows, its summary is computed from the returns, and a method found with more than one seed gets a
+pooled entry "METHOD, seeds A-B pooled" as well (every rollout of every seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from icrl.ad import plot_curves, read_results
+from icrl.ad import method_summary, plot_curves, read_results
 
 
 def main() -> None:
@@ -26,20 +33,38 @@ def main() -> None:
     parser.add_argument("evals", type=Path, nargs="+")
     parser.add_argument("--primary", help="method stored under 'AD-Mamba' too")
     parser.add_argument("--title", default="")
+    parser.add_argument(
+        "--seed-labels", action="store_true", help="label methods by seed, add pooled entries"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, object] = {}
     curves: dict[str, np.ndarray] = {}
     lines: list[str] = []
     refs = None
+    pooled: dict[str, list[tuple[list[int], np.ndarray]]] = {}  # method -> (seeds, returns)
     for d in args.evals:
         s = json.loads((d / "summary.json").read_text())
         refs = s.pop("references")
         s.pop("source_curve", None)
+        text = (d / "returns.csv").read_text()
+        if args.seed_labels:
+            seeds = seeds_by_method(text)
+            for method, arr in read_results(d / "returns.csv").items():
+                pooled.setdefault(method, []).append((seeds[method], arr))
+            text = seed_labelled(text)
+            runs = read_results_text(text)
+            s = {name: method_summary(arr) for name, arr in runs.items()}
+            curves.update(runs)
+        else:
+            curves.update(read_results(d / "returns.csv"))
         summary.update(s)
-        curves.update(read_results(d / "returns.csv"))
-        text = (d / "returns.csv").read_text().splitlines()
-        lines += text if not lines else text[1:]
+        lines += text.splitlines() if not lines else text.splitlines()[1:]
+    for method, parts in pooled.items():
+        seeds = sorted(seed for part_seeds, _ in parts for seed in part_seeds)
+        if len(seeds) > 1:
+            name = f"{method}, seeds {seeds[0]}-{seeds[-1]} pooled"
+            summary[name] = method_summary(np.concatenate([arr for _, arr in parts], axis=1))
     if args.primary:
         summary["AD-Mamba"] = summary[args.primary]
     summary["references"] = refs
@@ -60,6 +85,35 @@ def main() -> None:
                 f"{name}: first {s['first_mean']:.2f} ± {s['first_ci95']:.2f}, "
                 f"last-10 {s['last10_mean']:.2f} ± {s['last10_ci95']:.2f}"
             )
+
+
+def seeds_by_method(text: str) -> dict[str, list[int]]:
+    """The training seeds of each method in a returns CSV's text, in increasing order."""
+    seeds: dict[str, set[int]] = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        seeds.setdefault(r["method"], set()).add(int(r["seed"]))
+    return {m: sorted(s) for m, s in seeds.items()}
+
+
+def seed_labelled(text: str) -> str:
+    """A returns CSV's text with each row's method renamed "METHOD, seed S"."""
+    reader = csv.DictReader(io.StringIO(text))
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=reader.fieldnames or [], lineterminator="\n")
+    w.writeheader()
+    for r in reader:
+        w.writerow({**r, "method": f"{r['method']}, seed {r['seed']}"})
+    return out.getvalue()
+
+
+def read_results_text(text: str) -> dict[str, np.ndarray]:
+    """`read_results` of a CSV held in memory."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "returns.csv"
+        path.write_text(text)
+        return read_results(path)
 
 
 if __name__ == "__main__":

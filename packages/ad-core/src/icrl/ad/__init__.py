@@ -31,7 +31,7 @@ from icrl.ad._diagnose import DiagnoseConfig, DiagnoseResult, diagnose
 from icrl.ad._evaluate import EvalResult, evaluate
 from icrl.ad._lock import DirectoryInUseError
 from icrl.ad._presets import PAPER_SIZES, PAPER_TABLE, SIZES, preset, preset_dict
-from icrl.ad._results import plot_curves, read_results
+from icrl.ad._results import method_summary, plot_curves, read_results
 from icrl.ad._tokens import TokenLayout, history_tokens
 from icrl.ad._train import NonFiniteLossError, RunDirError, TrainResult, train
 
@@ -67,6 +67,7 @@ __all__ = [
     "history_tokens",
     "latest_checkpoint",
     "load_model",
+    "method_summary",
     "parse_context",
     "plot_curves",
     "preset",
