@@ -7,8 +7,9 @@
 # The machine has no internet, so `uv run` cannot sync an environment there; the same program
 # runs with the machine's python3 (torch, CUDA) and the carried wheels and workspace sources on
 # PYTHONPATH (.device/scripts/install.sh), which is what `uv run apps/reproduce.py` runs here.
-# mamba-ssm's kernels are built *before* the run starts (2-4 min): started beside it, the AD
-# stage could import the package before the build ends and train on the reference scan.
+# mamba-ssm's kernels (2-4 min to build) are needed before the first AD-Mamba stage: beside the
+# build, the same run goes as far as it can without them (histories, the transformer's trainings
+# and evaluation; see below), then the full run starts once the build is in.
 # The run directory is OUT/run; OUT/stages.log gets one line per step of this script and, at the
 # end, OUT/stage-times.txt the wall-clock of every stage (from each stage.json). Poll it from later
 # calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"); its
@@ -20,6 +21,7 @@
 # (the name without .part-NN); later windows install it with the other wheels and skip the build.
 # DEVICE=cpu dry-runs it here (no install, no build; reproduce.py picks the CPU by itself):
 #   DEVICE=cpu PATH=.venv/bin:$PATH bash docs/results/reproduce-job.sh /tmp/rdry --preset tiny
+# (DRY_BUILD=1 beside DEVICE=cpu stands a 3 s sleep in for the build, to dry-run the overlap).
 set -u
 OUT=${1:?out dir}; shift
 DEVICE=${DEVICE:-cuda}
@@ -32,32 +34,61 @@ if [ "$DEVICE" = cuda ]; then
   export PYTHONPATH="$PWD/apps/src:$PYTHONPATH"
   t "installed"
   if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
-    bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1
-    rc=$?; t "mamba-ssm rc=$rc $(tail -1 "$OUT/build-mamba.log")"
-    # without the kernels the AD stage would train on the reference scan: its times would lie
-    [ "$rc" = 0 ] || { t "stopped: mamba-ssm did not build (build-mamba.log)"; exit 1; }
-    # Keep the built wheel, in parts that the device tool returns (<= 16 MiB each), outside OUT
-    # (window-poll.sh tars OUT): carried back in .whl, install.sh installs it and the next
-    # window skips this build. Fetch with a last call: cp /tmp/mamba-wheel/* "$OUT"/
-    whl=$(ls -t /tmp/tmp.*/wheels/mamba_ssm-*.whl 2>/dev/null | head -n 1)
-    if [ -n "$whl" ]; then
-      mkdir -p /tmp/mamba-wheel && split -b 15M -d "$whl" "/tmp/mamba-wheel/$(basename "$whl").part-"
-      t "mamba-ssm wheel kept: $(ls /tmp/mamba-wheel | tr '\n' ' ')"
-    fi
+    bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1 & build=$!
   fi
 fi
+if [ "$DEVICE" = cpu ] && [ "${DRY_BUILD:-0}" = 1 ]; then  # dry run of the overlap below
+  { sleep 3; echo "dry run: no build"; } > "$OUT/build-mamba.log" 2>&1 & build=$!
+fi
+keep_wheel() {
+  # Keep the built wheel, in parts that the device tool returns (<= 16 MiB each), outside OUT
+  # (window-poll.sh tars OUT): carried back in .whl, install.sh installs it and the next
+  # window skips this build. Fetch with a last call: cp /tmp/mamba-wheel/* "$OUT"/
+  local whl
+  whl=$(ls -t /tmp/tmp.*/wheels/mamba_ssm-*.whl 2>/dev/null | head -n 1)
+  if [ -n "$whl" ]; then
+    mkdir -p /tmp/mamba-wheel && split -b 15M -d "$whl" "/tmp/mamba-wheel/$(basename "$whl").part-"
+    t "mamba-ssm wheel kept: $(ls /tmp/mamba-wheel | tr '\n' ' ')"
+  fi
+}
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # bars in a log file are noise; stages.log has the steps
 { printf 'python3 apps/reproduce.py'; printf ' %q' "$@" --out "$OUT/run"; echo; } > "$OUT/command.txt"
+if [ -n "${build:-}" ]; then
+  # While mamba-ssm builds (2-4 min on the CPU), the stages that do not import it run: the
+  # histories and the transformer's trainings and evaluation, from the same config, into the
+  # same run directory, whose stage cache the full run below then reuses (checked on the CPU with
+  # --preset tiny: histories and transformer trainings "cached"). Their wall-clock is measured
+  # beside the build. Skipped when the flags choose the backbones themselves.
+  case " $* " in *" --backbones"*) ;; *)
+    t "reproduce.py $* (transformer only, beside the mamba-ssm build)"
+    python3 apps/reproduce.py "$@" --backbones '["transformer"]' --no-macaw.enabled \
+      --no-mql.enabled --out "$OUT/run" > "$OUT/reproduce-transformer.log" 2>&1
+    t "reproduce (transformer only) rc=$?";;
+  esac
+  wait "$build"; rc=$?; t "mamba-ssm rc=$rc $(tail -1 "$OUT/build-mamba.log")"
+  # without the kernels the AD stage would train on the reference scan: its times would lie
+  [ "$rc" = 0 ] || { t "stopped: mamba-ssm did not build (build-mamba.log)"; exit 1; }
+  keep_wheel
+fi
 t "reproduce.py $*"
 python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
 t "reproduce rc=$?"
 python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
+# One line per stage of the run; a stage written twice under different keys (the transformer's
+# evaluation of the pass beside the build is keyed by episodes=null, the full run's by the count
+# the first Mamba context gave) counts once, its newest record, the other listed apart.
 import json, pathlib, sys
+latest = {}
+for record in pathlib.Path(sys.argv[1], "stages").glob("*/stage.json"):
+    name = record.parent.name.rsplit("-", 1)[0]
+    if name not in latest or record.stat().st_mtime > latest[name].stat().st_mtime:
+        latest[name] = record
 total = 0.0
 for record in sorted(pathlib.Path(sys.argv[1], "stages").glob("*/stage.json")):
     wall = json.loads(record.read_text()).get("wall_s", 0.0)
-    total += wall
-    print(f"{wall:8.1f} s  {record.parent.name}")
+    used = latest[record.parent.name.rsplit("-", 1)[0]] == record
+    total += wall if used else 0.0
+    print(f"{wall:8.1f} s  {record.parent.name}" + ("" if used else "  (not reused: not counted)"))
 print(f"{total:8.1f} s  all stages")
 PY
 t "done"
