@@ -53,6 +53,17 @@ PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
 # MAIN=0 leaves nothing for the main model's twin, diagnosis or checks to read: refuse before the
 # install and the histories rather than fail after them
+# SEEDS="0 1" trains one Gaussian-head model per AD seed, one after the other, each one's
+# evaluations (EVALS) beside the next one's training; nothing else (no twin, MSE head, diagnosis
+# or checks: refused before the install, as is a seed in TRAIN_SETS). Each seed's evaluations are
+# eval-seedS-sampled / eval-seedS-mean; combine them with combine.py --seed-labels.
+if [ -n "${SEEDS:-}" ] && { [ "$MAIN" != 1 ] || [ "$BLIND" != 0 ] || [ "$MSE" != 0 ] \
+    || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ] || [[ " ${TRAIN_SETS:-} " == *" seed="* ]]; }; then
+  echo "icrl-job.sh: SEEDS trains only the main model, once per seed; it needs MAIN=1 BLIND=0" \
+    "MSE=0 DIAG=0 CHECKS=0 and no seed= in TRAIN_SETS (got MAIN=$MAIN BLIND=$BLIND MSE=$MSE" \
+    "DIAG=$DIAG CHECKS=${CHECKS:-1} TRAIN_SETS='${TRAIN_SETS:-}')" >&2
+  exit 2
+fi
 if [ "$MAIN" = 0 ] && { [ "$BLIND" != 1 ] || [ "$MSE" != 0 ] || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ]; }; then
   echo "icrl-job.sh: MAIN=0 trains only the blinded twin; it needs BLIND=1 MSE=0 DIAG=0 CHECKS=0" \
     "(got BLIND=$BLIND MSE=$MSE DIAG=$DIAG CHECKS=${CHECKS:-1})" >&2
@@ -92,24 +103,6 @@ python3 -m icrl.histories info "$W/h.h5" > "$OUT/histories-info.txt" 2>&1
 t "mamba-ssm: $(tail -1 "$OUT/build-mamba.log" 2>/dev/null)"
 common=(--preset "$FAMILY/$BACKBONE/paper" --histories "$W/h.h5" --set max_steps="$STEPS"
         --set progress=false --set tensorboard=false --set "device=\"$DEVICE\"" "${TSETS[@]}")
-if [ "$MAIN" = 1 ]; then
-  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
-    > "$OUT/train-gauss.log" 2>&1 & g=$!
-fi
-if [ "$MSE" = 1 ]; then
-  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
-fi
-if [ "$MAIN" = 1 ]; then
-  wait $g; t "train gaussian rc=$?"
-  cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
-fi
-if [ "$MSE" = 1 ]; then
-  wait $m; t "train mse rc=$?"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
-fi
-if [ "$BLIND" = 1 ]; then  # after the main model: side by side two 12M models gain nothing
-  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
-    --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
-fi
 declare -A pid
 bg() {  # name log command...: in the background, logging "name rc=..." when it ends
   local name=$1 log=$2; shift 2
@@ -130,6 +123,34 @@ rules() {  # prefix run-dir label-suffix: the Gaussian head's evaluations that E
     ev "$p-uniform" "$run" --set 'sample_noise="uniform"' \
       --set "method=\"AD-$LABEL (Gaussian head, sampled uniform$sfx)\"";; esac
 }
+if [ -n "${SEEDS:-}" ]; then
+  for seed in $SEEDS; do
+    python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss-seed$seed" \
+      --set model.action_head=gaussian --set "seed=$seed" > "$OUT/train-seed$seed.log" 2>&1
+    t "train seed $seed rc=$?"; cp "$W/gauss-seed$seed/metrics.jsonl" "$OUT/metrics-seed$seed.jsonl"
+    rules "seed$seed" "$W/gauss-seed$seed" ""  # in the background, beside the next training
+  done
+  for name in "${!pid[@]}"; do wait "${pid[$name]}"; done
+  t "done"; exit 0
+fi
+if [ "$MAIN" = 1 ]; then
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss" --set model.action_head=gaussian \
+    > "$OUT/train-gauss.log" 2>&1 & g=$!
+fi
+if [ "$MSE" = 1 ]; then
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
+fi
+if [ "$MAIN" = 1 ]; then
+  wait $g; t "train gaussian rc=$?"
+  cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
+fi
+if [ "$MSE" = 1 ]; then
+  wait $m; t "train mse rc=$?"; cp "$W/mse/metrics.jsonl" "$OUT/metrics-mse.jsonl"
+fi
+if [ "$BLIND" = 1 ]; then  # after the main model: side by side two 12M models gain nothing
+  python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
+    --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
+fi
 [ "$MAIN" = 1 ] && rules gauss "$W/gauss" ""
 [ "$MAIN" = 1 ] && for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
