@@ -6,8 +6,8 @@
 ReacherGoal: `source_final` better than -6; the method's `last10_mean` at least 90% of the way
 from `random` to `source_final`, and above its `first_mean`. HalfCheetahVel: `last10_mean` at
 least halfway from `zero` to `source_final`, and at least 100 above `first_mean`. The family is
-read from the file's parent directory's name unless --family names it. Exit status 1 when a target is missed, 2 on a file
-that lacks a field.
+read from the file's parent directory's name unless --family names it. Exit status 1 when a
+target is missed, 2 on a file that lacks a field.
 """
 
 from __future__ import annotations
