@@ -7,7 +7,7 @@ ReacherGoal: `source_final` better than -6; the method's `last10_mean` at least 
 from `random` to `source_final`, and above its `first_mean`. HalfCheetahVel: `last10_mean` at
 least halfway from `zero` to `source_final`, and at least 100 above `first_mean`. The family is
 read from the file's parent directory's name unless --family names it. Exit status 1 when a
-target is missed, 2 on a file that lacks a field.
+target is missed, 2 when a file cannot be checked (a field missing or null, an unknown family).
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ def targets(family: str, m: dict[str, float], refs: dict[str, float]) -> list[tu
             (f"last10_mean {last:.2f} >= halfway mark {mark:.2f}", last >= mark),
             (f"gain {last - first:+.2f} >= +100", last - first >= 100),
         ]
-    raise SystemExit(f"issue 17 sets targets for ReacherGoal and HalfCheetahVel, not {family!r}")
+    raise LookupError(
+        f"issue 17 sets targets for ReacherGoal and HalfCheetahVel, not {family!r} (pass --family "
+        "when the file's directory does not name it)"
+    )
 
 
 def main() -> int:
@@ -51,6 +54,9 @@ def main() -> int:
             checks = targets(family, s[a.method], s["references"])
         except KeyError as e:
             print(f"{path}: no field {e} (methods: {[k for k in s if k != 'references']})")
+            return 2
+        except (LookupError, TypeError) as e:  # an unknown family; a reference recorded as null
+            print(f"{path}: cannot check: {e}")
             return 2
         for text, ok in checks:
             print(f"{family}: {'met   ' if ok else 'MISSED'} {text}")

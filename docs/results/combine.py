@@ -11,7 +11,9 @@ per method, with the zero, random and final-source lines). The method named by
 With --seed-labels the inputs may hold the same method (e.g. one recipe's runs with different AD
 seeds, each in its own directory): every method becomes "METHOD, seed S" per training seed of its
 rows, its summary is computed from the returns, and a method found with more than one seed gets a
-pooled entry "METHOD, seeds A-B pooled" as well (every rollout of every seed).
+pooled entry "METHOD, seeds A, B pooled" as well (every rollout of every seed; its CI over the
+test tasks' means over the seeds, which share the tasks). A (method, seed) found in two inputs is
+refused.
 """
 
 from __future__ import annotations
@@ -36,13 +38,22 @@ def main() -> None:
     parser.add_argument(
         "--seed-labels", action="store_true", help="label methods by seed, add pooled entries"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT's summary.json, returns.csv, fig1.png"
+    )
     args = parser.parse_args()
+    outputs = [args.out / name for name in ("summary.json", "returns.csv", "fig1.png")]
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not args.overwrite:  # before anything is written: all or nothing
+        raise SystemExit(f"refusing to overwrite {existing}; pass --overwrite to replace them")
+    for p in outputs:
+        p.unlink(missing_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, object] = {}
     curves: dict[str, np.ndarray] = {}
     lines: list[str] = []
     refs = None
-    pooled: dict[str, list[tuple[list[int], np.ndarray]]] = {}  # method -> (seeds, returns)
+    pooled: dict[str, list[tuple[Path, list[int], np.ndarray]]] = {}  # method -> inputs
     for d in args.evals:
         s = json.loads((d / "summary.json").read_text())
         refs = s.pop("references")
@@ -51,7 +62,7 @@ def main() -> None:
         if args.seed_labels:
             seeds = seeds_by_method(text)
             for method, arr in read_results(d / "returns.csv").items():
-                pooled.setdefault(method, []).append((seeds[method], arr))
+                pooled.setdefault(method, []).append((d, seeds[method], arr))
             text = seed_labelled(text)
             runs = read_results_text(text)
             s = {name: method_summary(arr) for name, arr in runs.items()}
@@ -61,10 +72,9 @@ def main() -> None:
         summary.update(s)
         lines += text.splitlines() if not lines else text.splitlines()[1:]
     for method, parts in pooled.items():
-        seeds = sorted(seed for part_seeds, _ in parts for seed in part_seeds)
-        if len(seeds) > 1:
-            name = f"{method}, seeds {seeds[0]}-{seeds[-1]} pooled"
-            summary[name] = method_summary(np.concatenate([arr for _, arr in parts], axis=1))
+        entry = pooled_entry(method, parts)
+        if entry is not None:
+            summary[entry[0]] = entry[1]
     if args.primary:
         summary["AD-Mamba"] = summary[args.primary]
     summary["references"] = refs
@@ -85,6 +95,37 @@ def main() -> None:
                 f"{name}: first {s['first_mean']:.2f} ± {s['first_ci95']:.2f}, "
                 f"last-10 {s['last10_mean']:.2f} ± {s['last10_ci95']:.2f}"
             )
+
+
+def pooled_entry(
+    method: str, parts: list[tuple[Path, list[int], np.ndarray]]
+) -> tuple[str, dict[str, object]] | None:
+    """("METHOD, seeds A, B pooled", summary) of one method's rollouts over every input, or None
+    for a single seed. Refuses a seed found in two inputs and inputs of different shapes. Its CI
+    is over the test tasks' means over the seeds: the seeds share the tasks, whose spread
+    dominates, so counting every rollout as independent would overstate the precision."""
+    where: dict[int, Path] = {}
+    for d, seeds, _ in parts:
+        for seed in seeds:
+            if seed in where:
+                raise SystemExit(
+                    f"{method!r} seed {seed} is in both {where[seed]} and {d}: pass one "
+                    "directory per (method, seed)"
+                )
+            where[seed] = d
+    if len(where) < 2:
+        return None
+    shapes = {(arr.shape[0], arr.shape[2]) for _, _, arr in parts}
+    if len(shapes) != 1:
+        raise SystemExit(
+            f"{method!r}: {[str(d) for d, _, _ in parts]} hold different (tasks, episodes) "
+            f"{sorted(shapes)}; pooling needs the same test tasks and episodes"
+        )
+    both = np.concatenate([arr for _, _, arr in parts], axis=1)  # tasks x seeds x episodes
+    entry: dict[str, object] = dict(method_summary(both.mean(axis=1, keepdims=True)))
+    entry["rollouts"] = int(np.prod(both.shape[:-1]))
+    entry["ci_over"] = "the test tasks' means over the seeds"
+    return f"{method}, seeds {', '.join(map(str, sorted(where)))} pooled", entry
 
 
 def seeds_by_method(text: str) -> dict[str, list[int]]:

@@ -58,10 +58,13 @@ BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL
 # or checks: refused before the install, as is a seed in TRAIN_SETS). Each seed's evaluations are
 # eval-seedS-sampled / eval-seedS-mean; combine them with combine.py --seed-labels.
 if [ -n "${SEEDS:-}" ] && { [ "$MAIN" != 1 ] || [ "$BLIND" != 0 ] || [ "$MSE" != 0 ] \
-    || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ] || [[ " ${TRAIN_SETS:-} " == *" seed="* ]]; }; then
-  echo "icrl-job.sh: SEEDS trains only the main model, once per seed; it needs MAIN=1 BLIND=0" \
-    "MSE=0 DIAG=0 CHECKS=0 and no seed= in TRAIN_SETS (got MAIN=$MAIN BLIND=$BLIND MSE=$MSE" \
-    "DIAG=$DIAG CHECKS=${CHECKS:-1} TRAIN_SETS='${TRAIN_SETS:-}')" >&2
+    || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ] || [ "$TEST_HIST" != 0 ] \
+    || [[ " ${TRAIN_SETS:-} " == *" seed="* ]] || [[ " $EVALS " == *" gauss-s"[0-9]* ]] \
+    || [ "$(tr ' ' '\n' <<< "$SEEDS" | grep -c .)" != "$(tr ' ' '\n' <<< "$SEEDS" | grep . | sort -u | wc -l)" ]; }; then
+  echo "icrl-job.sh: SEEDS trains only the main model, once per distinct seed; it needs MAIN=1" \
+    "BLIND=0 MSE=0 DIAG=0 CHECKS=0 TEST_HIST=0, no seed= in TRAIN_SETS, no gauss-sX in EVALS" \
+    "(got MAIN=$MAIN BLIND=$BLIND MSE=$MSE DIAG=$DIAG CHECKS=${CHECKS:-1} TEST_HIST=$TEST_HIST" \
+    "SEEDS='$SEEDS' TRAIN_SETS='${TRAIN_SETS:-}' EVALS='$EVALS')" >&2
   exit 2
 fi
 if [ "$MAIN" = 0 ] && { [ "$BLIND" != 1 ] || [ "$MSE" != 0 ] || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ]; }; then
@@ -127,8 +130,10 @@ if [ -n "${SEEDS:-}" ]; then
   for seed in $SEEDS; do
     python3 -m icrl.ad train "${common[@]}" --run-dir "$W/gauss-seed$seed" \
       --set model.action_head=gaussian --set "seed=$seed" > "$OUT/train-seed$seed.log" 2>&1
-    t "train seed $seed rc=$?"; cp "$W/gauss-seed$seed/metrics.jsonl" "$OUT/metrics-seed$seed.jsonl"
-    rules "seed$seed" "$W/gauss-seed$seed" ""  # in the background, beside the next training
+    rc=$?; t "train seed $seed rc=$rc"
+    cp "$W/gauss-seed$seed/metrics.jsonl" "$OUT/metrics-seed$seed.jsonl"
+    # in the background, beside the next training; a training that failed is not evaluated
+    [ "$rc" = 0 ] && rules "seed$seed" "$W/gauss-seed$seed" ""
   done
   for name in "${!pid[@]}"; do wait "${pid[$name]}"; done
   t "done"; exit 0
@@ -141,7 +146,7 @@ if [ "$MSE" = 1 ]; then
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/mse" > "$OUT/train-mse.log" 2>&1 & m=$!
 fi
 if [ "$MAIN" = 1 ]; then
-  wait $g; t "train gaussian rc=$?"
+  wait $g; grc=$?; t "train gaussian rc=$grc"
   cp "$W/gauss/metrics.jsonl" "$OUT/metrics-gauss.jsonl"
 fi
 if [ "$MSE" = 1 ]; then
@@ -151,8 +156,9 @@ if [ "$BLIND" = 1 ]; then  # after the main model: side by side two 12M models g
   python3 -m icrl.ad train "${common[@]}" --run-dir "$W/blind" --set model.action_head=gaussian \
     --set data.reward_ablation=zero > "$OUT/train-blind.log" 2>&1 & b=$!
 fi
-[ "$MAIN" = 1 ] && rules gauss "$W/gauss" ""
-[ "$MAIN" = 1 ] && for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
+# a main model whose training failed (or was stopped) is not evaluated as if trained
+[ "$MAIN" = 1 ] && [ "$grc" = 0 ] && rules gauss "$W/gauss" ""
+[ "$MAIN" = 1 ] && [ "$grc" = 0 ] && for e in $EVALS; do case $e in gauss-s[0-9]*)  # sampled with the std scaled: gauss-s0.5 -> std_scale=0.5
   ev "$e" "$W/gauss" --set "std_scale=${e#gauss-s}" \
     --set "method=\"AD-$LABEL (Gaussian head, sampled, std x ${e#gauss-s})\"";; esac; done
 [ "$MSE" = 1 ] && ev mse "$W/mse" --set "method=\"AD-$LABEL (MSE head, paper)\""

@@ -9,7 +9,9 @@
 # PYTHONPATH (.device/scripts/install.sh), which is what `uv run apps/reproduce.py` runs here.
 # mamba-ssm's kernels (2-4 min to build) are needed before the first AD-Mamba stage: beside the
 # build, the same run goes as far as it can without them (histories, the transformer's trainings
-# and evaluation; see below), then the full run starts once the build is in.
+# and an evaluation of them; see below), then the full run starts once the build is in and reuses
+# the histories and trainings (the evaluation runs again: the first pass keys it by episodes=null,
+# the full run by the count the first Mamba context gives).
 # The run directory is OUT/run; OUT/stages.log gets one line per step of this script and, at the
 # end, OUT/stage-times.txt the wall-clock of every stage (from each stage.json). Poll it from later
 # calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"); its
@@ -24,7 +26,7 @@
 # (DRY_BUILD=1 beside DEVICE=cpu stands a 3 s sleep in for the build, to dry-run the overlap).
 set -u
 OUT=${1:?out dir}; shift
-DEVICE=${DEVICE:-cuda}
+DEVICE=${DEVICE:-cuda}; build=  # the background build's pid, if one starts (not inherited)
 mkdir -p "$OUT"
 START=$SECONDS
 t() { echo "[$((SECONDS - START)) s] $*" | tee -a "$OUT/stages.log"; }
@@ -54,11 +56,12 @@ keep_wheel() {
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # bars in a log file are noise; stages.log has the steps
 { printf 'python3 apps/reproduce.py'; printf ' %q' "$@" --out "$OUT/run"; echo; } > "$OUT/command.txt"
 if [ -n "${build:-}" ]; then
-  # While mamba-ssm builds (2-4 min on the CPU), the stages that do not import it run: the
-  # histories and the transformer's trainings and evaluation, from the same config, into the
-  # same run directory, whose stage cache the full run below then reuses (checked on the CPU with
-  # --preset tiny: histories and transformer trainings "cached"). Their wall-clock is measured
-  # beside the build. Skipped when the flags choose the backbones themselves.
+  # While mamba-ssm builds (2-4 min, every core), the stages that do not import it run: the
+  # histories and the transformer's trainings (and an evaluation the full run does not reuse),
+  # from the same config, into the same run directory, whose stage cache the full run below then
+  # reuses (checked on the CPU with --preset tiny: histories and transformer trainings "cached").
+  # Their wall-clock is measured beside the build, i.e. inflated. Skipped when the flags choose
+  # the backbones themselves.
   case " $* " in *" --backbones"*) ;; *)
     t "reproduce.py $* (transformer only, beside the mamba-ssm build)"
     python3 apps/reproduce.py "$@" --backbones '["transformer"]' --no-macaw.enabled \
@@ -76,7 +79,8 @@ t "reproduce rc=$?"
 python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
 # One line per stage of the run; a stage written twice under different keys (the transformer's
 # evaluation of the pass beside the build is keyed by episodes=null, the full run's by the count
-# the first Mamba context gave) counts once, its newest record, the other listed apart.
+# the first Mamba context gave) counts once, its newest record (by file time: this runs on the
+# machine that wrote them, right after), the other listed apart.
 import json, pathlib, sys
 latest = {}
 for record in pathlib.Path(sys.argv[1], "stages").glob("*/stage.json"):

@@ -138,6 +138,9 @@ def test_runs_of_two_families_are_refused_before_any_rollout(
     torch.save(ckpt, other / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"\['PointGoal', 'ReacherGoal'\].*one family"):
         evaluate_macaw([cfg.run_dir, other], MacawEvalConfig(episodes=1, n_test_tasks=1))
+    # and a family setting that is not the runs' own, before any rollout too
+    with pytest.raises(ValueError, match="trained on PointGoal, asked to evaluate on ReacherGoal"):
+        evaluate_macaw([other], MacawEvalConfig(family="ReacherGoal", episodes=1, n_test_tasks=1))
 
 
 def test_seeds_side_by_side_train_the_same_runs(reacher_histories: Path, tmp_path: Path) -> None:

@@ -173,6 +173,11 @@ def evaluate_macaw(
             f"the runs {list(map(str, runs))} were trained on {sorted(families)}; "
             "evaluate one family's runs at a time"
         )
+    if cfg.family is not None and families != {cfg.family}:
+        raise ValueError(
+            f"the runs {list(map(str, runs))} were trained on {families.pop()}, asked to "
+            f"evaluate on {cfg.family}; drop the family setting or pass runs of {cfg.family}"
+        )
     per_run = run_seed_jobs(
         _evaluate_run, [(Path(r), cfg) for r in runs], processes, progress=progress
     )
@@ -190,11 +195,7 @@ def _evaluate_run(
     from icrl.metaenvs import make_env, task_from_dict, test_tasks
 
     model, meta = load_macaw(run, cfg.device)
-    family = cfg.family or meta["family"]
-    if family != meta["family"]:
-        raise ValueError(
-            f"run {run} was trained on {meta['family']}, asked to evaluate on {family}"
-        )
+    family = meta["family"]  # evaluate_macaw checked cfg.family against it before any rollout
     low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
     if cfg.adaptation == "offline":
         train_tasks = [task_from_dict(t) for t in meta["task_values"]]
