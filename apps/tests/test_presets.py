@@ -96,7 +96,7 @@ def test_show_preset_prints_every_stage_and_runs_nothing(tmp_path: Path, capsys)
     plan = json.loads(text[text.index("{") :])
     fam = plan["ReacherGoal"]
     assert plan["preset"] == "small" and fam["histories"]["tasks"] == 35
-    assert fam["train mamba (first context, first seed)"]["model"]["d_model"] == 128
+    assert fam["train mamba (first context, first seed)"]["model"]["d_model"] == 168
     assert {"evaluate", "macaw", "mql"} <= set(fam) and not out.exists()
 
 
@@ -251,7 +251,7 @@ def test_a_bad_context_spec_is_refused_by_the_config() -> None:
     ("preset", "mamba", "transformer", "lr", "length"),
     [
         ("tiny", (32, 2, 8), (32, 2, 8, 64), 1e-3, {"max_steps": 40, "epochs": None}),
-        ("small", (128, 4, 32), (128, 4, 32, 512), 1e-3, {"max_steps": None, "epochs": 100}),
+        ("small", (168, 4, 32), (128, 4, 32, 512), 1e-3, {"max_steps": None, "epochs": 100}),
     ],
 )
 def test_ad_config_model_and_length(preset, mamba, transformer, lr, length) -> None:

@@ -11,7 +11,19 @@ import pytest
 from icrl.ad import ConfigError, DataConfig, TrainConfig, preset, preset_dict
 from icrl.ad._cli import main
 from icrl.ad._model import ADModel, NormStats
-from icrl.seqmodels import PAPER_CONFIGS, MambaConfig
+from icrl.seqmodels import PAPER_CONFIGS, MambaConfig, build_backbone
+
+
+def test_small_presets_mamba_and_transformer_are_parameter_matched() -> None:
+    # counted without the transformer's position table, as seqmodels counts the paper's pair
+    counts = {}
+    for backbone in ("mamba", "transformer"):
+        model = build_backbone(
+            preset("ReacherGoal", backbone, "small", histories="h.h5").model.backbone
+        )
+        n = model.num_parameters()
+        counts[backbone] = n - model.position_parameters() if backbone == "transformer" else n
+    assert abs(counts["mamba"] / counts["transformer"] - 1) <= 0.02, counts
 
 
 def test_paper_presets_follow_tables_5_to_7() -> None:
