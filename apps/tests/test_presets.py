@@ -163,8 +163,8 @@ def cpu_machine(monkeypatch):
         ("tiny", "AntDir", 4, 2_100, 4, "droq"),
         ("small", "ReacherGoal", 35, 30_400, 4, "sac"),
         ("small", "PusherGoal", 20, 100_000, 10, "ppo"),
-        ("small", "HalfCheetahVel", 15, 60_400, 8, "sac"),
-        ("small", "AntDir", 15, 40_400, 10, "droq"),
+        ("small", "HalfCheetahVel", 15, 60_400, 2, "sac"),
+        ("small", "AntDir", 15, 40_400, 1, "droq"),
         ("paper", "ReacherGoal", None, 100_000, 4, "sac"),
         ("paper", "PusherGoal", None, 500_000, 10, "ppo"),
         ("paper", "AntDir", None, 500_000, 10, "droq"),
@@ -231,13 +231,17 @@ def test_a_field_the_source_algorithm_lacks_is_refused(cpu_machine) -> None:
 
 
 @pytest.mark.parametrize(
-    ("preset", "n_seeds", "second_context"),
-    [("tiny", 2, "episodes:2"), ("small", 3, "episodes:4"), ("paper", 3, "episodes:4")],
+    ("preset", "n_seeds", "shorter"),
+    [
+        ("tiny", 2, ["episodes:2"]),
+        ("small", 3, ["episodes:16", "episodes:4"]),  # Fig. 2: two shorter contexts (issue 19)
+        ("paper", 3, ["episodes:16", "episodes:4"]),
+    ],
 )
-def test_seeds_and_contexts_defaults(preset, n_seeds, second_context) -> None:
+def test_seeds_and_contexts_defaults(preset, n_seeds, shorter) -> None:
     cfg = _cfg(preset=preset)
     assert P.seeds(cfg) == list(range(n_seeds))
-    assert [str(c) for c in P.contexts(cfg)] == ["full", second_context]
+    assert [str(c) for c in P.contexts(cfg)] == ["full", *shorter]
     mine = _cfg(preset=preset, seeds=[7], contexts=["window:50"])
     assert (P.seeds(mine), P.contexts(mine)) == ([7], [parse_context("window:50")])
 
