@@ -39,6 +39,11 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
         with path.open() as f:
             seen |= {row["method"] for row in csv.DictReader(f)}
     assert set(METHODS) <= seen
+    # the report's parameter counts leave the transformer's position table out
+    record = next((out / "stages").glob("train-ReacherGoal-transformer-full-s0-*/stage.json"))
+    result = json.loads(record.read_text())["summary"]
+    assert result["position_params"] > 0
+    assert f"| AD-Transformer | {result['params'] - result['position_params']:,} |" in report
 
     summary = json.loads((out / "summary.json").read_text())["ReacherGoal"]
     for method in METHODS:

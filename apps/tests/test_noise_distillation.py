@@ -119,7 +119,9 @@ def fake_stages(monkeypatch):
 
     monkeypatch.setattr(_pipeline, "generate", generate)
     monkeypatch.setattr(_pipeline, "train", train)
-    monkeypatch.setattr(_pipeline, "load_model", lambda *a: (torch.nn.Linear(1, 1), None))
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Linear(1, 1)  # an ADModel's backbone; no position table
+    monkeypatch.setattr(_pipeline, "load_model", lambda *a: (model, None))
     monkeypatch.setattr(_pipeline, "evaluate", evaluate)
     monkeypatch.setattr(_pipeline, "run_macaw", lambda *a, **k: None)
     monkeypatch.setattr(_pipeline, "run_mql", lambda *a, **k: None)

@@ -147,7 +147,9 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
         what = f"{backbone}-{_slug(ctx)}-s{seed}"
         runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
     out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
-    out.params[_method(backbone)] = int(fam.cache.summary(runs[0])["params"])
+    trained = fam.cache.summary(runs[0])
+    # (runs trained before position_params was recorded count their position table in)
+    out.params[_method(backbone)] = int(trained["params"]) - int(trained.get("position_params", 0))
     ec = P.eval_config(h5, episodes, cfg)
     # (older runs recorded absolute checkpoint paths; joining keeps those as they were)
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
@@ -190,9 +192,17 @@ def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
         result = train(tc, d / "run")
         model, _ = load_model(result.checkpoint, "cpu")
         params = sum(p.numel() for p in model.parameters())
+        # a transformer's learned position table grows with the context: the report leaves it
+        # out, as icrl.seqmodels counts the paper's sizes (and small's matched pair)
+        positions = getattr(model.backbone, "position_parameters", lambda: 0)()
         # Relative to the stage directory, so a run directory can move (another machine).
         checkpoint = str(Path(result.checkpoint).resolve().relative_to(d.resolve()))
-        return {"checkpoint": checkpoint, "loss": result.loss, "params": params}
+        return {
+            "checkpoint": checkpoint,
+            "loss": result.loss,
+            "params": params,
+            "position_params": positions,
+        }
 
     return fn
 

@@ -164,7 +164,8 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
     lines += [
         "In-context return on unseen test tasks, mean ± 95% CI over test tasks × seeds:",
         "",
-        "| method | params | first in-context episode | mean of the last 10 episodes |",
+        "| method | params (no position table) | first in-context episode "
+        "| mean of the last 10 episodes |",
         "|---|---|---|---|",
     ]
     for name, arr in _curves(res.curves).items():
