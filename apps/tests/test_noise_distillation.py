@@ -120,7 +120,7 @@ def fake_stages(monkeypatch):
     monkeypatch.setattr(_pipeline, "generate", generate)
     monkeypatch.setattr(_pipeline, "train", train)
     model = torch.nn.Module()
-    model.backbone = torch.nn.Linear(1, 1)  # an ADModel's backbone; no position table
+    model.backbone = SimpleNamespace(position_parameters=lambda: 0)  # an ADModel's, in short
     monkeypatch.setattr(_pipeline, "load_model", lambda *a: (model, None))
     monkeypatch.setattr(_pipeline, "evaluate", evaluate)
     monkeypatch.setattr(_pipeline, "run_macaw", lambda *a, **k: None)

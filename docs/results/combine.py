@@ -59,16 +59,20 @@ def main() -> None:
         refs = s.pop("references")
         s.pop("source_curve", None)
         text = (d / "returns.csv").read_text()
+        runs = read_results(d / "returns.csv")
         if args.seed_labels:
             seeds = seeds_by_method(text)
-            for method, arr in read_results(d / "returns.csv").items():
+            for method, arr in runs.items():
                 pooled.setdefault(method, []).append((d, seeds[method], arr))
-            text = seed_labelled(text)
-            runs = read_results_text(text)
+            # read_results orders the seed axis by seed, as seeds_by_method lists them
+            runs = {
+                f"{method}, seed {seed}": arr[:, [i]]
+                for method, arr in runs.items()
+                for i, seed in enumerate(seeds[method])
+            }
             s = {name: method_summary(arr) for name, arr in runs.items()}
-            curves.update(runs)
-        else:
-            curves.update(read_results(d / "returns.csv"))
+            text = seed_labelled(text)
+        curves.update(runs)
         summary.update(s)
         lines += text.splitlines() if not lines else text.splitlines()[1:]
     for method, parts in pooled.items():
@@ -145,16 +149,6 @@ def seed_labelled(text: str) -> str:
     for r in reader:
         w.writerow({**r, "method": f"{r['method']}, seed {r['seed']}"})
     return out.getvalue()
-
-
-def read_results_text(text: str) -> dict[str, np.ndarray]:
-    """`read_results` of a CSV held in memory."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "returns.csv"
-        path.write_text(text)
-        return read_results(path)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,6 @@ DSETS=(); for x in ${DIAG_SETS:-}; do DSETS+=(--set "$x"); done  # DiagnoseConfi
 DIAG=${DIAG:-0}; TEST_HIST=${TEST_HIST:-0}; EVALS=${EVALS:-gauss-sampled gauss-mean}
 PROMPTS=${PROMPTS:-[0,10,50,100]}; AFTER=${AFTER:-5}
 BACKBONE=${BACKBONE:-mamba}; LABEL=Mamba; [ "$BACKBONE" = transformer ] && LABEL=Transformer
-# MAIN=0 leaves nothing for the main model's twin, diagnosis or checks to read: refuse before the
-# install and the histories rather than fail after them
 # SEEDS="0 1" trains one Gaussian-head model per AD seed, one after the other, each one's
 # evaluations (EVALS) beside the next one's training; nothing else (no twin, MSE head, diagnosis
 # or checks: refused before the install, as is a seed in TRAIN_SETS). Each seed's evaluations are
@@ -67,6 +65,8 @@ if [ -n "${SEEDS:-}" ] && { [ "$MAIN" != 1 ] || [ "$BLIND" != 0 ] || [ "$MSE" !=
     "SEEDS='$SEEDS' TRAIN_SETS='${TRAIN_SETS:-}' EVALS='$EVALS')" >&2
   exit 2
 fi
+# MAIN=0 leaves nothing for the main model's twin, diagnosis or checks to read: refuse before the
+# install and the histories rather than fail after them
 if [ "$MAIN" = 0 ] && { [ "$BLIND" != 1 ] || [ "$MSE" != 0 ] || [ "$DIAG" != 0 ] || [ "${CHECKS:-1}" != 0 ]; }; then
   echo "icrl-job.sh: MAIN=0 trains only the blinded twin; it needs BLIND=1 MSE=0 DIAG=0 CHECKS=0" \
     "(got BLIND=$BLIND MSE=$MSE DIAG=$DIAG CHECKS=${CHECKS:-1})" >&2

@@ -8,15 +8,13 @@ from icrl.seqmodels import (
     PAPER_CONFIGS,
     PAPER_PARAM_COUNTS,
     MambaConfig,
-    TransformerBackbone,
     build_backbone,
 )
 
 
 def _count_without_positions(name: str) -> int:
     model = build_backbone(PAPER_CONFIGS[name])
-    n = model.num_parameters()
-    return n - model.position_parameters() if isinstance(model, TransformerBackbone) else n
+    return model.num_parameters() - model.position_parameters()
 
 
 def _mamba_ssm_formula(c: MambaConfig) -> int:

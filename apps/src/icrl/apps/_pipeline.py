@@ -194,7 +194,7 @@ def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
         params = sum(p.numel() for p in model.parameters())
         # a transformer's learned position table grows with the context: the report leaves it
         # out, as icrl.seqmodels counts the paper's sizes (and small's matched pair)
-        positions = getattr(model.backbone, "position_parameters", lambda: 0)()
+        positions = model.backbone.position_parameters()
         # Relative to the stage directory, so a run directory can move (another machine).
         checkpoint = str(Path(result.checkpoint).resolve().relative_to(d.resolve()))
         return {

@@ -42,6 +42,11 @@ class SequenceModel(nn.Module, ABC):
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def position_parameters(self) -> int:
+        """Parameters in a learned position table, which grows with the context rather than the
+        model (parameter counts meant to compare models leave it out); none by default."""
+        return 0
+
     def _param_device(self) -> torch.device:
         return next(self.parameters()).device
 
