@@ -181,17 +181,15 @@ def evaluate_macaw(
     per_run = run_seed_jobs(
         _evaluate_run, [(Path(r), cfg) for r in runs], processes, progress=progress
     )
-    rows = [row for _, run_rows in per_run for row in run_rows]
+    rows = [row for run_rows in per_run for row in run_rows]
     if out_dir is not None:
         title = f"{cfg.method} on {families.pop()} ({cfg.adaptation})"
         write_results(rows, Path(out_dir), title=title)
     return rows
 
 
-def _evaluate_run(
-    run: Path, cfg: MacawEvalConfig, *, progress: bool = True
-) -> tuple[str, list[EpisodeResult]]:
-    """(family, rows) of one trained run on the test tasks: `evaluate_macaw` for one seed."""
+def _evaluate_run(run: Path, cfg: MacawEvalConfig, *, progress: bool = True) -> list[EpisodeResult]:
+    """The rows of one trained run on the test tasks: `evaluate_macaw` for one seed."""
     from icrl.metaenvs import make_env, task_from_dict, test_tasks
 
     model, meta = load_macaw(run, cfg.device)
@@ -231,7 +229,7 @@ def _evaluate_run(
         finally:
             env.close()
         rows += [EpisodeResult(cfg.method, seed, ti, e, r) for e, r in enumerate(rets)]
-    return family, rows
+    return rows
 
 
 def run_macaw(
