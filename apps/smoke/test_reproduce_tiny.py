@@ -39,6 +39,10 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
         with path.open() as f:
             seen |= {row["method"] for row in csv.DictReader(f)}
     assert set(METHODS) <= seen
+    with (out / "returns_ReacherGoal.csv").open() as f:  # both figures' curves in one table
+        table = {(row["method"], row["context"]) for row in csv.DictReader(f)}
+    assert table == {("AD-Mamba", "full history"), ("AD-Mamba", "last 2 episodes"),
+                     ("AD-Transformer", "full history"), ("MACAW", ""), ("MQL", "")}  # fmt: skip
     # the report's parameter counts leave the transformer's position table out
     record = next((out / "stages").glob("train-ReacherGoal-transformer-full-s0-*/stage.json"))
     result = json.loads(record.read_text())["summary"]

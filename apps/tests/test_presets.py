@@ -1,6 +1,7 @@
 """What the presets resolve to: the histories backend, the source of the small preset, and
 settings refused before any stage runs."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from icrl.apps import _presets as P
 from icrl.apps import main
 from icrl.apps._config import ReproduceConfig
 from icrl.apps._pipeline import FamilyResults
-from icrl.apps._report import context_label, family_summary
+from icrl.apps._report import context_label, family_summary, write_returns_table
 
 FULL, FOUR = FullContext(), EpisodesContext(n_episodes=4)
 
@@ -119,6 +120,30 @@ def test_family_summary_has_the_fields_programs_read(tmp_path: Path) -> None:
     assert {"first_mean", "first_ci95", "last10_mean", "last10_ci95"} <= set(ad)
     assert ad["first_mean"] == pytest.approx(returns[..., 0].mean())
     assert ad["last10_mean"] == pytest.approx(returns[..., -10:].mean())
+
+
+def test_returns_table_holds_every_curve_of_both_figures_once(tmp_path: Path) -> None:
+    tasks = [{"family": "ReacherGoal", "goal": [0.1, 0.1]}] * 2
+    paths = {}
+    for i, (name, where) in enumerate([("AD-Mamba", "full"), ("AD-Mamba", "four"),
+                                       ("AD-Transformer", "tf"), ("MQL", "mql")]):  # fmt: skip
+        returns = np.full((2, 1, 3), float(i))
+        paths[where] = write_results(tmp_path / where, name, [7], tasks, returns)["csv"]
+    res = FamilyResults(
+        "ReacherGoal", tmp_path / "h.h5", fig1_context=FULL,
+        curves={"AD-Mamba": paths["full"], "AD-Transformer": paths["tf"], "MQL": paths["mql"]},
+        contexts={FULL: paths["full"], FOUR: paths["four"]},
+    )  # fmt: skip
+    out = write_returns_table(res, tmp_path / "returns_ReacherGoal.csv")
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == ("method", "context", "seed", "task", "episode", "return")
+    groups = {(r["method"], r["context"]): set() for r in rows}
+    for r in rows:
+        groups[(r["method"], r["context"])].add(float(r["return"]))
+    assert groups == {("AD-Mamba", "full history"): {0.0}, ("AD-Mamba", "last 4 episodes"): {1.0},
+                      ("AD-Transformer", "full history"): {2.0}, ("MQL", ""): {3.0}}  # fmt: skip
+    assert len(rows) == 4 * 2 * 3 and {r["seed"] for r in rows} == {"7"}
 
 
 def test_a_failed_stage_is_one_line_and_its_traceback_is_kept(tmp_path: Path, capsys,

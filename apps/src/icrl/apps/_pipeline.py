@@ -39,6 +39,8 @@ class FamilyResults:
     noise_distillation: dict[str, Any] | None = None
     """The histories' noise-distillation settings (NoiseDistillation.recorded()), None for the
     source's learning runs: the report names its references after what the histories hold."""
+    fig1_context: Context | None = None
+    """The AD models' training context in Fig. 1 (the first of the run's contexts)."""
 
 
 class Progress:
@@ -113,7 +115,7 @@ def run_family(
     )
     out.wall["histories"] = hist.wall_s
     fam = _Family(family, cfg, cache, progress, hist, out)
-    first = P.contexts(cfg)[0]
+    first = out.fig1_context = P.contexts(cfg)[0]
     episodes: int | None = cfg.evaluate.episodes
     for backbone in cfg.backbones:
         for ctx in P.backbone_contexts(cfg, backbone):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
@@ -14,7 +16,7 @@ import numpy as np
 
 from icrl.ad import Context, EpisodesContext, WindowContext, read_results
 from icrl.ad._results import mean_ci, method_summary
-from icrl.histories.results import plot_mean_ci, write_png
+from icrl.histories.results import plot_mean_ci, read_results_csv, write_png
 from icrl.histories.runtime import atomic_write
 
 from ._pipeline import FamilyResults
@@ -183,6 +185,8 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
         if value is not None:
             lines.append(f"| {label} | {value:.1f} |")
     lines += ["", f"![Fig. 2]({fig2.relative_to(root)})", ""]
+    table = f"returns_{res.family}.csv"
+    lines += [f"Per-episode returns of every curve of both figures: [`{table}`]({table}).", ""]
     lines += ["| stage | wall-clock (s) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.wall.items()]
     return [*lines, ""]
@@ -197,6 +201,30 @@ def family_summary(res: FamilyResults) -> dict[str, object]:
         k: res.summary_refs.get(k) for k in ("source_first", "source_final", "random", "zero")
     }
     return out
+
+
+RETURNS_COLUMNS = ("method", "context", "seed", "task", "episode", "return")
+
+
+def write_returns_table(res: FamilyResults, path: Path) -> Path:
+    """Every curve of both figures in one CSV, one row per (method, training context, seed,
+    test task, episode): Fig. 1's methods (the AD models on its context; MACAW and MQL with an
+    empty context) and Fig. 2's shorter AD-Mamba contexts, for programs that compare runs."""
+    sources = [
+        (name, res.fig1_context if name.startswith("AD-") else None, path_)
+        for name, path_ in res.curves.items()
+    ]
+    sources += [("AD-Mamba", c, p) for c, p in res.contexts.items() if c != res.fig1_context]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RETURNS_COLUMNS)
+    for method, context, source in sources:
+        label = context_label(context) if context is not None else ""
+        for r in read_results_csv(source):
+            if r.method == method:
+                writer.writerow([method, label, r.seed, r.task, r.episode, repr(r.ret)])
+    atomic_write(path, buf.getvalue())
+    return path
 
 
 def _versions() -> list[str]:
@@ -238,6 +266,7 @@ def write_report(results: Sequence[FamilyResults], root: Path, preset: str, comm
         fig2 = figure(ctx, res, figs / f"fig2_{res.family}.png",
                       f"{res.family}: AD-Mamba by training context")  # fmt: skip
         lines += _family_section(res, fig1, fig2, root)
+        write_returns_table(res, root / f"returns_{res.family}.csv")
         summary[res.family] = family_summary(res)
     lines += ["## Machine and versions", "", f"- machine: {_machine()}"]
     lines += [f"- {v}" for v in _versions()]
