@@ -1,0 +1,141 @@
+"""Commit one family of an `apps/reproduce.py` GPU window into docs/results/<Family>/.
+
+    python docs/results/import_run.py /tmp/window-rg/job-latest.tar.gz docs/results/ReacherGoal
+
+JOB is what `docs/results/window-poll.sh` returns (`job.tar.gz`, or the folder it unpacks to):
+`reproduce-job.sh`'s OUT, holding `run/` (the app's run directory) and the job's own records.
+Copied into DEST: the app's `report.md`, `summary.json` (this family's entry, still keyed by the
+family), `figures/fig1_<F>.png` and `fig2_<F>.png` (where report.md links them),
+`returns_<F>.csv` (every curve per episode; built from the run's stage CSVs with the app's own
+writer when the run predates it), every stage's record as `stages/<stage>.json` (its config
+key, summary and wall-clock), and the job's `command.txt`, `revision.txt`, `machine.txt`,
+`stage-times.txt`, `stages.log` and `reproduce.log`. Nothing already in DEST is overwritten: the
+import stops, before writing anything, naming the files in the way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from icrl.ad import parse_context
+from icrl.apps._config import ReproduceConfig
+from icrl.apps._pipeline import FamilyResults
+from icrl.apps._presets import contexts
+from icrl.apps._report import write_returns_table
+
+JOB_FILES = ("command.txt", "revision.txt", "machine.txt", "stage-times.txt", "stages.log",
+             "reproduce.log")  # fmt: skip
+
+
+def _job_root(job: Path, scratch: Path) -> Path:
+    """The folder that holds `run/report.md`: JOB itself, or inside its unpacked tarball."""
+    if job.is_file():
+        with tarfile.open(job) as tar:
+            tar.extractall(scratch, filter="data")
+        job = scratch
+    found = sorted(job.glob("run/report.md")) + sorted(job.glob("*/run/report.md"))
+    if not found:
+        sys.exit(f"{job}: no run/report.md in it: did the window's reproduce.py finish?")
+    return found[0].parent.parent
+
+
+def _eval_csv(run: Path, family: str, backbone: str, slug: str) -> Path | None:
+    """The evaluation the report used: a pass beside the mamba-ssm build may have left a second
+    one keyed by episodes=null (reproduce-job.sh); the report's is the one with a count."""
+    records = sorted(run.glob(f"stages/eval-{family}-{backbone}-{slug}-*/stage.json"))
+    counted = [r for r in records if json.loads(r.read_text())["config"].get("episodes")]
+    chosen = counted or records
+    return chosen[-1].parent / "eval" / "returns.csv" if chosen else None
+
+
+def _slug_context(slug: str):
+    """The stage-name slug of a context ("episodes16") back to a Context."""
+    m = re.fullmatch(r"([a-z]+)(\d*)", slug)
+    if m is None:
+        raise ValueError(f"unexpected context slug {slug!r} in a stage name")
+    return parse_context(f"{m[1]}:{m[2]}" if m[2] else m[1])
+
+
+def rebuilt_results(run: Path, family: str) -> FamilyResults:
+    """The curves of one family's report, found again from the run's stage directories."""
+    cfg = ReproduceConfig.model_validate(json.loads((run / "config.json").read_text()))
+    first = contexts(cfg)[0]
+    res = FamilyResults(family, run / "unused.h5", fig1_context=first)
+    slugs = {r.parent.name.split("-")[3] for r in run.glob(f"stages/eval-{family}-*/stage.json")}
+    for backbone, method in (("mamba", "AD-Mamba"), ("transformer", "AD-Transformer")):
+        for slug in sorted(slugs):
+            path = _eval_csv(run, family, backbone, slug)
+            if path is None:
+                continue
+            ctx = _slug_context(slug)
+            if ctx == first:
+                res.curves[method] = path
+            if backbone == "mamba":
+                res.contexts[ctx] = path
+    for method, pattern in (
+        ("MACAW", "macaw-{}-*/eval/returns.csv"),
+        ("MQL", "mql-{}-*/returns.csv"),
+    ):
+        found = sorted(run.glob("stages/" + pattern.format(family)))
+        if found:
+            res.curves[method] = found[-1]
+    return res
+
+
+def plan(root: Path, family: str) -> dict[str, Path | str]:
+    """Destination name -> source file (or text) of everything the import writes."""
+    run = root / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    if family not in summary:
+        sys.exit(f"{run / 'summary.json'}: no family {family!r} (it has {sorted(summary)})")
+    files: dict[str, Path | str] = {
+        "report.md": run / "report.md",
+        "summary.json": json.dumps({family: summary[family]}, indent=2, sort_keys=True) + "\n",
+        f"figures/fig1_{family}.png": run / "figures" / f"fig1_{family}.png",
+        f"figures/fig2_{family}.png": run / "figures" / f"fig2_{family}.png",
+        f"returns_{family}.csv": run / f"returns_{family}.csv",
+    }
+    for record in sorted(run.glob("stages/*/stage.json")):
+        files[f"stages/{record.parent.name}.json"] = record
+    for name in JOB_FILES:
+        if (root / name).exists():
+            files[name] = root / name
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("job", type=Path, help="window-poll.sh's job.tar.gz, or its unpacked folder")
+    ap.add_argument("dest", type=Path, help="docs/results/<Family>/ (its name is the family)")
+    ap.add_argument("--family", help="the family to import (default: DEST's folder name)")
+    args = ap.parse_args(argv)
+    family = args.family or args.dest.resolve().name
+    with tempfile.TemporaryDirectory() as scratch:
+        root = _job_root(args.job, Path(scratch))
+        files = plan(root, family)
+        in_the_way = sorted(n for n in files if (args.dest / n).exists())
+        if in_the_way:
+            sys.exit(f"{args.dest}: already holds {in_the_way}; move them first (nothing written)")
+        csv_name = f"returns_{family}.csv"
+        for name, source in files.items():
+            target = args.dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, str):
+                target.write_text(source)
+            elif name == csv_name and not source.exists():  # a run made before the app wrote it
+                write_returns_table(rebuilt_results(root / "run", family), target)
+            else:
+                shutil.copyfile(source, target)
+        print(f"{len(files)} files into {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
