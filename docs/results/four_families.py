@@ -1,0 +1,91 @@
+"""The results page's table, from the committed `apps/reproduce.py` summaries of each family.
+
+    python docs/results/four_families.py docs/results/{ReacherGoal,HalfCheetahVel}/summary.json
+
+Each SUMMARY is a `summary.json` written by `apps/reproduce.py` (keyed by family, then method:
+`first_mean`, `first_ci95`, `last10_mean`, `last10_ci95`; and `references`). Prints one Markdown
+table: every method's first in-context episode → mean of its last 10 (± 95% CI over test tasks ×
+seeds), the source's final return, and the checks the paper's claims and issue 19 ask for:
+
+- **in-context RL**: AD-Mamba's last-10 interval lies wholly above its first-episode interval
+  (`last10_mean - last10_ci95 > first_mean + first_ci95`, a conservative reading of "above its
+  first episode by more than the 95% CI");
+- **Mamba ≥ transformer** and **AD > MACAW**: by the last-10 means (the CIs are in the row);
+- **AD vs MQL**: the last-10 difference AD-Mamba − MQL.
+
+Exit status 1 when a family misses the in-context RL check (the page must then explain it with
+`diagnose`), 2 when a file lacks a field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+METHODS = ("AD-Mamba", "AD-Transformer", "MACAW", "MQL")
+
+
+def _cell(m: dict[str, float] | None) -> str:
+    if m is None:
+        return "—"
+    return (
+        f"{m['first_mean']:.1f} ± {m['first_ci95']:.1f} → "
+        f"**{m['last10_mean']:.1f}** ± {m['last10_ci95']:.1f}"
+    )
+
+
+def icrl(m: dict[str, float]) -> bool:
+    """AD-Mamba's last-10 interval wholly above its first-episode interval."""
+    return m["last10_mean"] - m["last10_ci95"] > m["first_mean"] + m["first_ci95"]
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def row(family: str, s: dict) -> tuple[str, bool]:
+    """One family's Markdown row, and whether its AD-Mamba learns in context by the check."""
+    mamba, tf = s["AD-Mamba"], s.get("AD-Transformer")
+    macaw, mql = s.get("MACAW"), s.get("MQL")
+    last = mamba["last10_mean"]
+    ok = icrl(mamba)
+    checks = [
+        _yes(ok),
+        _yes(last >= tf["last10_mean"]) if tf else "—",
+        _yes(last > macaw["last10_mean"]) if macaw else "—",
+        f"{last - mql['last10_mean']:+.1f}" if mql else "—",
+    ]
+    source = s["references"].get("source_final")
+    cells = [family, *(_cell(s.get(k)) for k in METHODS)]
+    cells += [f"{source:.1f}" if source is not None else "—", *checks]
+    return "| " + " | ".join(cells) + " |", ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("summaries", nargs="+", type=Path, help="apps/reproduce.py summary.json files")
+    args = ap.parse_args(argv)
+    head = ["family", *METHODS, "source, final", "in-context RL (AD-Mamba)",
+            "Mamba ≥ transformer", "AD-Mamba > MACAW", "AD-Mamba − MQL"]  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    missed = []
+    for path in args.summaries:
+        for family, s in json.loads(path.read_text()).items():
+            try:
+                line, ok = row(family, s)
+            except (KeyError, TypeError) as e:
+                print(f"{path}: {family}: missing field {e}", file=sys.stderr)
+                return 2
+            print(line)
+            if not ok:
+                missed.append(family)
+    if missed:
+        print(f"\nin-context RL check missed on: {', '.join(missed)}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
