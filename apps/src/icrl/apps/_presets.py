@@ -61,7 +61,7 @@ def backbone_contexts(cfg: ReproduceConfig, backbone: str) -> list[Context]:
     return contexts(cfg) if backbone == "mamba" else contexts(cfg)[:1]
 
 
-# small: the source of the ICRL results (docs/results/ReacherGoal): one SAC update per transition
+# small: the source of the ICRL results (docs/results/ReacherGoal/icrl-record): one SAC update per transition
 # (5 per vector step of 5 envs) and an initial temperature of 0.1, instead of the paper's 0.2 and 1.
 _STRONG_SAC = {"gradient_steps": 5, "init_alpha": 0.1}
 
