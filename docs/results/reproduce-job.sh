@@ -35,7 +35,9 @@ if [ "$DEVICE" = cuda ]; then
   . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1 || { t "install failed"; exit 1; }
   export PYTHONPATH="$PWD/apps/src:$PYTHONPATH"
   t "installed"
-  if ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
+  # (no build when the flags leave Mamba out: --backbones without mamba in it)
+  case " $* " in *" --backbones"*) case " $* " in *mamba*) need=1;; *) need=0;; esac;; *) need=1;; esac
+  if [ "$need" = 1 ] && ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
     bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1 & build=$!
   fi
 fi
