@@ -430,3 +430,22 @@ def test_validate_names_the_stage_of_a_bad_setting() -> None:
     bad = _cfg(families=["ReacherGoal"], ad={"overrides": ["optim.lr=-1"]})
     with pytest.raises(P.StageConfigError, match="ReacherGoal, stage train mamba full seed 0"):
         P.validate(bad)
+
+
+def test_a_shorter_context_trains_on_as_many_tokens_per_step(tmp_path: Path) -> None:
+    """Fig. 2's contexts take the same number of steps: a context of the last 4 of 20 kept
+    episodes batches 3 times the preset's contexts (12 / 4), the full history the preset's."""
+    from icrl.histories import GenerateConfig, SACConfig, generate
+
+    sac = SACConfig(warmup_steps=595, hidden_sizes=(8, 8), batch_size=8)
+    gen = GenerateConfig(family="ReacherGoal", tasks=2, steps_per_task=600, k=1, workers=0,
+                         progress=False, algorithm=sac)  # fmt: skip
+    h5 = generate(gen, tmp_path / "h.h5")
+    cfg = _cfg(preset="small")
+    full = P.ad_config("ReacherGoal", "mamba", FULL, 0, h5, cfg)
+    four = P.ad_config("ReacherGoal", "mamba", FOUR, 0, h5, cfg)
+    assert P.context_scale(h5, FOUR) == 3
+    assert four.batch_size == 3 * full.batch_size
+    # the user's --ad.batch_size is taken as given, for every context
+    given = _cfg(preset="small", ad={"batch_size": 4})
+    assert P.ad_config("ReacherGoal", "mamba", FOUR, 0, h5, given).batch_size == 4

@@ -94,8 +94,8 @@ class HistoriesOptions(BaseModel):
     gradient_steps: int | None = Field(None, ge=1)
     """SAC/DroQ updates per vector step of n_envs envs. Paper SAC: 1 (0.2 per transition); the
     small preset uses 5 for SAC families (one per transition at the default 5 envs: a source
-    strong enough for AD to distil, docs/results/ReacherGoal/icrl-record; with other n_envs set this too).
-    Not a PPO field."""
+    strong enough for AD to distil, docs/results/ReacherGoal/icrl-record; with other n_envs set
+    this too). Not a PPO field."""
     init_alpha: float | None = Field(None, gt=0)
     """SAC/DroQ initial entropy temperature (paper: 1.0; small preset, SAC families: 0.1)."""
     noise_distillation: NoiseDistillationSpec | None = None
