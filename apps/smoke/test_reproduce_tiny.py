@@ -60,6 +60,12 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count(": cached") == first.stdout.count("done in")
     assert "done in" not in again.stdout
+    # The same config without Mamba (reproduce-job.sh's pass beside the mamba-ssm build) keys
+    # the transformer's evaluation by the same episode count: nothing reruns.
+    alone = _run(out, "--backbones", '["transformer"]', "--no-macaw.enabled", "--no-mql.enabled")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "eval-ReacherGoal-transformer-full: cached" in alone.stdout
+    assert "done in" not in alone.stdout
 
     # Carried to another machine: the moved directory is reused, and a stage that had not
     # finished (here: the Fig. 1 AD-Mamba evaluation) reruns from the moved checkpoints.

@@ -10,8 +10,8 @@
 # mamba-ssm's kernels (2-4 min to build) are needed before the first AD-Mamba stage: beside the
 # build, the same run goes as far as it can without them (histories, the transformer's trainings
 # and an evaluation of them; see below), then the full run starts once the build is in and reuses
-# the histories and trainings (without --evaluate.episodes the evaluation runs again: the first
-# pass keys it by episodes=null, the full run by the count the first Mamba context gives).
+# the histories, trainings and the transformer's evaluation (keyed by the episode count its
+# models' context covers, the same in both passes).
 # The run directory is OUT/run; OUT/stages.log gets one line per step of this script and, at the
 # end, OUT/stage-times.txt the wall-clock of every stage (from each stage.json). Poll it from later
 # calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"); its
@@ -59,8 +59,8 @@ export PYTHONUNBUFFERED=1 TQDM_DISABLE=1  # bars in a log file are noise; stages
 { printf 'python3 apps/reproduce.py'; printf ' %q' "$@" --out "$OUT/run"; echo; } > "$OUT/command.txt"
 if [ -n "${build:-}" ]; then
   # While mamba-ssm builds (2-4 min, every core), the stages that do not import it run: the
-  # histories and the transformer's trainings (and an evaluation, reused only when
-  # --evaluate.episodes is given), from the same config, into the same run directory, whose stage
+  # histories and the transformer's trainings and evaluation, from the same config, into the
+  # same run directory, whose stage
   # cache the full run below then reuses (checked on the CPU with --preset tiny, and on one H200:
   # docs/results/probes/reproduce-overlap-2026-12-02/).
   # Their wall-clock is measured beside the build, i.e. inflated. Skipped when the flags choose
@@ -80,10 +80,10 @@ t "reproduce.py $*"
 python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
 t "reproduce rc=$?"
 python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
-# One line per stage of the run; a stage written twice under different keys (the transformer's
-# evaluation of the pass beside the build is keyed by episodes=null, the full run's by the count
-# the first Mamba context gave) counts once, its newest record (by file time: this runs on the
-# machine that wrote them, right after), the other listed apart.
+# One line per stage of the run; a stage written twice under different keys (a run made before
+# the evaluation's key held its resolved episode count evaluated the transformer once per pass)
+# counts once, its newest record (by file time: this runs on the machine that wrote them, right
+# after), the other listed apart.
 import json, pathlib, sys
 latest = {}
 for record in pathlib.Path(sys.argv[1], "stages").glob("*/stage.json"):

@@ -152,6 +152,13 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     trained = fam.cache.summary(runs[0])
     # (runs trained before position_params was recorded count their position table in)
     out.params[_method(backbone)] = int(trained["params"]) - int(trained.get("position_params", 0))
+    if episodes is None:
+        # Resolved here as the evaluator would (the most episodes a seed's context covers), so
+        # the key holds the count: a run of the same config without another backbone's context
+        # first (reproduce-job.sh's pass beside the mamba-ssm build) shares this evaluation.
+        # (runs trained before context_episodes was recorded leave it to the evaluator)
+        counts = [fam.cache.summary(r).get("context_episodes") for r in runs]
+        episodes = max(counts) if None not in counts else None
     ec = P.eval_config(h5, episodes, cfg)
     # (older runs recorded absolute checkpoint paths; joining keeps those as they were)
     ckpts = [r.path / fam.cache.summary(r)["checkpoint"] for r in runs]
@@ -192,7 +199,7 @@ def _stage_key(config: Any, exclude: Any) -> dict[str, Any]:
 def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
     def fn(d: Path) -> dict[str, Any]:
         result = train(tc, d / "run")
-        model, _ = load_model(result.checkpoint, "cpu")
+        model, meta = load_model(result.checkpoint, "cpu")
         params = sum(p.numel() for p in model.parameters())
         # a transformer's learned position table grows with the context: the report leaves it
         # out, as icrl.seqmodels counts the paper's sizes (and small's matched pair)
@@ -204,6 +211,8 @@ def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
             "loss": result.loss,
             "params": params,
             "position_params": positions,
+            # the episodes its context covers: the evaluation's count, known before it runs
+            "context_episodes": int(meta["data"]["context_episodes"]),
         }
 
     return fn
