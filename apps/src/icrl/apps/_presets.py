@@ -197,11 +197,10 @@ def eval_config(histories: Path, episodes: int | None, cfg: ReproduceConfig) -> 
     )
 
 
-# MACAW meta-steps of `small` (paper: 500k). A GPU probe (one H200, apps/README.md) bounds a
-# step by 160 ms with start-up and a short evaluation in it (the ~50 ms estimated from its kernel
-# count is not confirmed), so 5k steps could take ~13 min a seed, half of a family's 25 minutes;
-# 2k take at most ~5.5 min, ~10 passes over ReacherGoal's small histories (5 tasks x 256
-# transitions per step). The first full `small` window times it (metrics.csv's wall_s).
+# MACAW meta-steps of `small` (paper: 500k). On one H200 a step takes 160 ms (1,000 in 160.4 s,
+# metrics.csv's wall_s; apps/README.md), so 5k steps would take ~13 min a seed, half of a
+# family's 25 minutes; 2k take ~5.3 min, ~10 passes over ReacherGoal's small histories (5 tasks x
+# 256 transitions per step).
 SMALL_MACAW_STEPS = 2_000
 
 
