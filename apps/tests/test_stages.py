@@ -47,3 +47,36 @@ def test_interrupted_stage_is_not_read_as_finished(tmp_path: Path) -> None:
 
     res = cache.run("a", {"x": 1}, resume)
     assert seen == [True] and not res.cached
+
+
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_baselines_run_at_the_same_time_on_a_gpu_only(tmp_path: Path, monkeypatch, on_gpu) -> None:
+    """MACAW's and MQL's stages overlap where both train on a GPU: each waits at a barrier that
+    only the other's arrival opens (run one after the other, the first would time out)."""
+    import threading
+
+    from icrl.apps import _pipeline
+    from icrl.apps._config import ReproduceConfig
+    from icrl.apps._pipeline import Progress, run_family
+
+    barrier = threading.Barrier(2 if on_gpu else 1, timeout=120)
+    ran: list[str] = []
+
+    def baseline(name: str):
+        def fn(fam, episodes: int) -> Path:
+            barrier.wait()
+            ran.append(name)
+            return tmp_path / f"{name}.csv"
+
+        return fn
+
+    monkeypatch.setattr(_pipeline, "generate", lambda gen, path: path)
+    monkeypatch.setattr(_pipeline, "_ad_runs", lambda fam, b, c, e: (tmp_path / f"{b}.csv", 5))
+    monkeypatch.setattr(_pipeline, "_macaw", baseline("MACAW"))
+    monkeypatch.setattr(_pipeline, "_mql", baseline("MQL"))
+    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg, episodes: on_gpu)
+    cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
+    out = run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))
+    assert sorted(ran) == ["MACAW", "MQL"] and out.baselines_side_by_side is on_gpu
+    assert list(out.curves)[-2:] == ["MACAW", "MQL"]
+    assert out.curves["MQL"] == tmp_path / "MQL.csv"
