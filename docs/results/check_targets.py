@@ -1,7 +1,7 @@
 """Check a family's summary.json against issue 17's in-context RL targets and print each one.
 
     python docs/results/check_targets.py docs/results/ReacherGoal/icrl-record/summary.json \
-        docs/results/HalfCheetahVel/summary.json [--method AD-Mamba]
+        docs/results/HalfCheetahVel/icrl-record/summary.json [--method AD-Mamba]
 
 ReacherGoal: `source_final` better than -6; the method's `last10_mean` at least 90% of the way
 from `random` to `source_final`, and above its `first_mean`. HalfCheetahVel: `last10_mean` at

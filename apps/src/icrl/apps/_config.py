@@ -106,7 +106,7 @@ class HistoriesOptions(BaseModel):
     those are the history (k does not apply). Needs the batched backend (--histories.backend
     batched; it also runs on a CPU). The recipe of AD's first in-context gain on HalfCheetahVel,
     with --ad.overrides '["model.action_head=gaussian"]' and --evaluate.sample false:
-    docs/results/HalfCheetahVel/report.md, "Fourth window"."""
+    docs/results/HalfCheetahVel/icrl-record/report.md, "Fourth window"."""
 
 
 class ADOptions(BaseModel):
@@ -147,7 +147,7 @@ class EvalOptions(BaseModel):
     """AD's action rule (icrl.ad.EvalConfig.sample). None: sample a Gaussian action head's
     distribution (an MSE head has nothing to sample and acts with its prediction); false: act with
     the Gaussian's mean, as the noise-distilled HalfCheetahVel result does
-    (docs/results/HalfCheetahVel/report.md, "Fourth window"); true: sample, and refuse an MSE head.
+    (docs/results/HalfCheetahVel/icrl-record/report.md, "Fourth window"); true: sample, and refuse an MSE head.
     MACAW and MQL act by their own rules."""
 
 
