@@ -147,8 +147,8 @@ class EvalOptions(BaseModel):
     """AD's action rule (icrl.ad.EvalConfig.sample). None: sample a Gaussian action head's
     distribution (an MSE head has nothing to sample and acts with its prediction); false: act with
     the Gaussian's mean, as the noise-distilled HalfCheetahVel result does
-    (docs/results/HalfCheetahVel/icrl-record/report.md, "Fourth window"); true: sample, and refuse an MSE head.
-    MACAW and MQL act by their own rules."""
+    (docs/results/HalfCheetahVel/icrl-record/report.md, "Fourth window"); true: sample, and
+    refuse an MSE head. MACAW and MQL act by their own rules."""
 
 
 class MacawOptions(BaseModel):
