@@ -14,7 +14,9 @@
 # models' context covers, the same in both passes).
 # The run directory is OUT/run; OUT/stages.log gets one line per step of this script and, at the
 # end, OUT/stage-times.txt the wall-clock of every stage (from each stage.json). Poll it from later
-# calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"); its
+# calls with `bash docs/results/window-poll.sh OUT 520` (the last line is "done"), each made at
+# once after the last (a machine stays warm 30 s: later, the job is gone; docs/results/README.md,
+# "Running a window", item 10); its
 # job.tar.gz holds report.md, summary.json, figures, CSVs, stage.json files and logs, without
 # checkpoints or HDF5 files. Rerunning this script on the same machine resumes the run from its
 # stage cache (a new machine starts over unless the run directory travels: apps/README.md).
