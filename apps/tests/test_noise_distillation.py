@@ -121,7 +121,8 @@ def fake_stages(monkeypatch):
     monkeypatch.setattr(_pipeline, "train", train)
     model = torch.nn.Module()
     model.backbone = SimpleNamespace(position_parameters=lambda: 0)  # an ADModel's, in short
-    monkeypatch.setattr(_pipeline, "load_model", lambda *a: (model, None))
+    meta = {"data": {"context_episodes": 3}}  # the 3 episodes `evaluate` below returns
+    monkeypatch.setattr(_pipeline, "load_model", lambda *a: (model, meta))
     monkeypatch.setattr(_pipeline, "evaluate", evaluate)
     monkeypatch.setattr(_pipeline, "run_macaw", lambda *a, **k: None)
     monkeypatch.setattr(_pipeline, "run_mql", lambda *a, **k: None)
