@@ -11,7 +11,10 @@ seeds), the source's final return, and the checks the paper's claims and issue 1
   (`last10_mean - last10_ci95 > first_mean + first_ci95`, a conservative reading of "above its
   first episode by more than the 95% CI");
 - **Mamba ≥ transformer** and **AD > MACAW**: by the last-10 means (the CIs are in the row);
-- **AD vs MQL**: the last-10 difference AD-Mamba − MQL.
+- **AD vs MQL**: the last-10 difference AD-Mamba − MQL;
+- **blinded twin**: where `blinded-twin/summary.json` lies beside a summary (`reproduce-job.sh`
+  TWIN=1), AD-Mamba trained and evaluated with every context reward zeroed: a climb that the twin
+  matches follows the context's length, not its rewards.
 
 Exit status 1 when a family misses the in-context RL check (the page must then explain it with
 `diagnose`), 2 when a file lacks a field.
@@ -45,7 +48,7 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
-def row(family: str, s: dict) -> tuple[str, bool]:
+def row(family: str, s: dict, twin: dict | None = None) -> tuple[str, bool]:
     """One family's Markdown row, and whether its AD-Mamba learns in context by the check."""
     mamba, tf = s["AD-Mamba"], s.get("AD-Transformer")
     macaw, mql = s.get("MACAW"), s.get("MQL")
@@ -58,7 +61,7 @@ def row(family: str, s: dict) -> tuple[str, bool]:
         f"{last - mql['last10_mean']:+.1f}" if mql else "—",
     ]
     source = s["references"].get("source_final")
-    cells = [family, *(_cell(s.get(k)) for k in METHODS)]
+    cells = [family, *(_cell(s.get(k)) for k in METHODS), _cell(twin)]
     cells += [f"{source:.1f}" if source is not None else "—", *checks]
     return "| " + " | ".join(cells) + " |", ok
 
@@ -67,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("summaries", nargs="+", type=Path, help="apps/reproduce.py summary.json files")
     args = ap.parse_args(argv)
-    head = ["family", *METHODS, "source, final", "in-context RL (AD-Mamba)",
+    head = ["family", *METHODS, "AD-Mamba, rewards zeroed (blinded twin)", "source, final",
+            "in-context RL (AD-Mamba)",
             "Mamba ≥ transformer", "AD-Mamba > MACAW", "AD-Mamba − MQL"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     missed = []
     for path in args.summaries:
+        twin_path = path.parent / "blinded-twin" / "summary.json"
+        twins = json.loads(twin_path.read_text()) if twin_path.exists() else {}
         for family, s in json.loads(path.read_text()).items():
             try:
-                line, ok = row(family, s)
+                line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"))
             except (KeyError, TypeError) as e:
                 print(f"{path}: {family}: missing field {e}", file=sys.stderr)
                 return 2

@@ -9,8 +9,10 @@ family), `figures/fig1_<F>.png` and `fig2_<F>.png` (where report.md links them),
 `returns_<F>.csv` (every curve per episode; built from the run's stage CSVs with the app's own
 writer when the run predates it), every stage's record as `stages/<stage>.json` (its config
 key, summary and wall-clock), and the job's `command.txt`, `revision.txt`, `machine.txt`,
-`stage-times.txt`, `stages.log` and `reproduce.log`. Nothing already in DEST is overwritten: the
-import stops, before writing anything, naming the files in the way.
+`stage-times.txt`, `stages.log` and `reproduce.log`; with `reproduce-job.sh`'s TWIN=1, AD-Mamba's
+blinded twin (`run-twin/`: its report, summary, Fig. 1, per-episode table and stage records) into
+`blinded-twin/`. Nothing already in DEST is overwritten: the import stops, before writing
+anything, naming the files in the way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from icrl.apps._presets import contexts
 from icrl.apps._report import write_returns_table
 
 JOB_FILES = ("command.txt", "revision.txt", "machine.txt", "stage-times.txt", "stages.log",
-             "reproduce.log")  # fmt: skip
+             "reproduce.log", "reproduce-twin.log")  # fmt: skip
 
 
 def _job_root(job: Path, scratch: Path) -> Path:
@@ -107,6 +109,14 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
     for name in JOB_FILES:
         if (root / name).exists():
             files[name] = root / name
+    twin = root / "run-twin"  # reproduce-job.sh's TWIN=1: AD-Mamba with every reward zeroed
+    if (twin / "summary.json").exists():
+        entry = json.loads((twin / "summary.json").read_text())[family]
+        files["blinded-twin/summary.json"] = json.dumps({family: entry}, indent=2) + "\n"
+        for name in ("report.md", f"figures/fig1_{family}.png", f"returns_{family}.csv"):
+            files[f"blinded-twin/{name}"] = twin / name
+        for record in sorted(twin.glob("stages/*/stage.json")):
+            files[f"blinded-twin/stages/{record.parent.name}.json"] = record
     return files
 
 

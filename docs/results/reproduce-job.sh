@@ -26,8 +26,18 @@
 # DEVICE=cpu dry-runs it here (no install, no build; reproduce.py picks the CPU by itself):
 #   DEVICE=cpu PATH=.venv/bin:$PATH bash docs/results/reproduce-job.sh /tmp/rdry --preset tiny
 # (DRY_BUILD=1 beside DEVICE=cpu stands a 3 s sleep in for the build, to dry-run the overlap).
+# TWIN=1: after the run, AD-Mamba's blinded twin (the same config, every context reward zeroed:
+# data.reward_ablation=zero; full history, every seed, no baselines) into OUT/run-twin, from the
+# run's own histories (their stage directory copied in, so the cache hands them back): the
+# control that tells a climb read from the rewards from one that follows the context's length.
 set -u
 OUT=${1:?out dir}; shift
+case " $* " in *" --ad.overrides"*|*" --contexts"*|*" --backbones"*)
+  if [ "${TWIN:-0}" = 1 ]; then  # the twin passes its own; a second flag would replace the first
+    echo "reproduce-job.sh: TWIN=1 sets --ad.overrides, --contexts and --backbones itself;" \
+      "run without them, or without TWIN" >&2; exit 2
+  fi;;
+esac
 DEVICE=${DEVICE:-cuda}; build=  # the background build's pid, if one starts (not inherited)
 mkdir -p "$OUT"
 START=$SECONDS
@@ -80,7 +90,15 @@ if [ -n "${build:-}" ]; then
 fi
 t "reproduce.py $*"
 python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
-t "reproduce rc=$?"
+rc=$?; t "reproduce rc=$rc"
+if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
+  mkdir -p "$OUT/run-twin/stages" && cp -r "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/"
+  t "reproduce.py $* (AD-Mamba's blinded twin)"
+  python3 apps/reproduce.py "$@" --backbones '["mamba"]' --contexts '["full"]' \
+    --no-macaw.enabled --no-mql.enabled --ad.overrides '["data.reward_ablation=zero"]' \
+    --out "$OUT/run-twin" > "$OUT/reproduce-twin.log" 2>&1
+  t "reproduce (blinded twin) rc=$?"
+fi
 python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
 # One line per stage of the run; a stage written twice under different keys (a run made before
 # the evaluation's key held its resolved episode count evaluated the transformer once per pass)
