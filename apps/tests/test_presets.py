@@ -432,20 +432,30 @@ def test_validate_names_the_stage_of_a_bad_setting() -> None:
         P.validate(bad)
 
 
-def test_a_shorter_context_trains_on_as_many_tokens_per_step(tmp_path: Path) -> None:
-    """Fig. 2's contexts take the same number of steps: a context of the last 4 of 20 kept
-    episodes batches 3 times the preset's contexts (12 / 4), the full history the preset's."""
+@pytest.mark.parametrize(("batch", "full", "cut", "expected"),
+                         [(8, 35, 1330, 272), (8, 35, 350, 72), (8, 15, 51, 32), (8, 2, 6, 8),
+                          (2, 2, 6, 6)])  # fmt: skip
+def test_a_shorter_context_takes_the_full_historys_steps(batch, full, cut, expected) -> None:
+    """small ReacherGoal's last 4 / last 16 of 152 episodes (35 tasks), an AntDir-like uneven
+    count (51 contexts over 15 histories), and batches that already cover a short epoch."""
+    got = P.context_batch(batch, full, cut)
+    assert got == expected and got % batch == 0
+    assert -(-cut // got) == -(-full // batch)  # the same steps per epoch
+
+
+def test_a_shorter_context_batches_more_contexts_unless_the_batch_is_given(tmp_path: Path) -> None:
+    """A context of the last 4 of 12 kept episodes tiles each of 2 histories 3 times: tiny's batch
+    of 2 becomes 6 (one step an epoch, as the full history's); a batch the user sets is kept."""
     from icrl.histories import GenerateConfig, SACConfig, generate
 
     sac = SACConfig(warmup_steps=595, hidden_sizes=(8, 8), batch_size=8)
     gen = GenerateConfig(family="ReacherGoal", tasks=2, steps_per_task=600, k=1, workers=0,
                          progress=False, algorithm=sac)  # fmt: skip
     h5 = generate(gen, tmp_path / "h.h5")
-    cfg = _cfg(preset="small")
+    cfg = _cfg(preset="tiny")
     full = P.ad_config("ReacherGoal", "mamba", FULL, 0, h5, cfg)
     four = P.ad_config("ReacherGoal", "mamba", FOUR, 0, h5, cfg)
-    assert P.context_scale(h5, FOUR) == 3
-    assert four.batch_size == 3 * full.batch_size
-    # the user's --ad.batch_size is taken as given, for every context
-    given = _cfg(preset="small", ad={"batch_size": 4})
-    assert P.ad_config("ReacherGoal", "mamba", FOUR, 0, h5, given).batch_size == 4
+    assert (full.batch_size, four.batch_size) == (2, 6)
+    for given in ({"batch_size": 4}, {"overrides": ["batch_size=4"]}):
+        tc = P.ad_config("ReacherGoal", "mamba", FOUR, 0, h5, _cfg(preset="tiny", ad=given))
+        assert tc.batch_size == 4

@@ -134,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         if in_the_way:
             sys.exit(f"{args.dest}: already holds {in_the_way}; move them first (nothing written)")
         csv_name = f"returns_{family}.csv"
+        missing = [
+            str(src)
+            for n, src in files.items()
+            if isinstance(src, Path) and not src.exists() and n != csv_name
+        ]
+        if missing:
+            sys.exit(f"{args.job}: lacks {missing}: did its run finish? (nothing written)")
         for name, source in files.items():
             target = args.dest / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,9 @@ t "reproduce.py $*"
 python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
 rc=$?; t "reproduce rc=$rc"
 if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
-  mkdir -p "$OUT/run-twin/stages" && cp -r "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/"
+  # hard links where the filesystem allows them: the histories are read, never written
+  mkdir -p "$OUT/run-twin/stages" && { cp -al "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/" \
+    2>/dev/null || cp -r "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/"; }
   t "reproduce.py $* (AD-Mamba's blinded twin)"
   python3 apps/reproduce.py "$@" --backbones '["mamba"]' --contexts '["full"]' \
     --no-macaw.enabled --no-mql.enabled --ad.overrides '["data.reward_ablation=zero"]' \

@@ -59,8 +59,12 @@ def test_a_process_that_dies_raises_instead_of_waiting_forever(
 def test_one_process_runs_here_with_its_progress_bars(
     job: Callable[..., Any], tmp_path: Path
 ) -> None:
-    run_seed_jobs(job, [("ok", tmp_path / "a")], processes=2)  # one job: no process to spawn
+    run_seed_jobs(job, [("ok", tmp_path / "a")], processes=1)
     assert (tmp_path / "a").read_text() == f"{os.getpid()} True"
+    # one job, processes > 1: spawned all the same (its torch seeding stays out of this process)
+    run_seed_jobs(job, [("ok", tmp_path / "c")], processes=2)
+    assert (tmp_path / "c").read_text() != f"{os.getpid()} True"
+    assert (tmp_path / "c").read_text().endswith(" False")
     run_seed_jobs(job, [("ok", tmp_path / "b")], processes=1, progress=False)
     assert (tmp_path / "b").read_text() == f"{os.getpid()} False"
     with pytest.raises(ValueError, match="processes must be at least 1"):

@@ -44,6 +44,8 @@ class FamilyResults:
     """The AD models' training context in Fig. 1 (the first of the run's contexts)."""
     baselines_side_by_side: bool = False
     """Whether MACAW's and MQL's stages ran at the same time (their wall-clocks overlap)."""
+    cached: set[str] = field(default_factory=set)
+    """The baselines ("MACAW", "MQL") whose stage came from the cache."""
 
 
 class Progress:
@@ -139,16 +141,23 @@ def run_family(
         with ThreadPoolExecutor(len(jobs)) as pool:
             futures = {name: pool.submit(fn, fam, episodes) for name, fn in jobs.items()}
         out.curves |= {name: f.result() for name, f in futures.items()}
+        out.wall |= {n: out.wall.pop(n) for n in jobs if n in out.wall}  # fixed order
+        # their wall-clocks overlap only where both ran now
+        out.baselines_side_by_side = not out.cached & set(jobs)
     else:
         out.curves |= {name: fn(fam, episodes) for name, fn in jobs.items()}
     return out
 
 
 def _baselines_on_gpu(family: str, cfg: ReproduceConfig, episodes: int) -> bool:
-    """Whether MACAW and MQL both train on a GPU (then their stages run at the same time)."""
+    """Whether MACAW and MQL both train on a GPU with every seed in a spawned process (then
+    their stages run at the same time: each seeds torch process-wide, so a seed run in this
+    process would share its random streams with the other stage's)."""
     macaw_train, _ = P.macaw_configs(family, Path("."), Path("."), episodes, cfg)
     mql = P.mql_config(family, episodes, cfg)
-    return macaw_train.device.startswith("cuda") and mql.device.startswith("cuda")
+    spawned = min(_seed_processes(macaw_train.device, P.seeds(cfg)),
+                  _seed_processes(mql.device, P.seeds(cfg))) > 1  # fmt: skip
+    return macaw_train.device.startswith("cuda") and mql.device.startswith("cuda") and spawned
 
 
 def _method(backbone: str) -> str:
@@ -271,6 +280,8 @@ def _macaw(fam: _Family, episodes: int) -> Path:
 
     res = fam.stage("macaw", "", key, fn, [fam.hist])
     fam.out.wall["MACAW"] = res.wall_s
+    if res.cached:
+        fam.out.cached.add("MACAW")
     return res.path / "eval" / "returns.csv"
 
 
@@ -289,4 +300,6 @@ def _mql(fam: _Family, episodes: int) -> Path:
 
     res = fam.stage("mql", "", key, fn, [])
     fam.out.wall["MQL"] = res.wall_s
+    if res.cached:
+        fam.out.cached.add("MQL")
     return res.path / "returns.csv"

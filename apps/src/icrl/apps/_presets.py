@@ -6,6 +6,7 @@ own config object: the preset's values first, then every field the user set.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from icrl.ad import Context, ContextDataset, EpisodesContext, EvalConfig, FullContext, TrainConfig
+from icrl.ad import (
+    Context,
+    ContextDataset,
+    EpisodesContext,
+    EvalConfig,
+    FullContext,
+    TrainConfig,
+    parse_context,
+)
 from icrl.ad import preset as ad_preset
 from icrl.baselines import MacawConfig, MacawEvalConfig, MacawTrainConfig, MQLConfig, mql_preset
 from icrl.histories import PRESETS as SOURCE_PRESETS
@@ -157,24 +166,38 @@ def ad_config(
     tc = ad_preset(
         family, backbone, cfg.preset, histories=histories, update=update, overrides=o.overrides
     )
-    if o.batch_size is None and histories.is_file():
-        tc = tc.model_copy(update={"batch_size": tc.batch_size * context_scale(histories, context)})
+    user_batch = o.batch_size is not None or any(
+        ov.split("=", 1)[0].strip() == "batch_size" for ov in o.overrides
+    )
+    if not user_batch and histories.is_file() and not isinstance(context, FullContext):
+        tasks = tuple(tc.data.tasks) if tc.data.tasks is not None else None
+        full = _contexts_per_epoch(str(histories), tasks, "full")
+        cut = _contexts_per_epoch(str(histories), tasks, str(context))
+        tc = tc.model_copy(update={"batch_size": context_batch(tc.batch_size, full, cut)})
     return tc
 
 
-def context_scale(histories: Path, context: Context) -> int:
-    """How many contexts of `context` tile one history, on average (1 for the full history).
+def context_batch(batch: int, full: int, cut: int) -> int:
+    """The batch of a shorter context that takes the full history's steps per epoch.
 
-    A shorter context trains on batches of this many times the preset's contexts, so every
-    context of Fig. 2 sees the same tokens per step and the same number of steps (the preset's
-    epochs): with a fixed batch, "the last 4 episodes" of ReacherGoal's 152 kept ones took 38
-    times the full history's steps, each of 1/38 of its tokens (a measured 67 s per model for the
-    last 16 episodes against 14 s for the full history, on one H200)."""
-    if isinstance(context, FullContext):
-        return 1
-    full = ContextDataset.from_files([histories], context=FullContext()).items_per_epoch
-    cut = ContextDataset.from_files([histories], context=context).items_per_epoch
-    return max(1, round(cut / full))
+    `full` and `cut` are the contexts one epoch holds (one per history for the full history;
+    as many as tile each history for a shorter one). The result is a multiple of `batch` (so a
+    DDP split stays even) that covers `cut` in as many steps, ceil(full / batch), as the full
+    history takes: every context of Fig. 2 trains for the preset's steps on about the same tokens
+    per step. With a fixed batch, "the last 4 episodes" of small ReacherGoal's 152 kept ones took
+    33x the full history's steps, each on 1/38 of its tokens (the last 16 episodes: 4,400 steps,
+    67 s a model on one H200, against 500 steps and 14 s for the full history)."""
+    steps = -(-full // batch)
+    return batch * -(-cut // (batch * steps))
+
+
+@functools.lru_cache(maxsize=64)
+def _contexts_per_epoch(histories: str, tasks: tuple[str, ...] | None, context: str) -> int:
+    """Contexts one training epoch holds (icrl.ad's own count), read once per run and context."""
+    data = ContextDataset.from_files(
+        [Path(histories)], list(tasks) if tasks else None, context=parse_context(context)
+    )
+    return data.items_per_epoch
 
 
 def _given(**values: Any) -> dict[str, Any]:

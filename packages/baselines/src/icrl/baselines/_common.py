@@ -72,9 +72,9 @@ def run_seed_jobs(
     progress: bool = True,
 ) -> list[Any]:
     """Call ``fn(*args, progress=...)`` for every ``args`` in `jobs` and return the results in
-    job order: in this process one after the other, or with ``processes > 1`` in that many
-    spawned processes at once (one seed each; `progress` is then False, since side-by-side bars
-    would interleave; results must pickle).
+    job order: with ``processes == 1`` in this process one after the other, otherwise in up to
+    that many spawned processes at once, even for one job (one seed each; `progress` is then
+    False, since side-by-side bars would interleave; results must pickle).
 
     One baseline seed leaves a GPU mostly idle (MQL: ~800 small updates/s, bound by kernel
     launches), so seeds side by side finish in about the time of one. Each job writes only its
@@ -88,8 +88,10 @@ def run_seed_jobs(
     """
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
-    if processes == 1 or len(jobs) <= 1:
+    if processes == 1 or not jobs:
         return [fn(*args, progress=progress) for args in jobs]
+    # (one job with processes > 1 is spawned too: its torch seeding then stays out of this
+    # process, where another stage may be running at the same time: icrl.apps on a GPU)
     n = min(processes, len(jobs))
     threads = max(1, torch.get_num_threads() // n)
     # spawn, not fork: a forked child would inherit a CUDA context it cannot use.
