@@ -134,8 +134,7 @@ def run_family(
     assert episodes is not None
     jobs = {"MACAW": _macaw, "MQL": _mql}
     jobs = {k: fn for k, fn in jobs.items() if getattr(cfg, k.lower()).enabled}
-    out.baselines_side_by_side = len(jobs) > 1 and _baselines_on_gpu(family, cfg, episodes)
-    if out.baselines_side_by_side:
+    if len(jobs) > 1 and _baselines_on_gpu(family, cfg, episodes):
         # Each leaves the GPU mostly idle (small updates bound by kernel launches; their seeds
         # already run side by side): at the same time, a family takes the longer of the two.
         with ThreadPoolExecutor(len(jobs)) as pool:
@@ -154,10 +153,9 @@ def _baselines_on_gpu(family: str, cfg: ReproduceConfig, episodes: int) -> bool:
     their stages run at the same time: each seeds torch process-wide, so a seed run in this
     process would share its random streams with the other stage's)."""
     macaw_train, _ = P.macaw_configs(family, Path("."), Path("."), episodes, cfg)
-    mql = P.mql_config(family, episodes, cfg)
-    spawned = min(_seed_processes(macaw_train.device, P.seeds(cfg)),
-                  _seed_processes(mql.device, P.seeds(cfg))) > 1  # fmt: skip
-    return macaw_train.device.startswith("cuda") and mql.device.startswith("cuda") and spawned
+    devices = (macaw_train.device, P.mql_config(family, episodes, cfg).device)
+    # more than one process per stage only on a GPU (_seed_processes)
+    return all(_seed_processes(device, P.seeds(cfg)) > 1 for device in devices)
 
 
 def _method(backbone: str) -> str:

@@ -171,8 +171,7 @@ def ad_config(
     )
     if not user_batch and histories.is_file() and not isinstance(context, FullContext):
         tasks = tuple(tc.data.tasks) if tc.data.tasks is not None else None
-        full = _contexts_per_epoch(str(histories), tasks, "full")
-        cut = _contexts_per_epoch(str(histories), tasks, str(context))
+        full, cut = _contexts_per_epoch(str(histories), tasks, str(context))
         tc = tc.model_copy(update={"batch_size": context_batch(tc.batch_size, full, cut)})
     return tc
 
@@ -192,12 +191,15 @@ def context_batch(batch: int, full: int, cut: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _contexts_per_epoch(histories: str, tasks: tuple[str, ...] | None, context: str) -> int:
-    """Contexts one training epoch holds (icrl.ad's own count), read once per run and context."""
+def _contexts_per_epoch(
+    histories: str, tasks: tuple[str, ...] | None, context: str
+) -> tuple[int, int]:
+    """Contexts one training epoch holds with the full history (one per history) and with
+    `context` (icrl.ad's own count), read once per run and context."""
     data = ContextDataset.from_files(
         [Path(histories)], list(tasks) if tasks else None, context=parse_context(context)
     )
-    return data.items_per_epoch
+    return len(data.entries), data.items_per_epoch
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -316,8 +318,8 @@ def show_preset(cfg: ReproduceConfig) -> str:
         plan[family] = fam
     note = (
         "# episodes = 1 below stands for 'as many as the first AD context covers' (known once"
-        " trained)\n# a shorter context trains on batch_size times the contexts it cuts a history"
-        " into (known once the histories exist): the same tokens per step and steps as shown\n"
+        " trained)\n# a shorter context's batch_size is the smallest multiple of the one shown that"
+        " takes the full history's steps per epoch (known once the histories exist)\n"
     )
     return note + json.dumps(plan, indent=2, default=str)
 
