@@ -43,3 +43,11 @@ fi
 tarit
 echo "poll: $((SECONDS - start)) s, pattern ${PATTERN} $([ $matched = 1 ] && echo matched || echo 'not yet')"
 cat "$JOB_OUT/stages.log" 2>/dev/null
+# stages.log has one line per step of the job script, and the full run is one step: the stages
+# the app has finished so far (their stage.json records, oldest first) show where it is
+python3 - "$JOB_OUT" <<'PY' 2>/dev/null
+import json, pathlib, sys
+records = sorted(pathlib.Path(sys.argv[1]).glob("run*/stages/*/stage.json"), key=lambda p: p.stat().st_mtime)
+for r in records:
+    print(f"  {json.loads(r.read_text()).get('wall_s', 0.0):7.1f} s  {r.parent.parent.parent.name}/{r.parent.name}")
+PY
