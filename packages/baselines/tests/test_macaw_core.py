@@ -347,3 +347,20 @@ def test_test_time_adapt_is_the_training_inner_step() -> None:
     for k in theta1:
         torch.testing.assert_close(pp[k], theta1[k].detach())
     assert any(not torch.equal(pp[k], theta[k]) for k in theta)
+
+
+def test_rollouts_act_on_a_cpu_copy_beside_a_gpu() -> None:
+    from icrl.baselines.macaw._eval import _acting_copy
+
+    model = _tiny_model(3)
+    cpu = torch.device("cpu")
+    assert _acting_copy(model, cpu, "cpu") == (model, cpu)  # already on the CPU: no copy
+    assert _acting_copy(model, torch.device("cuda"), "model")[0] is model
+    # a model said to be on a GPU (only its device is read) gets a frozen CPU copy
+    copy, device = _acting_copy(model, torch.device("cuda"), "cpu")
+    assert copy is not model and device == cpu
+    assert all(not p.requires_grad for p in copy.parameters())
+    obs = torch.randn(4, model.obs_dim, dtype=torch.float64)  # the tiny model is double
+    _, pp = model.adapt(_tiny_batch(7))
+    moved = {k: v.to(device) for k, v in pp.items()}
+    torch.testing.assert_close(copy.act(moved, obs), model.act(pp, obs), rtol=0, atol=0)

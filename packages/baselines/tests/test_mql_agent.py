@@ -127,3 +127,16 @@ def test_state_of_a_cuda_graph_run_resumes_eagerly() -> None:
     assert not other.critic_opt.param_groups[0]["capturable"]
     other.update(_batch())
     assert other.updates == 2
+
+
+def test_policy_on_another_device_is_a_frozen_copy_that_acts_alike() -> None:
+    meta = _agent()
+    obs, hist = torch.randn(5, OBS), torch.randn(5, H, OBS + ACT + 1)
+    here = meta.policy_on(torch.device("cpu"))
+    assert here.actor is meta.actor  # its own device: no copy
+    # "meta" stands in for a GPU on a CPU-only machine: the copy branch, with its device
+    away = meta.policy_on(torch.device("meta"))
+    assert away.actor is not meta.actor and away.device == torch.device("meta")
+    assert all(p.device.type == "meta" and not p.requires_grad for p in away.actor.parameters())
+    copy = meta.clone().policy_on(torch.device("cpu"))  # a clone's actor, back on the CPU
+    torch.testing.assert_close(copy.act(obs, hist), meta.act(obs, hist), rtol=0, atol=0)

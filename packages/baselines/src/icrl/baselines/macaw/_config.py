@@ -122,4 +122,9 @@ class MacawEvalConfig(BaseModel):
     seed: int = 0
     """Evaluation seed (env resets, exploration noise, batch sampling), offset per run."""
     device: str = "cpu"
-    """Torch device for evaluation."""
+    """Torch device for evaluation (the adaptations)."""
+    rollout_device: Literal["cpu", "model"] = "cpu"
+    """Where episodes pick their actions: "cpu" (a copy of the policy and its adapted
+    parameters) or "model" (`device`). An episode steps one observation at a time, which leaves
+    a GPU bound by kernel launches, and the seeds side by side time-share it: the CPU copy is
+    the faster one (packages/baselines/README.md)."""

@@ -17,6 +17,7 @@ its own noiseless actions the AWR gradient vanishes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,14 @@ from icrl.baselines.macaw._data import (
     sample_batch,
 )
 from icrl.baselines.macaw._train import history_buffer, load_macaw, train_macaw
+
+
+def _acting_copy(model: Macaw, device: torch.device, where: str) -> tuple[Macaw, torch.device]:
+    """The model that picks the episodes' actions, and its device: `model` itself, or (with
+    ``rollout_device="cpu"`` beside a GPU) a CPU copy, given each episode's parameters."""
+    if where == "model" or device.type == "cpu":
+        return model, device
+    return copy.deepcopy(model).to("cpu").requires_grad_(False), torch.device("cpu")
 
 
 def _policy_fn(
@@ -126,6 +135,7 @@ def evaluate_task(
     device = next(model.parameters()).device
     algo = model.cfg
     params: Params | None = None
+    actor, act_device = _acting_copy(model, device, cfg.rollout_device)
     collected: list[MacawBuffer] = []
     returns = []
     for e in range(cfg.episodes):
@@ -138,7 +148,9 @@ def evaluate_task(
                 raise ValueError("adaptation='offline' needs the test task's offline buffer")
             batch = sample_batch(offline_buffer, cfg.adapt_batch_size, rng).to(device)
             _, params = model.adapt(batch, cfg.adapt_steps)
-        policy = _policy_fn(model, params, low, high, cfg.explore_sigma, rng, device)
+        acting = model.policy_params() if params is None else params
+        acting = {k: v.detach().to(act_device) for k, v in acting.items()}
+        policy = _policy_fn(actor, acting, low, high, cfg.explore_sigma, rng, act_device)
         ep = run_episode(env, policy, seed=env_seed if e == 0 else None)
         returns.append(ep.ret)
         if cfg.adaptation == "online":

@@ -4,6 +4,7 @@ that both actor and critics read from a history of past transitions)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,6 +50,19 @@ def _descend(
     return loss.detach()
 
 
+@dataclass(frozen=True)
+class ActorPolicy:
+    """An actor and the device it runs on: what an episode rollout needs to act."""
+
+    actor: Actor
+    device: torch.device
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions (K, |A|) in [-1, 1] for obs (K, |S|) and histories (K, H, D)."""
+        return self.actor(obs, hist)
+
+
 class MQLAgent:
     """Actor, twin critic, their targets and optimisers; one TD3 update at a time."""
 
@@ -72,6 +86,13 @@ class MQLAgent:
     def act(self, obs: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
         """Deterministic actions (K, |A|) in [-1, 1] for obs (K, |S|) and histories (K, H, D)."""
         return self.actor(obs, hist)
+
+    def policy_on(self, device: torch.device) -> ActorPolicy:
+        """The actor alone, acting like :meth:`act`: itself on its own device, else a copy on
+        `device` (evaluation rollouts on the CPU while adaptation runs on a GPU)."""
+        if torch.device(device) == self.device:
+            return ActorPolicy(self.actor, self.device)
+        return ActorPolicy(_deepcopy(self.actor).to(device).requires_grad_(False), device)
 
     @torch.no_grad()
     def actor_context(self, hist: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

@@ -105,6 +105,11 @@ class MQLConfig(BaseModel):
     """On CUDA, replay meta-training updates as captured CUDA graphs (same math, ~5x faster)."""
     checkpoint_every: int = Field(default=100_000, ge=1)
     """Env steps between checkpoints (model, optimisers, replay, RNG), for resume."""
+    rollout_device: Literal["cpu", "model"] = "cpu"
+    """Where evaluation episodes pick their actions: "cpu" (a copy of the actor, taken after
+    each adaptation) or "model" (the device it trains and adapts on). An episode steps one
+    observation at a time, which leaves a GPU bound by kernel launches, and the seeds side by
+    side time-share it: the CPU copy is the faster one (packages/baselines/README.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> MQLConfig:

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from icrl.baselines.mql._agent import MQLAgent
+from icrl.baselines.mql._agent import ActorPolicy, MQLAgent
 from icrl.metaenvs.rollout import Step
 from icrl.metaenvs.rollout import run_episodes as run_shared
 
@@ -45,7 +45,7 @@ def _to_env_action(space: gym.spaces.Box, a: np.ndarray) -> np.ndarray:
 def run_episodes(
     envs: Sequence[gym.Env],
     tasks: Sequence[Any],
-    agent: MQLAgent | None,
+    agent: MQLAgent | ActorPolicy | None,
     mode: Mode,
     rng: np.random.Generator,
     hist_len: int,

@@ -48,6 +48,7 @@ _FREE_FIELDS = {
     "cuda_graphs",
     "total_env_steps",
     "checkpoint_every",
+    "rollout_device",
     "n_test_tasks",
     "adapt_rounds",
     "adapt_every",
@@ -320,6 +321,7 @@ def evaluate_mql(
     ep_len = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
     rng = np.random.default_rng([cfg.seed, 7])
     obs_dim, act_dim = _dims(env)
+    act_device = torch.device("cpu") if cfg.rollout_device == "cpu" else meta.device
     rows: list[EpisodeResult] = []
     bar = tqdm(
         total=len(test) * (cfg.adapt_rounds + 1),
@@ -332,15 +334,16 @@ def evaluate_mql(
             new = MultiTaskReplay(
                 (cfg.adapt_rounds + 1) * ep_len, obs_dim, act_dim, cfg.hist_len, 1, 1
             )
-            agent = meta
+            policy = meta.policy_on(act_device)
             for r in range(cfg.adapt_rounds + 1):
                 if r > 0 and (r - 1) % cfg.adapt_every == 0:
                     agent, _ = mql_adapt(meta, new, replay, rng)
+                    policy = agent.policy_on(act_device)
                 seed = 2_000_003 * (cfg.seed + 1) + 1009 * ti if r == 0 else None
                 (ep,) = run_episodes(
                     [env],
                     [task],
-                    agent,
+                    policy,
                     "deterministic",
                     rng,
                     cfg.hist_len,
