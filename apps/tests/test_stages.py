@@ -74,9 +74,81 @@ def test_baselines_run_at_the_same_time_on_a_gpu_only(tmp_path: Path, monkeypatc
     monkeypatch.setattr(_pipeline, "_ad_runs", lambda fam, b, c, e: (tmp_path / f"{b}.csv", 5))
     monkeypatch.setattr(_pipeline, "_macaw", baseline("MACAW"))
     monkeypatch.setattr(_pipeline, "_mql", baseline("MQL"))
-    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg, episodes: on_gpu)
-    cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
+    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg: on_gpu)
+    cfg = ReproduceConfig.model_validate(
+        {"out": str(tmp_path / "run"), "baselines_beside_ad": False}
+    )
     out = run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))
     assert sorted(ran) == ["MACAW", "MQL"] and out.baselines_side_by_side is on_gpu
     assert list(out.curves)[-2:] == ["MACAW", "MQL"]
     assert out.curves["MQL"] == tmp_path / "MQL.csv"
+
+
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_baselines_run_beside_the_ad_stages_on_a_gpu_only(
+    tmp_path: Path, monkeypatch, on_gpu
+) -> None:
+    """On a GPU both baselines start after the histories, before the AD stages end: the first AD
+    run waits at a barrier that only both baselines' arrival opens (run after the AD stages, it
+    would time out). Without a GPU they run after the AD stages, one after the other. Either
+    way every method gets the episode count that the first AD evaluation runs."""
+    import threading
+
+    from icrl.apps import _pipeline
+    from icrl.apps._config import ReproduceConfig
+    from icrl.apps._pipeline import Progress, run_family
+
+    barrier = threading.Barrier(3, timeout=120) if on_gpu else None
+    order: list[str] = []
+    given: dict[str, int] = {}
+
+    def baseline(name: str):
+        def fn(fam, episodes: int) -> Path:
+            if barrier is not None:
+                barrier.wait()
+            order.append(name)
+            given[name] = episodes
+            return tmp_path / f"{name}.csv"
+
+        return fn
+
+    def ad_runs(fam, backbone, ctx, episodes):
+        if barrier is not None and "AD" not in order:
+            barrier.wait()  # the first AD run: the baselines must be running already
+        order.append("AD")
+        given.setdefault("AD", episodes)
+        return tmp_path / f"{backbone}.csv", 7
+
+    monkeypatch.setattr(_pipeline, "generate", lambda gen, path: path)
+    monkeypatch.setattr(_pipeline, "_ad_runs", ad_runs)
+    monkeypatch.setattr(_pipeline, "_first_context_episodes", lambda fam: 7)
+    monkeypatch.setattr(_pipeline, "_macaw", baseline("MACAW"))
+    monkeypatch.setattr(_pipeline, "_mql", baseline("MQL"))
+    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg: on_gpu)
+    cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
+    out = run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))
+    assert given["MACAW"] == given["MQL"] == 7
+    # on a GPU the first AD evaluation is handed the count the baselines got; else it finds it
+    assert given["AD"] == (7 if on_gpu else None)
+    assert out.baselines_beside_ad is on_gpu and out.baselines_side_by_side is on_gpu
+    if not on_gpu:
+        assert order[-2:] == ["MACAW", "MQL"] and set(order[:-2]) == {"AD"}
+    assert list(out.curves)[-2:] == ["MACAW", "MQL"]
+
+
+def test_an_ad_evaluation_that_disagrees_with_the_baselines_count_stops_the_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from icrl.apps import _pipeline
+    from icrl.apps._config import ReproduceConfig
+    from icrl.apps._pipeline import Progress, run_family
+
+    monkeypatch.setattr(_pipeline, "generate", lambda gen, path: path)
+    monkeypatch.setattr(_pipeline, "_ad_runs", lambda fam, b, c, e: (tmp_path / f"{b}.csv", 9))
+    monkeypatch.setattr(_pipeline, "_first_context_episodes", lambda fam: 7)
+    monkeypatch.setattr(_pipeline, "_macaw", lambda fam, e: tmp_path / "MACAW.csv")
+    monkeypatch.setattr(_pipeline, "_mql", lambda fam, e: tmp_path / "MQL.csv")
+    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg: True)
+    cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
+    with pytest.raises(RuntimeError, match="ran 9 episodes where the baselines were given 7"):
+        run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icrl.ad import Context, evaluate, load_model, train
+from icrl.ad import Context, ContextDataset, evaluate, load_model, train
 from icrl.baselines import run_macaw, run_mql
 from icrl.histories import generate
 
@@ -44,6 +45,8 @@ class FamilyResults:
     """The AD models' training context in Fig. 1 (the first of the run's contexts)."""
     baselines_side_by_side: bool = False
     """Whether MACAW's and MQL's stages ran at the same time (their wall-clocks overlap)."""
+    baselines_beside_ad: bool = False
+    """Whether the baselines' stages ran beside the AD stages (their wall-clocks overlap)."""
     cached: set[str] = field(default_factory=set)
     """The baselines ("MACAW", "MQL") whose stage came from the cache."""
 
@@ -53,11 +56,13 @@ class Progress:
 
     def __init__(self, total: int) -> None:
         self.total, self.done = total, 0
+        self._lock = threading.Lock()  # the baselines' stages end in their own threads
 
     def __call__(self, result: StageResult) -> StageResult:
-        self.done += 1
         how = "cached" if result.cached else f"done in {result.wall_s:.1f} s"
-        print(f"[{self.done}/{self.total}] {result.name}: {how}", flush=True)
+        with self._lock:
+            self.done += 1
+            print(f"[{self.done}/{self.total}] {result.name}: {how}", flush=True)
         return result
 
 
@@ -120,40 +125,90 @@ def run_family(
     )
     out.wall["histories"] = hist.wall_s
     fam = _Family(family, cfg, cache, progress, hist, out)
-    first = out.fig1_context = P.contexts(cfg)[0]
+    out.fig1_context = P.contexts(cfg)[0]
+    jobs: dict[str, Callable[[_Family, int], Path]] = {"MACAW": _macaw, "MQL": _mql}
+    jobs = {k: fn for k, fn in jobs.items() if getattr(cfg, k.lower()).enabled}
     episodes: int | None = cfg.evaluate.episodes
-    for backbone in cfg.backbones:
-        for ctx in P.backbone_contexts(cfg, backbone):
+    early: dict[str, Future[Path]] = {}
+    with ThreadPoolExecutor(max(len(jobs), 1)) as pool:
+        if jobs and cfg.baselines_beside_ad and _baselines_on_gpu(family, cfg):
+            # Their seeds' processes leave the GPU mostly idle (small updates bound by kernel
+            # launches): beside the AD stages, a family takes about the longer of the two
+            # instead of their sum. Every rollout's length is known from the histories, as the
+            # first AD training counts it.
+            episodes = episodes or _first_context_episodes(fam)
+            early = {name: pool.submit(fn, fam, episodes) for name, fn in jobs.items()}
+        try:
+            episodes = _ad_stages(fam, episodes)
+        except Exception:
+            if early:  # leaving the pool waits for them: say why nothing seems to happen
+                what = "waiting for MACAW and MQL to finish (kept for the rerun) before stopping"
+                print(f"{family}: an AD stage failed; {what}", flush=True)
+            raise
+        if early:
+            out.curves |= {name: f.result() for name, f in early.items()}
+            out.baselines_beside_ad = not out.cached & set(jobs)
+        elif len(jobs) > 1 and _baselines_on_gpu(family, cfg):
+            # Each leaves the GPU mostly idle (small updates bound by kernel launches; their
+            # seeds already run side by side): at the same time, a family takes the longer of
+            # the two.
+            futures = {name: pool.submit(fn, fam, episodes) for name, fn in jobs.items()}
+            out.curves |= {name: f.result() for name, f in futures.items()}
+        else:
+            out.curves |= {name: fn(fam, episodes) for name, fn in jobs.items()}
+    if early or (len(jobs) > 1 and _baselines_on_gpu(family, cfg)):
+        out.wall |= {n: out.wall.pop(n) for n in jobs if n in out.wall}  # fixed order
+        # their wall-clocks overlap only where both ran now
+        out.baselines_side_by_side = len(jobs) > 1 and not out.cached & set(jobs)
+    return out
+
+
+def _ad_stages(fam: _Family, episodes: int | None) -> int:
+    """Every AD training and evaluation of the family, Fig. 1's context first; returns the
+    episode count of every rollout (the first evaluation's, unless given)."""
+    out, first = fam.out, fam.out.fig1_context
+    for backbone in fam.cfg.backbones:
+        for ctx in P.backbone_contexts(fam.cfg, backbone):
             # The Fig. 1 context runs first; its episode count is every later rollout's length.
             csv, ev = _ad_runs(fam, backbone, ctx, episodes)
+            if episodes is not None and ev != episodes:
+                raise RuntimeError(
+                    f"{fam.family}: the evaluation of {backbone} {ctx} ran {ev} episodes where "
+                    f"the baselines were given {episodes} (a bug: please report it); "
+                    "--no-baselines_beside_ad runs them after the AD stages instead"
+                )
             episodes = episodes or ev
             if ctx == first:
                 out.curves[_method(backbone)] = csv
             if backbone == "mamba":
                 out.contexts[ctx] = csv
     assert episodes is not None
-    jobs = {"MACAW": _macaw, "MQL": _mql}
-    jobs = {k: fn for k, fn in jobs.items() if getattr(cfg, k.lower()).enabled}
-    if len(jobs) > 1 and _baselines_on_gpu(family, cfg, episodes):
-        # Each leaves the GPU mostly idle (small updates bound by kernel launches; their seeds
-        # already run side by side): at the same time, a family takes the longer of the two.
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            futures = {name: pool.submit(fn, fam, episodes) for name, fn in jobs.items()}
-        out.curves |= {name: f.result() for name, f in futures.items()}
-        out.wall |= {n: out.wall.pop(n) for n in jobs if n in out.wall}  # fixed order
-        # their wall-clocks overlap only where both ran now
-        out.baselines_side_by_side = not out.cached & set(jobs)
-    else:
-        out.curves |= {name: fn(fam, episodes) for name, fn in jobs.items()}
-    return out
+    return episodes
 
 
-def _baselines_on_gpu(family: str, cfg: ReproduceConfig, episodes: int) -> bool:
+def _first_context_episodes(fam: _Family) -> int:
+    """The episodes that the first AD training's context covers, counted from the histories as
+    that training counts them (icrl.ad's dataset over the same files, tasks and context): the
+    evaluator's default episode count, before any model is trained."""
+    cfg = fam.cfg
+    backbone = cfg.backbones[0]
+    ctx = P.backbone_contexts(cfg, backbone)[0]
+    tc = P.ad_config(fam.family, backbone, ctx, P.seeds(cfg)[0], fam.out.histories, cfg)
+    d = tc.data
+    dataset = ContextDataset.from_files(
+        d.paths, d.tasks, context=d.context, seed=tc.seed, action_target=tc.action_target
+    )
+    return dataset.info.context_episodes
+
+
+def _baselines_on_gpu(family: str, cfg: ReproduceConfig) -> bool:
     """Whether MACAW and MQL both train on a GPU with every seed in a spawned process (then
-    their stages run at the same time: each seeds torch process-wide, so a seed run in this
-    process would share its random streams with the other stage's)."""
-    macaw_train, _ = P.macaw_configs(family, Path("."), Path("."), episodes, cfg)
-    devices = (macaw_train.device, P.mql_config(family, episodes, cfg).device)
+    their stages may run at the same time as each other and as the AD stages: each seeds torch
+    process-wide, so a seed run in this process would share its random streams with another
+    stage's)."""
+    # (the episode count only fills the evaluation configs; the devices do not depend on it)
+    macaw_train, _ = P.macaw_configs(family, Path("."), Path("."), 1, cfg)
+    devices = (macaw_train.device, P.mql_config(family, 1, cfg).device)
     # more than one process per stage only on a GPU (_seed_processes)
     return all(_seed_processes(device, P.seeds(cfg)) > 1 for device in devices)
 

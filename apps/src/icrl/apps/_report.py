@@ -191,6 +191,9 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
     lines += [f"| {k} | {v:.1f} |" for k, v in res.wall.items()]
     if res.baselines_side_by_side:
         lines += ["", "MACAW and MQL ran at the same time on the GPU: their wall-clocks overlap."]
+    if res.baselines_beside_ad:
+        lines += ["", "The baselines ran beside the AD stages (from the end of the histories "
+                  "on): their wall-clocks overlap those of the AD stages."]  # fmt: skip
     return [*lines, ""]
 
 
