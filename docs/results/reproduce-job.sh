@@ -30,6 +30,8 @@
 # data.reward_ablation=zero; full history, every seed, no baselines) into OUT/run-twin, from the
 # run's own histories (their stage directory copied in, so the cache hands them back): the
 # control that tells a climb read from the rewards from one that follows the context's length.
+# DIAG=1: after that, `icrl.ad diagnose` (teacher-forced probes only, ~1 min) on AD-Mamba's first
+# seed, into OUT/diagnose: what issue 19 asks for on a family where AD does not learn in context.
 set -u
 OUT=${1:?out dir}; shift
 case " $* " in *" --ad.overrides"*|*" --contexts"*|*" --backbones"*)
@@ -100,6 +102,21 @@ if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
     --no-macaw.enabled --no-mql.enabled --ad.overrides '["data.reward_ablation=zero"]' \
     --out "$OUT/run-twin" > "$OUT/reproduce-twin.log" 2>&1
   t "reproduce (blinded twin) rc=$?"
+fi
+if [ "${DIAG:-0}" = 1 ] && [ "$rc" = 0 ]; then
+  # icrl.ad diagnose on AD-Mamba's first seed (full history): its teacher-forced probes (one
+  # forward pass per history, no rollout: about a minute), read on 3 of the run's training
+  # tasks (diagnose.md warns that these are memorised; held-out histories would need a test-split
+  # generation that the window has no time for). Issue 19 asks for it where a family is flat.
+  ckpt=$(ls -d "$OUT"/run/stages/train-*-mamba-full-s*-*/run 2>/dev/null | head -n 1)
+  h5=$(ls "$OUT"/run/stages/histories-*/histories.h5 2>/dev/null | head -n 1)
+  if [ -n "$ckpt" ] && [ -n "$h5" ]; then
+    t "diagnose $ckpt"
+    python3 -m icrl.ad diagnose --checkpoint "$ckpt" --histories "$h5" \
+      --out-dir "$OUT/diagnose" --set n_tasks=3 --set split_tasks=3 \
+      --set 'parts=["teacher_forced","reward_ablation"]' > "$OUT/diagnose.log" 2>&1
+    t "diagnose rc=$?"
+  else t "diagnose skipped: no AD-Mamba full-history run or histories in $OUT/run"; fi
 fi
 python3 - "$OUT/run" > "$OUT/stage-times.txt" <<'PY'
 # One line per stage of the run; a stage written twice under different keys (a run made before
