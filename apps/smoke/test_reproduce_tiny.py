@@ -50,7 +50,7 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
     assert f"| AD-Transformer | {result['params'] - result['position_params']:,} |" in report
 
     # what the baselines are given beside the AD stages on a GPU (counted from the histories
-    # before any training) is the episode count the first AD training records
+    # before any training) is the episode count that the first AD evaluation ran
     from types import SimpleNamespace
 
     from icrl.apps._config import ReproduceConfig
@@ -59,9 +59,9 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
     cfg = ReproduceConfig.model_validate({"out": str(out)})
     h5 = next((out / "stages").glob("histories-ReacherGoal-*/histories.h5"))
     fam = SimpleNamespace(family="ReacherGoal", cfg=cfg, out=SimpleNamespace(histories=h5))
-    trained = next((out / "stages").glob("train-ReacherGoal-mamba-full-s0-*/stage.json"))
-    recorded = json.loads(trained.read_text())["summary"]["context_episodes"]
-    assert _first_context_episodes(fam) == recorded
+    evaluated = next((out / "stages").glob("eval-ReacherGoal-mamba-full-*/stage.json"))
+    ran = json.loads(evaluated.read_text())["summary"]["episodes"]
+    assert _first_context_episodes(fam) == ran
 
     summary = json.loads((out / "summary.json").read_text())["ReacherGoal"]
     for method in METHODS:

@@ -117,6 +117,7 @@ def test_baselines_run_beside_the_ad_stages_on_a_gpu_only(
             barrier.wait()  # the first AD run: the baselines must be running already
         order.append("AD")
         given.setdefault("AD", episodes)
+        fam.out.ad_ran = True  # as a stage that ran, not one from the cache
         return tmp_path / f"{backbone}.csv", 7
 
     monkeypatch.setattr(_pipeline, "generate", lambda gen, path: path)
@@ -150,5 +151,50 @@ def test_an_ad_evaluation_that_disagrees_with_the_baselines_count_stops_the_run(
     monkeypatch.setattr(_pipeline, "_mql", lambda fam, e: tmp_path / "MQL.csv")
     monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg: True)
     cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
-    with pytest.raises(RuntimeError, match="ran 9 episodes where the baselines were given 7"):
+    with pytest.raises(RuntimeError, match="ran 9 episodes where 7 were counted from the hist"):
         run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))
+
+
+def test_an_ad_failure_beside_the_baselines_is_shown_at_once_and_theirs_after(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The AD error is printed before the wait for the baselines (it may outlast the machine);
+    a baseline that failed meanwhile is named once they have ended; the AD error is raised."""
+    import threading
+
+    from icrl.apps import _pipeline
+    from icrl.apps._config import ReproduceConfig
+    from icrl.apps._pipeline import Progress, run_family
+
+    printed = threading.Event()
+
+    def macaw(fam, episodes):
+        raise ValueError("macaw broke")
+
+    def mql(fam, episodes):
+        # ends only once the AD error has been shown: printed first, not after the wait
+        assert printed.wait(timeout=120)
+        return tmp_path / "MQL.csv"
+
+    def ad_runs(fam, b, c, e):
+        raise RuntimeError("ad broke")
+
+    real_print_exc = _pipeline.traceback.print_exc
+
+    def print_exc():
+        real_print_exc()
+        printed.set()
+
+    monkeypatch.setattr(_pipeline.traceback, "print_exc", print_exc)
+    monkeypatch.setattr(_pipeline, "generate", lambda gen, path: path)
+    monkeypatch.setattr(_pipeline, "_ad_runs", ad_runs)
+    monkeypatch.setattr(_pipeline, "_first_context_episodes", lambda fam: 7)
+    monkeypatch.setattr(_pipeline, "_macaw", macaw)
+    monkeypatch.setattr(_pipeline, "_mql", mql)
+    monkeypatch.setattr(_pipeline, "_baselines_on_gpu", lambda family, cfg: True)
+    cfg = ReproduceConfig.model_validate({"out": str(tmp_path / "run")})
+    with pytest.raises(RuntimeError, match="ad broke"):
+        run_family("ReacherGoal", cfg, StageCache(tmp_path / "run"), Progress(99))
+    captured = capsys.readouterr()
+    assert "ad broke" in captured.err
+    assert "MACAW failed too: ValueError('macaw broke')" in captured.out

@@ -138,5 +138,9 @@ def test_policy_on_another_device_is_a_frozen_copy_that_acts_alike() -> None:
     away = meta.policy_on(torch.device("meta"))
     assert away.actor is not meta.actor and away.device == torch.device("meta")
     assert all(p.device.type == "meta" and not p.requires_grad for p in away.actor.parameters())
-    copy = meta.clone().policy_on(torch.device("cpu"))  # a clone's actor, back on the CPU
-    torch.testing.assert_close(copy.act(obs, hist), meta.act(obs, hist), rtol=0, atol=0)
+    # an agent said to be on a GPU (only its device attribute is read) gets a CPU copy that
+    # acts as the agent does
+    meta.device = torch.device("cuda")
+    copy = meta.policy_on(torch.device("cpu"))
+    assert copy.actor is not meta.actor and copy.device == torch.device("cpu")
+    torch.testing.assert_close(copy.act(obs, hist), meta.actor(obs, hist), rtol=0, atol=0)

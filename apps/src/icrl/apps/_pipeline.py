@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class FamilyResults:
     """Whether MACAW's and MQL's stages ran at the same time (their wall-clocks overlap)."""
     baselines_beside_ad: bool = False
     """Whether the baselines' stages ran beside the AD stages (their wall-clocks overlap)."""
+    ad_ran: bool = False
+    """Whether any AD training or evaluation ran now (not from the cache)."""
     cached: set[str] = field(default_factory=set)
     """The baselines ("MACAW", "MQL") whose stage came from the cache."""
 
@@ -104,7 +107,10 @@ class _Family:
     ) -> StageResult:
         """Run (or reuse) the stage ``<kind>-<family>[-<what>]`` and show it."""
         name = "-".join(filter(None, (kind, self.family, what)))
-        return self.progress(self.cache.run(name, key, fn, deps=deps))
+        result = self.progress(self.cache.run(name, key, fn, deps=deps))
+        if kind in ("train", "eval") and not result.cached:
+            self.out.ad_ran = True
+        return result
 
 
 def run_family(
@@ -140,14 +146,13 @@ def run_family(
             early = {name: pool.submit(fn, fam, episodes) for name, fn in jobs.items()}
         try:
             episodes = _ad_stages(fam, episodes)
-        except Exception:
-            if early:  # leaving the pool waits for them: say why nothing seems to happen
-                what = "waiting for MACAW and MQL to finish (kept for the rerun) before stopping"
-                print(f"{family}: an AD stage failed; {what}", flush=True)
+        except BaseException:
+            if early:
+                _wait_after_failure(family, early, pool)
             raise
         if early:
             out.curves |= {name: f.result() for name, f in early.items()}
-            out.baselines_beside_ad = not out.cached & set(jobs)
+            out.baselines_beside_ad = out.ad_ran and bool(set(jobs) - out.cached)
         elif len(jobs) > 1 and _baselines_on_gpu(family, cfg):
             # Each leaves the GPU mostly idle (small updates bound by kernel launches; their
             # seeds already run side by side): at the same time, a family takes the longer of
@@ -163,6 +168,21 @@ def run_family(
     return out
 
 
+def _wait_after_failure(family: str, early: dict[str, Future[Path]], pool: Executor) -> None:
+    """An AD stage failed with the baselines running beside it: show its error now (the wait
+    for them may outlast the machine), wait for them (their stages are kept for the rerun: a
+    terminal's Ctrl-C stops their processes too), then name any of theirs that failed."""
+    traceback.print_exc()
+    running = [name for name, f in early.items() if not f.done()]
+    if running:
+        print(f"{family}: an AD stage failed (above); waiting for {' and '.join(running)} to "
+              "end before stopping (their stages are kept for the rerun)", flush=True)  # fmt: skip
+    pool.shutdown(wait=True)
+    for name, f in early.items():
+        if not f.cancelled() and f.exception() is not None:
+            print(f"{family}: {name} failed too: {f.exception()!r}", flush=True)
+
+
 def _ad_stages(fam: _Family, episodes: int | None) -> int:
     """Every AD training and evaluation of the family, Fig. 1's context first; returns the
     episode count of every rollout (the first evaluation's, unless given)."""
@@ -174,8 +194,9 @@ def _ad_stages(fam: _Family, episodes: int | None) -> int:
             if episodes is not None and ev != episodes:
                 raise RuntimeError(
                     f"{fam.family}: the evaluation of {backbone} {ctx} ran {ev} episodes where "
-                    f"the baselines were given {episodes} (a bug: please report it); "
-                    "--no-baselines_beside_ad runs them after the AD stages instead"
+                    f"{episodes} were counted from the histories for the baselines started "
+                    "beside the AD stages (a bug: please report it); --no-baselines_beside_ad "
+                    "starts them after the AD stages, with the evaluation's count"
                 )
             episodes = episodes or ev
             if ctx == first:
@@ -319,7 +340,8 @@ def _macaw(fam: _Family, episodes: int) -> Path:
     train_cfg, eval_cfg = P.macaw_configs(fam.family, fam.out.histories, Path("."), episodes, cfg)
     key = {
         "train": train_cfg.model_dump(mode="json", exclude={"histories", "run_dir"}),
-        "eval": eval_cfg.model_dump(mode="json"),
+        # where the episodes' actions are computed moves returns by float rounding only
+        "eval": eval_cfg.model_dump(mode="json", exclude={"rollout_device"}),
         "seeds": seeds,
     }
 
@@ -342,7 +364,8 @@ def _mql(fam: _Family, episodes: int) -> Path:
     """MQL, online on the same train tasks, evaluated for the same episodes."""
     seeds = P.seeds(fam.cfg)
     mc = P.mql_config(fam.family, episodes, fam.cfg)
-    key = {"config": _stage_key(mc, exclude=None), "seeds": seeds}
+    # (rollout_device: where the episodes' actions are computed moves returns by rounding only)
+    key = {"config": _stage_key(mc, exclude={"rollout_device"}), "seeds": seeds}
 
     def fn(d: Path) -> dict[str, Any]:
         for stale in ("returns.csv", "curves.png"):  # an interrupted run's combined output

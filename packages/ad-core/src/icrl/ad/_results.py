@@ -184,16 +184,16 @@ def plot_curves(
 ) -> Path:
     """Plot mean ± 95% CI of each method's returns vs in-context episode, with the source curve(s)
     (one value per episode) and horizontal reference lines (zero / random policy)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     out_png = Path(out_png)
     _refuse_existing(out_png)
     from matplotlib.patches import Patch
 
-    fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=120)
+    # a Figure of its own, not pyplot's global figure registry: icrl.apps plots the baselines'
+    # curves in other threads meanwhile
+    fig = Figure(figsize=(9.5, 4.2), dpi=120)
+    ax = fig.subplots()
     for name, arr in curves.items():
         mean, ci = mean_ci(arr)
         shared.plot_mean_ci(ax, np.arange(len(mean)), mean, ci, label=name, lw=2)
@@ -216,7 +216,4 @@ def plot_curves(
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
               frameon=False)  # fmt: skip
     fig.tight_layout()
-    try:
-        return shared.write_png(fig, out_png)
-    finally:
-        plt.close(fig)
+    return shared.write_png(fig, out_png)

@@ -69,14 +69,13 @@ def plot_results(
     rows: Sequence[EpisodeResult], path: Path, *, title: str = "", overwrite: bool = False
 ) -> None:
     """Plot mean return ± 95% CI against episode, one line per method, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if not rows:
         raise ValueError(f"no results to plot into {path}")
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    # a Figure of its own, not pyplot's global registry: icrl.apps runs this beside other plots
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     for method, s in sorted(summarize(rows).items()):
         plot_mean_ci(ax, s["episode"], s["mean"], s["ci95"], band={"lw": 0}, label=method,
                      marker="o", markersize=3)  # fmt: skip
@@ -87,10 +86,7 @@ def plot_results(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        write_png(fig, Path(path), overwrite=overwrite)
-    finally:
-        plt.close(fig)
+    write_png(fig, Path(path), overwrite=overwrite)
 
 
 def write_results(

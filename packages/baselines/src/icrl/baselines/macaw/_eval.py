@@ -36,7 +36,7 @@ from icrl.baselines.macaw._data import (
     build_macaw_buffer,
     sample_batch,
 )
-from icrl.baselines.macaw._train import history_buffer, load_macaw, train_macaw
+from icrl.baselines.macaw._train import history_buffer, load_macaw, macaw_meta, train_macaw
 
 
 def _acting_copy(model: Macaw, device: torch.device, where: str) -> tuple[Macaw, torch.device]:
@@ -179,7 +179,7 @@ def evaluate_macaw(
     if cfg.adaptation == "offline" and cfg.test_histories is None:
         raise ValueError("adaptation='offline' needs test_histories (a file with the test tasks)")
     # before any rollout: a mixed set would otherwise be refused only after every evaluation
-    families = {load_macaw(Path(r), "cpu")[1]["family"] for r in runs}
+    families = {macaw_meta(Path(r))["family"] for r in runs}
     if len(families) != 1:
         raise ValueError(
             f"the runs {list(map(str, runs))} were trained on {sorted(families)}; "

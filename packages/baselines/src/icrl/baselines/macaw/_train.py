@@ -239,13 +239,24 @@ def learned_rates(model: Macaw) -> dict[str, float]:
         }
 
 
-def load_macaw(path: Path, device: str = "cpu") -> tuple[Macaw, dict[str, Any]]:
-    """A trained model and its run metadata from a run folder or a checkpoint file."""
+def _read_checkpoint(path: Path, device: str) -> dict[str, Any]:
     path = Path(path)
     ckpt_path = path / CHECKPOINT if path.is_dir() else path
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no MACAW checkpoint at {ckpt_path}; train the run first")
-    ckpt = load_torch(ckpt_path, map_location=resolve_device(device))
+    return load_torch(ckpt_path, map_location=resolve_device(device))
+
+
+def macaw_meta(path: Path) -> dict[str, Any]:
+    """A trained run's metadata (family, dims, algo, seed, step) without building its model,
+    which would draw from torch's global generator (icrl.apps reads it beside an AD training)."""
+    ckpt = _read_checkpoint(path, "cpu")
+    return {**ckpt["meta"], "step": ckpt["step"]}
+
+
+def load_macaw(path: Path, device: str = "cpu") -> tuple[Macaw, dict[str, Any]]:
+    """A trained model and its run metadata from a run folder or a checkpoint file."""
+    ckpt = _read_checkpoint(path, device)
     meta = ckpt["meta"]
     model = Macaw(meta["obs_dim"], meta["act_dim"], MacawConfig(**meta["algo"]))
     model.load_state_dict(ckpt["model"])

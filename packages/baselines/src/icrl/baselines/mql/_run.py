@@ -322,6 +322,7 @@ def evaluate_mql(
     rng = np.random.default_rng([cfg.seed, 7])
     obs_dim, act_dim = _dims(env)
     act_device = torch.device("cpu") if cfg.rollout_device == "cpu" else meta.device
+    meta_policy = meta.policy_on(act_device)  # the un-adapted episodes' (one copy per run)
     rows: list[EpisodeResult] = []
     bar = tqdm(
         total=len(test) * (cfg.adapt_rounds + 1),
@@ -334,7 +335,7 @@ def evaluate_mql(
             new = MultiTaskReplay(
                 (cfg.adapt_rounds + 1) * ep_len, obs_dim, act_dim, cfg.hist_len, 1, 1
             )
-            policy = meta.policy_on(act_device)
+            policy = meta_policy
             for r in range(cfg.adapt_rounds + 1):
                 if r > 0 and (r - 1) % cfg.adapt_every == 0:
                     agent, _ = mql_adapt(meta, new, replay, rng)
