@@ -213,8 +213,10 @@ class Macaw(nn.Module):
 
     def task_meta_loss(
         self, inner: MacawBuffer, outer: MacawBuffer, scale: float
-    ) -> dict[str, float]:
-        """Accumulate one task's meta-gradients (``.backward()``) and return its loss values.
+    ) -> dict[str, torch.Tensor]:
+        """Accumulate one task's meta-gradients (``.backward()``) and return its loss values as
+        detached 0-d tensors (reading one as a number waits for the device: the caller does it
+        when it logs, not five times per task).
 
         Value: inner step on `inner`, target ``φ̄ = α φ + (1−α) φ'``, outer bootstrapped loss on
         `outer`. Policy: inner step with advantages from ``φ'``, outer AWR loss on `outer`. Both
@@ -237,13 +239,13 @@ class Macaw(nn.Module):
         outer_p = policy_loss(self.policy, theta_adapted, self.value, phi_fixed, outer, cfg, None)
         (outer_p.loss * scale).backward()
         return {
-            "value_inner": inner_v.item(),
-            "value_outer": outer_v.item(),
-            "policy_inner": inner_p.loss.item(),
-            "policy_outer": outer_p.loss.item(),
-            "adv_regression": float("nan")
+            "value_inner": inner_v.detach(),
+            "value_outer": outer_v.detach(),
+            "policy_inner": inner_p.loss.detach(),
+            "policy_outer": outer_p.loss.detach(),
+            "adv_regression": inner_v.new_tensor(float("nan"))
             if inner_p.adv_regression is None
-            else inner_p.adv_regression.item(),
+            else inner_p.adv_regression.detach(),
         }
 
     @torch.no_grad()
@@ -271,14 +273,16 @@ def meta_step(
 ) -> dict[str, float]:
     """One meta-training step: `task_batch_size` tasks, gradients summed, one Adam step each.
 
-    Returns the losses averaged over the sampled tasks.
+    Returns the losses averaged over the sampled tasks, as 0-d tensors on the model's device:
+    nothing here waits for the device (on a GPU shared by several seeds' processes each wait is
+    a turn lost), so read them (``float``) only when logging.
     """
     cfg = model.cfg
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
     n_tasks = len(buffers)
     chosen = rng.choice(n_tasks, size=min(cfg.task_batch_size, n_tasks), replace=False)
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     for i in chosen:
         buf = buffers[int(i)]
         inner = sample_batch(buf, cfg.inner_batch_size, rng, contiguous=cfg.contiguous_inner)
@@ -286,7 +290,7 @@ def meta_step(
         # Official scaling: the outer losses are divided by the number of *train* tasks.
         stats = model.task_meta_loss(inner, outer, scale=1.0 / n_tasks)
         for k, v in stats.items():
-            totals[k] = totals.get(k, 0.0) + v / len(chosen)
+            totals[k] = totals[k] + v / len(chosen) if k in totals else v / len(chosen)
     for opt in optimizers.values():
         opt.step()
     return totals

@@ -226,4 +226,6 @@ def sample_batch(
     if contiguous:
         start = int(rng.integers(0, size - n + 1))
         return buf.index(slice(start, start + n))
-    return buf.index(torch.as_tensor(rng.choice(size, size=n, replace=False)))
+    idx = torch.as_tensor(rng.choice(size, size=n, replace=False))
+    # one copy to the buffer's device, not one per field inside index()
+    return buf.index(idx.to(buf.obs.device))

@@ -217,6 +217,7 @@ def _train_locked(
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            stats = {k: float(v) for k, v in stats.items()}  # the one wait for the device
             metrics.append({"step": step, **stats, **learned_rates(model),
                             "wall_s": time.perf_counter() - t0})  # fmt: skip
             bar.set_postfix(v=f"{stats['value_outer']:.3g}", pi=f"{stats['policy_outer']:.3g}")
