@@ -72,21 +72,23 @@ def mql_adapt(
     for _ in range(cfg.snap_iters):
         agent.update(new.batch(rng.integers(0, n_new, size=n_new), device))
 
+    # the diagnostics stay on the device until the end: a float() per update waits for it, and
+    # on a GPU time-shared by several seeds' processes each wait is a turn lost
     betas, esss, lams = [], [], []
     for _ in range(cfg.main_snap_iters):
         batch = replay.batch(replay.sample_indices(cfg.sample_mult * cfg.batch_size, rng), device)
         # β from the meta actor's features, the ones the classifier was fitted on
         beta = propensity_weights(prop, meta.actor_context(batch["hist"]), cfg.beta_clip)
-        ess = float(effective_sample_size(beta))
-        lam = 1.0 - ess if cfg.use_ess_prox else cfg.prox_coef
+        ess = effective_sample_size(beta)
+        lam = 1.0 - float(ess) if cfg.use_ess_prox else cfg.prox_coef
         agent.update(batch, beta=beta.to(device), anchor=meta, prox_coef=lam)
-        betas.append(float(beta.mean()))
+        betas.append(beta.mean())
         esss.append(ess)
         lams.append(lam)
     stats = AdaptStats(
         n_new=n_new,
-        beta_mean=float(np.mean(betas)) if betas else float("nan"),
-        ess=float(np.mean(esss)) if esss else float("nan"),
+        beta_mean=float(torch.stack(betas).mean()) if betas else float("nan"),
+        ess=float(torch.stack(esss).mean()) if esss else float("nan"),
         prox_coef=float(np.mean(lams)) if lams else float("nan"),
     )
     return agent, stats

@@ -82,6 +82,6 @@ def effective_sample_size(beta: torch.Tensor) -> torch.Tensor:
     if beta.numel() == 0:
         raise ValueError("effective_sample_size: no weights")
     denom = beta.numel() * (beta * beta).sum()
-    if denom <= 0:
-        return torch.zeros((), dtype=beta.dtype, device=beta.device)
-    return beta.sum() ** 2 / denom
+    # where, not `if denom <= 0`: a branch on a device value waits for the device
+    ess = beta.sum() ** 2 / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, ess, torch.zeros_like(ess))
