@@ -47,6 +47,40 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     assert _listing(tmp_path) == ["result.csv"]
 
 
+def test_ctrl_c_that_breaks_the_writer_on_its_way_out_is_raised_as_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """torch.save's zip writer, interrupted mid-record, raises RuntimeError closing the archive
+    ("unexpected pos ..."), with the KeyboardInterrupt as its context: the AD CLI printed that
+    traceback instead of its 'interrupted: rerun to resume' (seen in CI's Ctrl-C test)."""
+    import torch
+
+    class Interrupting:  # a file object whose write is hit by Ctrl-C after the first record
+        def __init__(self, f: Any) -> None:
+            self.f, self.calls = f, 0
+
+        def write(self, b: bytes) -> int:
+            self.calls += 1
+            if self.calls > 2:
+                raise KeyboardInterrupt
+            return self.f.write(b)
+
+        def flush(self) -> None:
+            self.f.flush()
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            torch.save({"w": torch.zeros(1000)}, Interrupting(f))
+
+    with pytest.raises(KeyboardInterrupt):
+        runtime.atomic_write(tmp_path / "ckpt.pt", write)
+    assert _listing(tmp_path) == []
+    # any other failure is raised as it was
+    with pytest.raises(RuntimeError, match="not an interrupt"):
+        runtime.atomic_write(tmp_path / "x", lambda p: (_ for _ in ()).throw(
+            RuntimeError("not an interrupt")))  # fmt: skip
+
+
 def test_a_named_temporary_is_used_and_removed_on_failure(tmp_path: Path) -> None:
     tmp = tmp_path / "out.h5.tmp"
     seen: list[Path] = []

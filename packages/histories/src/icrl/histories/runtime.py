@@ -68,7 +68,8 @@ def atomic_write(
     is given (`lambda p: torch.save(obj, p)`). The file is written under a temporary name in the
     same directory (`tmp`, else a fresh `.NAME.<random>.tmp`), fsynced, renamed onto `path`, and
     the directory is fsynced. On any failure, Ctrl-C included, the temporary file is removed and
-    `path` is left as it was. With `overwrite=False` an existing `path` is refused
+    `path` is left as it was; a Ctrl-C that made the writer fail otherwise is raised as the
+    KeyboardInterrupt it was. With `overwrite=False` an existing `path` is refused
     (FileExistsError): nothing on disk is replaced silently. Creates the parent directory.
     """
     path = Path(path)
@@ -88,9 +89,16 @@ def atomic_write(
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):  # a partial file helps no one (and fills the disk)
             tmp_path.unlink(missing_ok=True)
+        if isinstance(err.__context__, KeyboardInterrupt) and not isinstance(
+            err, KeyboardInterrupt
+        ):
+            # Ctrl-C inside the writer, which then failed on its way out (torch.save's zip
+            # writer raises RuntimeError closing a half-written archive): the interrupt is what
+            # happened, and the callers' Ctrl-C handling (exit 130, how to resume) expects it
+            raise err.__context__ from None
         raise
     fsync_dir(path.parent)
     return path
