@@ -42,7 +42,7 @@ _SMALL_TASKS = {"ReacherGoal": 35, "PusherGoal": 20, "HalfCheetahVel": 15, "AntD
 # keeps about 37 (7.4k tokens, as long as ReacherGoal's 152 x 50); its 40,400 AntDir steps are
 # at least 202 episodes (more where episodes end early), of which the paper's k = 10 would keep
 # about 20, hardly more than Fig. 2's 16-episode context: k = 5 keeps at least 40. (Until
-# session 13 this assumed 1,000-step episodes and kept every 2nd / every episode: 151
+# session 14 this assumed 1,000-step episodes and kept every 2nd / every episode: 151
 # HalfCheetahVel episodes, a 30k-token context and 4x the baselines' evaluation steps, which
 # kept the family over its 25 minutes.)
 _SMALL_K = {"AntDir": 5}
