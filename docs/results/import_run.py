@@ -11,8 +11,8 @@ writer when the run predates it), every stage's record as `stages/<stage>.json` 
 key, summary and wall-clock), and the job's `command.txt`, `revision.txt`, `machine.txt`,
 `stage-times.txt`, `stages.log` and `reproduce.log`; with `reproduce-job.sh`'s TWIN=1, AD-Mamba's
 blinded twin (`run-twin/`: its report, summary, Fig. 1, per-episode table and stage records) into
-`blinded-twin/`, with both full-history evaluations' per-seed `returns.csv` (twin_compare.py's
-input); with DIAG=1, `diagnose/`. Nothing already in DEST is overwritten: the import stops,
+`blinded-twin/` (its table and the model's are twin_compare.py's input); with DIAG=1,
+`diagnose/`. Nothing already in DEST is overwritten: the import stops,
 before writing anything, naming the files in the way.
 """
 
@@ -118,10 +118,6 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
             files[f"blinded-twin/{name}"] = twin / name
         for record in sorted(twin.glob("stages/*/stage.json")):
             files[f"blinded-twin/stages/{record.parent.name}.json"] = record
-        # the model's and the twin's per-seed rows, the input of twin_compare.py
-        for where, base in (("", run), ("blinded-twin/", twin)):
-            for csv in sorted(base.glob(f"stages/eval-{family}-mamba-full-*/eval/returns.csv")):
-                files[f"{where}stages/{csv.parent.parent.name}-returns.csv"] = csv
     diagnosis = root / "diagnose"  # reproduce-job.sh's DIAG=1
     for path in sorted(diagnosis.glob("*")) if diagnosis.is_dir() else []:
         files[f"diagnose/{path.name}"] = path

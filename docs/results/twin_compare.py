@@ -7,12 +7,15 @@ task by task: the control that tells in-context RL from a schedule read from pos
 Prints, per test task, the first episode and the mean of the last `--last` episodes of both, and
 draws OUT_PNG: (left) the mean over tasks per episode with the zero-action and `--target` lines,
 (right) each task's last-episodes mean for both models. A task's value is its mean over the
-CSV's seeds.
+CSV's seeds. A CSV may be an evaluation's `returns.csv` or `apps/reproduce.py`'s per-family table
+(`returns_<Family>.csv`, with a `context` column): from that, the rows of `--context` are read.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +34,27 @@ def table(curves: np.ndarray, last: int) -> tuple[np.ndarray, np.ndarray]:
     return curves[:, 0], curves[:, -last:].mean(1)
 
 
+def read_curves(path: Path, context: str) -> dict[str, np.ndarray]:
+    """method -> (tasks × seeds × episodes) of an evaluation's CSV, or of the rows of `context`
+    in reproduce.py's table (cut to the evaluation's columns and read by the same reader)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "context" not in rows[0]:
+        return read_results(path)
+    keep = [r for r in rows if r["context"] == context]
+    if not keep:
+        have = sorted({r["context"] for r in rows})
+        raise SystemExit(f"{path}: no rows of context {context!r}; it has {have}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = Path(tmp) / "returns.csv"
+        with cut.open("w", newline="") as f:
+            columns = ("method", "seed", "task", "episode", "return")
+            writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(keep)
+        return read_results(cut)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_csv", type=Path)
@@ -41,13 +65,15 @@ def main() -> None:
     p.add_argument("--zero", type=float, help="the zero-action return (a dotted line)")
     p.add_argument("--target", type=float, help="a target return (a dashed line)")
     p.add_argument("--last", type=int, default=10, help="episodes averaged at the end")
+    p.add_argument("--context", default="full history",
+                   help="the rows read from a reproduce.py table (its context column)")  # fmt: skip
     a = p.parse_args()
     curves = {}
-    for label, csv, method in (("with rewards", a.model_csv, a.model_method),
-                               ("rewards zeroed (twin)", a.twin_csv, a.twin_method)):  # fmt: skip
-        runs = read_results(csv)
+    for label, path, method in (("with rewards", a.model_csv, a.model_method),
+                                ("rewards zeroed (twin)", a.twin_csv, a.twin_method)):  # fmt: skip
+        runs = read_curves(path, a.context)
         if method not in runs:
-            raise SystemExit(f"{csv}: no method {method!r}; it has {sorted(runs)}")
+            raise SystemExit(f"{path}: no method {method!r}; it has {sorted(runs)}")
         curves[label] = runs[method].mean(1)  # tasks x seeds x episodes -> per task
     shapes = {c.shape for c in curves.values()}
     if len(shapes) != 1:
