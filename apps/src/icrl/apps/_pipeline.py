@@ -134,10 +134,11 @@ def run_family(
     out.fig1_context = P.contexts(cfg)[0]
     jobs: dict[str, Callable[[_Family, int], Path]] = {"MACAW": _macaw, "MQL": _mql}
     jobs = {k: fn for k, fn in jobs.items() if getattr(cfg, k.lower()).enabled}
+    on_gpu = bool(jobs) and _baselines_on_gpu(family, cfg)
     episodes: int | None = cfg.evaluate.episodes
     early: dict[str, Future[Path]] = {}
     with ThreadPoolExecutor(max(len(jobs), 1)) as pool:
-        if jobs and cfg.baselines_beside_ad and _baselines_on_gpu(family, cfg):
+        if on_gpu and cfg.baselines_beside_ad:
             # Their seeds' processes leave the GPU mostly idle (small updates bound by kernel
             # launches): beside the AD stages, a family takes about the longer of the two
             # instead of their sum. Every rollout's length is known from the histories, as the
@@ -153,7 +154,7 @@ def run_family(
         if early:
             out.curves |= {name: f.result() for name, f in early.items()}
             out.baselines_beside_ad = out.ad_ran and bool(set(jobs) - out.cached)
-        elif len(jobs) > 1 and _baselines_on_gpu(family, cfg):
+        elif on_gpu and len(jobs) > 1:
             # Each leaves the GPU mostly idle (small updates bound by kernel launches; their
             # seeds already run side by side): at the same time, a family takes the longer of
             # the two.
@@ -161,7 +162,7 @@ def run_family(
             out.curves |= {name: f.result() for name, f in futures.items()}
         else:
             out.curves |= {name: fn(fam, episodes) for name, fn in jobs.items()}
-    if early or (len(jobs) > 1 and _baselines_on_gpu(family, cfg)):
+    if early or (on_gpu and len(jobs) > 1):
         out.wall |= {n: out.wall.pop(n) for n in jobs if n in out.wall}  # fixed order
         # their wall-clocks overlap only where both ran now
         out.baselines_side_by_side = len(jobs) > 1 and not out.cached & set(jobs)

@@ -270,7 +270,7 @@ def meta_step(
     optimizers: dict[str, torch.optim.Optimizer],
     buffers: Sequence[MacawBuffer],
     rng: np.random.Generator,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One meta-training step: `task_batch_size` tasks, gradients summed, one Adam step each.
 
     Returns the losses averaged over the sampled tasks, as 0-d tensors on the model's device:
