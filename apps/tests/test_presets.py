@@ -117,9 +117,12 @@ def test_family_summary_has_the_fields_programs_read(tmp_path: Path) -> None:
     summary = family_summary(res)
     assert summary["references"] == refs
     ad = summary["AD-Mamba"]
-    assert {"first_mean", "first_ci95", "last10_mean", "last10_ci95"} <= set(ad)
+    fields = {"first_mean", "first_ci95", "last10_mean", "last10_ci95", "gain_mean", "gain_ci95"}
+    assert fields <= set(ad)
     assert ad["first_mean"] == pytest.approx(returns[..., 0].mean())
     assert ad["last10_mean"] == pytest.approx(returns[..., -10:].mean())
+    # every rollout's last 10 of 12 episodes average 6.5 above its first: no spread at all
+    assert ad["gain_mean"] == pytest.approx(6.5) and ad["gain_ci95"] == pytest.approx(0.0)
 
 
 def test_returns_table_holds_every_curve_of_both_figures_once(tmp_path: Path) -> None:

@@ -10,6 +10,11 @@ seeds), the source's final return, and the checks the paper's claims and issue 1
 - **in-context RL**: AD-Mamba's last-10 interval lies wholly above its first-episode interval
   (`last10_mean - last10_ci95 > first_mean + first_ci95`, a conservative reading of "above its
   first episode by more than the 95% CI");
+- **paired gain**: AD-Mamba's last-10 mean minus its first episode, rollout by rollout (± 95%
+  CI; `gain_mean`/`gain_ci95`, read from `returns_<Family>.csv` beside a summary written before
+  summary.json had them). Every method meets the same tasks, so this interval is not widened by
+  the spread between tasks, which dominates the unpaired ones on HalfCheetahVel; shown beside the
+  check, which stays the conservative one;
 - **Mamba ≥ transformer** and **AD > MACAW**: by the last-10 means (the CIs are in the row);
 - **AD vs MQL**: the last-10 difference AD-Mamba − MQL;
 - **blinded twin**: where `blinded-twin/summary.json` lies beside a summary (`reproduce-job.sh`
@@ -26,6 +31,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from icrl.ad import method_summary
 
 METHODS = ("AD-Mamba", "AD-Transformer", "MACAW", "MQL")
 
@@ -44,11 +51,25 @@ def icrl(m: dict[str, float]) -> bool:
     return m["last10_mean"] - m["last10_ci95"] > m["first_mean"] + m["first_ci95"]
 
 
+def paired_gain(summary: Path, family: str, m: dict[str, float]) -> tuple[float, float]:
+    """AD-Mamba's paired gain: from its summary, or from the full-history rows of the
+    per-episode table beside it (summaries written before the field existed)."""
+    if "gain_mean" in m:
+        return m["gain_mean"], m["gain_ci95"]
+    from twin_compare import read_curves  # beside this file; needs only the table
+
+    curves = read_curves(summary.parent / f"returns_{family}.csv", "full history")
+    s = method_summary(curves["AD-Mamba"])
+    return s["gain_mean"], s["gain_ci95"]
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
-def row(family: str, s: dict, twin: dict | None = None) -> tuple[str, bool]:
+def row(
+    family: str, s: dict, twin: dict | None = None, gain: tuple[float, float] | None = None
+) -> tuple[str, bool]:
     """One family's Markdown row, and whether its AD-Mamba learns in context by the check."""
     mamba, tf = s["AD-Mamba"], s.get("AD-Transformer")
     macaw, mql = s.get("MACAW"), s.get("MQL")
@@ -56,6 +77,7 @@ def row(family: str, s: dict, twin: dict | None = None) -> tuple[str, bool]:
     ok = icrl(mamba)
     checks = [
         _yes(ok),
+        f"{gain[0]:+.1f} ± {gain[1]:.1f}" if gain else "—",
         _yes(last >= tf["last10_mean"]) if tf else "—",
         _yes(last > macaw["last10_mean"]) if macaw else "—",
         f"{last - mql['last10_mean']:+.1f}" if mql else "—",
@@ -71,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("summaries", nargs="+", type=Path, help="apps/reproduce.py summary.json files")
     args = ap.parse_args(argv)
     head = ["family", *METHODS, "AD-Mamba, rewards zeroed (blinded twin)", "source, final",
-            "in-context RL (AD-Mamba)",
+            "in-context RL (AD-Mamba)", "AD-Mamba gain, paired",
             "Mamba ≥ transformer", "AD-Mamba > MACAW", "AD-Mamba − MQL"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -81,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         twins = json.loads(twin_path.read_text()) if twin_path.exists() else {}
         for family, s in json.loads(path.read_text()).items():
             try:
-                line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"))
+                gain = paired_gain(path, family, s["AD-Mamba"])
+                line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"), gain)
             except (KeyError, TypeError) as e:
                 print(f"{path}: {family}: missing field {e}", file=sys.stderr)
                 return 2

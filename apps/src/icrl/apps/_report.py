@@ -123,8 +123,8 @@ def figure(
     return out
 
 
-def _pm(mean: float, ci: float) -> str:
-    return f"{mean:.1f} ± {ci:.1f}"
+def _pm(mean: float, ci: float, signed: bool = False) -> str:
+    return f"{mean:{'+' if signed else ''}.1f} ± {ci:.1f}"
 
 
 _POLICY_NAMES = {
@@ -167,15 +167,16 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
         "In-context return on unseen test tasks, mean ± 95% CI over test tasks × seeds:",
         "",
         "| method | params (no position table) | first in-context episode "
-        "| mean of the last 10 episodes |",
-        "|---|---|---|---|",
+        "| mean of the last 10 episodes | gain (last 10 − first, paired per rollout) |",
+        "|---|---|---|---|---|",
     ]
     for name, arr in _curves(res.curves).items():
         s = method_summary(arr)
         params = f"{res.params[name]:,}" if name in res.params else "—"
         lines.append(
             f"| {name} | {params} | {_pm(s['first_mean'], s['first_ci95'])} "
-            f"| {_pm(s['last10_mean'], s['last10_ci95'])} |"
+            f"| {_pm(s['last10_mean'], s['last10_ci95'])} "
+            f"| {_pm(s['gain_mean'], s['gain_ci95'], signed=True)} |"
         )
     lines += ["", "References (single numbers, not learning curves):", ""]
     lines += ["| reference | return |", "|---|---|"]

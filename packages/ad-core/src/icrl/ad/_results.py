@@ -143,15 +143,25 @@ def mean_ci(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def method_summary(returns: np.ndarray, last: int = 10) -> dict[str, float]:
     """`first_mean`/`first_ci95` (the first in-context episode) and `last10_mean`/`last10_ci95`
-    (each rollout's mean over its last `last` episodes), mean ± 95% CI over tasks × seeds."""
+    (each rollout's mean over its last `last` episodes), mean ± 95% CI over tasks × seeds; and
+    `gain_mean`/`gain_ci95`, the same for each rollout's own last-10 mean minus its first episode.
+
+    The gain is paired because every method meets the same test tasks: where tasks differ widely
+    in return (HalfCheetahVel's target speeds), the first and last-10 intervals are mostly the
+    spread between tasks and overlap even when every rollout climbs; the paired interval is not
+    widened by it."""
     r = np.asarray(returns, dtype=np.float64)
-    first_mean, first_ci = shared.mean_ci95(r[..., 0])
-    last_mean, last_ci = shared.mean_ci95(r[..., -last:].mean(axis=-1))
+    first, last_mean_per_rollout = r[..., 0], r[..., -last:].mean(axis=-1)
+    first_mean, first_ci = shared.mean_ci95(first)
+    last_mean, last_ci = shared.mean_ci95(last_mean_per_rollout)
+    gain_mean, gain_ci = shared.mean_ci95(last_mean_per_rollout - first)
     return {
         "first_mean": first_mean,
         "first_ci95": first_ci,
         "last10_mean": last_mean,
         "last10_ci95": last_ci,
+        "gain_mean": gain_mean,
+        "gain_ci95": gain_ci,
         "episodes": int(r.shape[-1]),
         "rollouts": int(np.prod(r.shape[:-1])),
     }
