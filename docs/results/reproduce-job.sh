@@ -34,10 +34,14 @@
 # seed, into OUT/diagnose: what issue 19 asks for on a family where AD does not learn in context.
 set -u
 OUT=${1:?out dir}; shift
-case " $* " in *" --ad.overrides"*|*" --contexts"*|*" --backbones"*)
-  if [ "${TWIN:-0}" = 1 ]; then  # the twin passes its own; a second flag would replace the first
-    echo "reproduce-job.sh: TWIN=1 sets --ad.overrides, --contexts and --backbones itself;" \
-      "run without them, or without TWIN" >&2; exit 2
+# The twin's flags follow the user's, and a later flag replaces an earlier one: its --backbones
+# and --contexts are meant to win (the twin is AD-Mamba on the full history, whatever the run
+# trained), but its --ad.overrides would silently drop the user's, so the twin would not be the
+# run's model with rewards zeroed.
+case " $* " in *" --ad.overrides"*)
+  if [ "${TWIN:-0}" = 1 ]; then
+    echo "reproduce-job.sh: TWIN=1 sets --ad.overrides itself (data.reward_ablation=zero), which" \
+      "would replace yours; run without --ad.overrides, or without TWIN" >&2; exit 2
   fi;;
 esac
 DEVICE=${DEVICE:-cuda}; build=  # the background build's pid, if one starts (not inherited)
