@@ -11,7 +11,8 @@ writer when the run predates it), every stage's record as `stages/<stage>.json` 
 key, summary and wall-clock), and the job's `command.txt`, `revision.txt`, `machine.txt`,
 `stage-times.txt`, `stages.log` and `reproduce.log`; with `reproduce-job.sh`'s TWIN=1, AD-Mamba's
 blinded twin (`run-twin/`: its report, summary, Fig. 1, per-episode table and stage records) into
-`blinded-twin/` (its table and the model's are twin_compare.py's input); with DIAG=1,
+`blinded-twin/` (its table and the model's are twin_compare.py's input); with ARM='FLAGS', the
+second arm (`run-arm/`: the same, with Fig. 2) into `second-arm/`; with DIAG=1,
 `diagnose/`. Nothing already in DEST is overwritten: the import stops,
 before writing anything, naming the files in the way.
 """
@@ -34,7 +35,8 @@ from icrl.apps._presets import contexts
 from icrl.apps._report import write_returns_table
 
 JOB_FILES = ("command.txt", "revision.txt", "machine.txt", "stage-times.txt", "stages.log",
-             "reproduce.log", "reproduce-twin.log", "diagnose.log")  # fmt: skip
+             "reproduce.log", "reproduce-twin.log", "reproduce-arm.log",
+             "diagnose.log")  # fmt: skip
 
 
 def _job_root(job: Path, scratch: Path) -> Path:
@@ -118,6 +120,15 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
             files[f"blinded-twin/{name}"] = twin / name
         for record in sorted(twin.glob("stages/*/stage.json")):
             files[f"blinded-twin/stages/{record.parent.name}.json"] = record
+    arm = root / "run-arm"  # reproduce-job.sh's ARM='FLAGS': the same run with FLAGS appended
+    if (arm / "summary.json").exists():
+        entry = json.loads((arm / "summary.json").read_text())[family]
+        files["second-arm/summary.json"] = json.dumps({family: entry}, indent=2) + "\n"
+        for name in ("report.md", f"figures/fig1_{family}.png", f"figures/fig2_{family}.png",
+                     f"returns_{family}.csv"):  # fmt: skip
+            files[f"second-arm/{name}"] = arm / name
+        for record in sorted(arm.glob("stages/*/stage.json")):
+            files[f"second-arm/stages/{record.parent.name}.json"] = record
     diagnosis = root / "diagnose"  # reproduce-job.sh's DIAG=1
     for path in sorted(diagnosis.glob("*")) if diagnosis.is_dir() else []:
         files[f"diagnose/{path.name}"] = path

@@ -30,6 +30,9 @@
 # data.reward_ablation=zero; full history, every seed, no baselines) into OUT/run-twin, from the
 # run's own histories (their stage directory copied in, so the cache hands them back): the
 # control that tells a climb read from the rewards from one that follows the context's length.
+# ARM='FLAGS': after the twin, the same command again with FLAGS appended (they replace the
+# run's own, e.g. ARM='--ad.max_steps 1000'), into OUT/run-arm, on the run's histories: a
+# second arm of a probe on the same data, without a second histories stage.
 # DIAG=1: after that, `icrl.ad diagnose` (teacher-forced probes only, ~1 min) on AD-Mamba's first
 # seed, into OUT/diagnose: what issue 19 asks for on a family where AD does not learn in context.
 set -u
@@ -107,15 +110,25 @@ if [ "$rc" = 1 ]; then
   python3 apps/reproduce.py "$@" --out "$OUT/run" > "$OUT/reproduce.log" 2>&1
   rc=$?; t "reproduce rc=$rc"
 fi
-if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
+share_histories() {
   # hard links where the filesystem allows them: the histories are read, never written
-  mkdir -p "$OUT/run-twin/stages" && { cp -al "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/" \
-    2>/dev/null || cp -r "$OUT"/run/stages/histories-* "$OUT/run-twin/stages/"; }
+  mkdir -p "$1/stages" && { cp -al "$OUT"/run/stages/histories-* "$1/stages/" 2>/dev/null \
+    || cp -r "$OUT"/run/stages/histories-* "$1/stages/"; }
+}
+if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
+  share_histories "$OUT/run-twin"
   t "reproduce.py $* (AD-Mamba's blinded twin)"
   python3 apps/reproduce.py "$@" --backbones '["mamba"]' --contexts '["full"]' \
     --no-macaw.enabled --no-mql.enabled --ad.overrides '["data.reward_ablation=zero"]' \
     --out "$OUT/run-twin" > "$OUT/reproduce-twin.log" 2>&1
   t "reproduce (blinded twin) rc=$?"
+fi
+if [ -n "${ARM:-}" ] && [ "$rc" = 0 ]; then
+  eval "arm=( $ARM )"  # the shell's own word splitting and quoting, as on a command line
+  share_histories "$OUT/run-arm"
+  t "reproduce.py $* ${arm[*]} (the second arm)"
+  python3 apps/reproduce.py "$@" "${arm[@]}" --out "$OUT/run-arm" > "$OUT/reproduce-arm.log" 2>&1
+  t "reproduce (second arm) rc=$?"
 fi
 if [ "${DIAG:-0}" = 1 ] && [ "$rc" = 0 ]; then
   # icrl.ad diagnose on AD-Mamba's first seed (full history): its teacher-forced probes (one
