@@ -32,8 +32,6 @@ import json
 import sys
 from pathlib import Path
 
-from icrl.ad import method_summary
-
 METHODS = ("AD-Mamba", "AD-Transformer", "MACAW", "MQL")
 
 
@@ -56,9 +54,24 @@ def paired_gain(summary: Path, family: str, m: dict[str, float]) -> tuple[float,
     per-episode table beside it (summaries written before the field existed)."""
     if "gain_mean" in m:
         return m["gain_mean"], m["gain_ci95"]
-    from twin_compare import read_curves  # beside this file; needs only the table
+    # Only older summaries need the packages (uv run) and the table beside them.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from twin_compare import read_curves
 
-    curves = read_curves(summary.parent / f"returns_{family}.csv", "full history")
+        from icrl.ad import method_summary
+    except ImportError as e:
+        raise ValueError(f"{summary} has no gain_mean; computing it needs {e.name}: uv run") from e
+
+    table = summary.parent / f"returns_{family}.csv"
+    if not table.is_file():
+        raise ValueError(f"{summary} has no gain_mean and {table} is not there to compute it from")
+    try:
+        curves = read_curves(table, "full history")
+    except SystemExit as e:  # read_curves' own message; not this script's exit 1
+        raise ValueError(str(e)) from None
+    if "AD-Mamba" not in curves:
+        raise ValueError(f"{table}: no AD-Mamba rows (it has {sorted(curves)})")
     s = method_summary(curves["AD-Mamba"])
     return s["gain_mean"], s["gain_ci95"]
 
@@ -107,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"), gain)
             except (KeyError, TypeError) as e:
                 print(f"{path}: {family}: missing field {e}", file=sys.stderr)
+                return 2
+            except ValueError as e:
+                print(f"{path}: {family}: {e}", file=sys.stderr)
                 return 2
             print(line)
             if not ok:

@@ -8,7 +8,8 @@ Copied into DEST: the app's `report.md`, `summary.json` (this family's entry, st
 family), `figures/fig1_<F>.png` and `fig2_<F>.png` (where report.md links them),
 `returns_<F>.csv` (every curve per episode; built from the run's stage CSVs with the app's own
 writer when the run predates it), every stage's record as `stages/<stage>.json` (its config
-key, summary and wall-clock), and the job's `command.txt`, `revision.txt`, `machine.txt`,
+key, summary and wall-clock), MACAW's and MQL's per-seed training logs as
+`stages/<stage>/seed_<n>-metrics.csv`, and the job's `command.txt`, `revision.txt`, `machine.txt`,
 `stage-times.txt`, `stages.log` and `reproduce.log`; with `reproduce-job.sh`'s TWIN=1, AD-Mamba's
 blinded twin (`run-twin/`: its report, summary, Fig. 1, per-episode table and stage records) into
 `blinded-twin/` (its table and the model's are twin_compare.py's input); with ARM='FLAGS', the
@@ -109,6 +110,11 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
     }
     for record in sorted(run.glob("stages/*/stage.json")):
         files[f"stages/{record.parent.name}.json"] = record
+    # the baselines' per-seed training logs (wall_s per logged step: a meta-step's cost)
+    for log in sorted(run.glob("stages/macaw-*/seed_*/metrics.csv")) + sorted(
+        run.glob("stages/mql-*/seed_*/metrics.csv")
+    ):
+        files[f"stages/{log.parent.parent.name}/{log.parent.name}-metrics.csv"] = log
     for name in JOB_FILES:
         if (root / name).exists():
             files[name] = root / name

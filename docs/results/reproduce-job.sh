@@ -31,8 +31,9 @@
 # run's own histories (their stage directory copied in, so the cache hands them back): the
 # control that tells a climb read from the rewards from one that follows the context's length.
 # ARM='FLAGS': after the twin, the same command again with FLAGS appended (they replace the
-# run's own, e.g. ARM='--ad.max_steps 1000'), into OUT/run-arm, on the run's histories: a
-# second arm of a probe on the same data, without a second histories stage.
+# run's own, e.g. ARM='--ad.max_steps 1000'; JSON quoted inside: ARM="--seeds '[0,1]'"), into
+# OUT/run-arm, on the run's histories: a second arm of a probe on the same data, without a
+# second histories stage.
 # DIAG=1: after that, `icrl.ad diagnose` (teacher-forced probes only, ~1 min) on AD-Mamba's first
 # seed, into OUT/diagnose: what issue 19 asks for on a family where AD does not learn in context.
 set -u
@@ -56,8 +57,10 @@ if [ "$DEVICE" = cuda ]; then
   . .device/scripts/install.sh .whl > "$OUT/install.log" 2>&1 || { t "install failed"; exit 1; }
   export PYTHONPATH="$PWD/apps/src:$PYTHONPATH"
   t "installed"
-  # (no build when the flags leave Mamba out: --backbones without mamba in it)
+  # (no build when the flags leave Mamba out: --backbones without mamba in it, and neither the
+  # twin, which is AD-Mamba, nor a second arm, whose flags may bring it back)
   case " $* " in *" --backbones"*) case " $* " in *mamba*) need=1;; *) need=0;; esac;; *) need=1;; esac
+  [ "${TWIN:-0}" = 1 ] || [ -n "${ARM:-}" ] && need=1
   if [ "$need" = 1 ] && ! python3 -c "import torch, selective_scan_cuda" 2>/dev/null; then
     bash .device/scripts/build-mamba.sh .whl > "$OUT/build-mamba.log" 2>&1 & build=$!
   fi
@@ -124,7 +127,10 @@ if [ "${TWIN:-0}" = 1 ] && [ "$rc" = 0 ]; then
   t "reproduce (blinded twin) rc=$?"
 fi
 if [ -n "${ARM:-}" ] && [ "$rc" = 0 ]; then
-  eval "arm=( $ARM )"  # the shell's own word splitting and quoting, as on a command line
+  # the shell's own word splitting and quoting, as on a command line (quote JSON inside it:
+  # ARM="--seeds '[0,1]'"), without filename expansion ([0,1] would match a file named 0) and
+  # with unset variables left empty (set -u would end the job here, before stage-times.txt)
+  set -f +u; eval "arm=( $ARM )"; set +f -u
   share_histories "$OUT/run-arm"
   t "reproduce.py $* ${arm[*]} (the second arm)"
   python3 apps/reproduce.py "$@" "${arm[@]}" --out "$OUT/run-arm" > "$OUT/reproduce-arm.log" 2>&1

@@ -149,7 +149,9 @@ def method_summary(returns: np.ndarray, last: int = 10) -> dict[str, float]:
     The gain is paired because every method meets the same test tasks: where tasks differ widely
     in return (HalfCheetahVel's target speeds), the first and last-10 intervals are mostly the
     spread between tasks and overlap even when every rollout climbs; the paired interval is not
-    widened by it."""
+    widened by it. Non-finite values (an episode a rollout did not reach) are left out of each
+    figure on its own, so where some are, the gain counts only the rollouts with both a finite
+    first episode and a finite last-10 mean, and may differ from last10_mean - first_mean."""
     r = np.asarray(returns, dtype=np.float64)
     first, last_mean_per_rollout = r[..., 0], r[..., -last:].mean(axis=-1)
     first_mean, first_ci = shared.mean_ci95(first)
