@@ -93,6 +93,17 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
     assert third.stdout.count("done in") == 1 and "eval-ReacherGoal-mamba-full" in third.stdout
     assert _returns(moved) == before
 
+    # The transformer's seeds trained again side by side, in spawned processes: the same stage
+    # keys, the same models (one torch thread each, as the serial run had), the same returns.
+    for stage in (moved / "stages").glob("*-ReacherGoal-transformer-*"):
+        shutil.rmtree(stage)
+    flags = ("--backbones", '["transformer"]', "--no-macaw.enabled", "--no-mql.enabled")
+    side = _run(moved, *flags, "--ad.seed_processes", "2")
+    assert side.returncode == 0, side.stderr[-3000:]
+    for seed in (0, 1):
+        assert f"train-ReacherGoal-transformer-full-s{seed}: done in" in side.stdout
+    assert _returns(moved) == before
+
 
 def _returns(run: Path) -> dict[str, str]:
     return {p.parent.parent.name.rsplit("-", 1)[0]: p.read_text()

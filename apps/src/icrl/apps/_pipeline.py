@@ -9,11 +9,12 @@ baseline seeds).
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import shutil
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,11 +246,14 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     runs: list[StageResult] = []
     seeds = P.seeds(cfg)
     configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in seeds]
-    for seed, tc in zip(seeds, configs, strict=True):
-        key_cfg = _stage_key(tc, exclude={"progress": True, "data": {"paths"}})
-        what = f"{backbone}-{_slug(ctx)}-s{seed}"
-        runs.append(fam.stage("train", what, key_cfg, _train_fn(tc), [fam.hist]))
-    out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
+    side_by_side = min(cfg.ad.seed_processes, len(seeds))
+    if side_by_side > 1:
+        runs = _train_side_by_side(fam, backbone, ctx, seeds, configs, side_by_side)
+        out.wall[f"train {backbone} {ctx}"] = max(r.wall_s for r in runs)
+    else:
+        for seed, tc in zip(seeds, configs, strict=True):
+            runs.append(_train_stage(fam, backbone, ctx, seed, tc, _train_fn(tc)))
+        out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
     trained = fam.cache.summary(runs[0])
     # (runs trained before position_params was recorded count their position table in)
     out.params[_method(backbone)] = int(trained["params"]) - int(trained.get("position_params", 0))
@@ -279,6 +283,42 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     return res.path / "eval" / "returns.csv", int(summary["episodes"])
 
 
+def _train_stage(
+    fam: _Family, backbone: str, ctx: Context, seed: int, tc: Any, fn: Callable[[Path], Any]
+) -> StageResult:
+    """One seed's training stage, keyed by its config (without what does not change the model)."""
+    key_cfg = _stage_key(tc, exclude={"progress": True, "data": {"paths"}})
+    return fam.stage("train", f"{backbone}-{_slug(ctx)}-s{seed}", key_cfg, fn, [fam.hist])
+
+
+def _train_side_by_side(
+    fam: _Family, backbone: str, ctx: Context, seeds: list[int], configs: list[Any], n: int
+) -> list[StageResult]:
+    """Every seed's training stage at once, each trained in a spawned process (train() seeds
+    torch process-wide, and a forked child would inherit a CUDA context it cannot use); the
+    first failure is raised once the others have ended (their stages are kept)."""
+    import torch  # (the app's --help needs no torch)
+
+    threads = max(1, torch.get_num_threads() // n)
+    spawn = mp.get_context("spawn")
+    with (
+        ProcessPoolExecutor(
+            n, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
+        ) as procs,
+        ThreadPoolExecutor(n) as stages,
+    ):
+
+        def in_process(tc: Any) -> Callable[[Path], Any]:
+            quiet = tc.model_copy(update={"progress": False})  # side-by-side bars interleave
+            return lambda d: procs.submit(_train_in, quiet, d).result()
+
+        futures = [
+            stages.submit(_train_stage, fam, backbone, ctx, seed, tc, in_process(tc))
+            for seed, tc in zip(seeds, configs, strict=True)
+        ]
+        return [f.result() for f in futures]  # waits for all (the pools' exit), then raises
+
+
 # Fields added to the icrl.ad and MQL configs after stage keys were first written, with their
 # defaults: at the default a key leaves them out, so runs made before they existed resume as
 # they were.
@@ -298,25 +338,28 @@ def _stage_key(config: Any, exclude: Any) -> dict[str, Any]:
 
 
 def _train_fn(tc: Any) -> Callable[[Path], dict[str, Any]]:
-    def fn(d: Path) -> dict[str, Any]:
-        result = train(tc, d / "run")
-        model, meta = load_model(result.checkpoint, "cpu")
-        params = sum(p.numel() for p in model.parameters())
-        # a transformer's learned position table grows with the context: the report leaves it
-        # out, as icrl.seqmodels counts the paper's sizes (and small's matched pair)
-        positions = model.backbone.position_parameters()
-        # Relative to the stage directory, so a run directory can move (another machine).
-        checkpoint = str(Path(result.checkpoint).resolve().relative_to(d.resolve()))
-        return {
-            "checkpoint": checkpoint,
-            "loss": result.loss,
-            "params": params,
-            "position_params": positions,
-            # the episodes its context covers: the evaluation's count, known before it runs
-            "context_episodes": int(meta["data"]["context_episodes"]),
-        }
+    return lambda d: _train_in(tc, d)
 
-    return fn
+
+def _train_in(tc: Any, d: Path) -> dict[str, Any]:
+    """Train one model into the stage directory `d`; its summary for stage.json (module level:
+    a spawned process runs it)."""
+    result = train(tc, d / "run")
+    model, meta = load_model(result.checkpoint, "cpu")
+    params = sum(p.numel() for p in model.parameters())
+    # a transformer's learned position table grows with the context: the report leaves it
+    # out, as icrl.seqmodels counts the paper's sizes (and small's matched pair)
+    positions = model.backbone.position_parameters()
+    # Relative to the stage directory, so a run directory can move (another machine).
+    checkpoint = str(Path(result.checkpoint).resolve().relative_to(d.resolve()))
+    return {
+        "checkpoint": checkpoint,
+        "loss": result.loss,
+        "params": params,
+        "position_params": positions,
+        # the episodes its context covers: the evaluation's count, known before it runs
+        "context_episodes": int(meta["data"]["context_episodes"]),
+    }
 
 
 def _eval_fn(ec: Any, ckpts: list[Path]) -> Callable[[Path], dict[str, Any]]:
