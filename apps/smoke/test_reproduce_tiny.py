@@ -103,6 +103,7 @@ def test_tiny_preset_end_to_end_then_cached_then_moved(tmp_path: Path) -> None:
     for seed in (0, 1):
         assert f"train-ReacherGoal-transformer-full-s{seed}: done in" in side.stdout
     assert _returns(moved) == before
+    assert "seeds trained side by side (2 processes)" in (moved / "report.md").read_text()
 
 
 def _returns(run: Path) -> dict[str, str]:

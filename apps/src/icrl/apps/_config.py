@@ -132,7 +132,7 @@ class ADOptions(BaseModel):
     """A model's seeds trained side by side in up to this many spawned processes (1: one after
     the other). On a GPU a `small` model's steps leave it mostly idle, so seeds side by side may
     finish in about the time of one (not yet measured there; 12M models gained nothing). Their
-    progress bars are off; the report's training time is then the longest seed's. A seed's
+    progress bars are off; the report says so, its training rows then the longest seed's. A seed's
     model is the same either way (not part of a stage key)."""
     overrides: list[str] = []
     """Extra icrl.ad TrainConfig overrides as "section.field=value" strings."""

@@ -49,6 +49,9 @@ class FamilyResults:
     """Whether MACAW's and MQL's stages ran at the same time (their wall-clocks overlap)."""
     baselines_beside_ad: bool = False
     """Whether the baselines' stages ran beside the AD stages (their wall-clocks overlap)."""
+    ad_seeds_side_by_side: int = 1
+    """How many of a model's AD seeds trained at once (--ad.seed_processes): above 1, a training
+    row's wall-clock is the longest seed's, not their sum."""
     ad_ran: bool = False
     """Whether any AD training or evaluation ran now (not from the cache)."""
     cached: set[str] = field(default_factory=set)
@@ -249,7 +252,11 @@ def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) ->
     side_by_side = min(cfg.ad.seed_processes, len(seeds))
     if side_by_side > 1:
         runs = _train_side_by_side(fam, backbone, ctx, seeds, configs, side_by_side)
-        out.wall[f"train {backbone} {ctx}"] = max(r.wall_s for r in runs)
+        if not all(r.cached for r in runs):  # (cached ones may have trained one by one)
+            out.wall[f"train {backbone} {ctx}"] = max(r.wall_s for r in runs)
+            out.ad_seeds_side_by_side = side_by_side
+        else:
+            out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
     else:
         for seed, tc in zip(seeds, configs, strict=True):
             runs.append(_train_stage(fam, backbone, ctx, seed, tc, _train_fn(tc)))

@@ -190,6 +190,9 @@ def _family_section(res: FamilyResults, fig1: Path, fig2: Path, root: Path) -> l
     lines += [f"Per-episode returns of every curve of both figures: [`{table}`]({table}).", ""]
     lines += ["| stage | wall-clock (s) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.wall.items()]
+    if res.ad_seeds_side_by_side > 1:
+        lines += ["", f"Each AD model's seeds trained side by side ({res.ad_seeds_side_by_side} "
+                  "processes): a training row is the longest seed's wall-clock."]  # fmt: skip
     if res.baselines_side_by_side:
         lines += ["", "MACAW and MQL ran at the same time on the GPU: their wall-clocks overlap."]
     if res.baselines_beside_ad:
