@@ -246,21 +246,22 @@ def _method(backbone: str) -> str:
 def _ad_runs(fam: _Family, backbone: str, ctx: Context, episodes: int | None) -> tuple[Path, int]:
     """Train one model per seed, then evaluate them together; return the CSV and episodes."""
     cfg, h5, out = fam.cfg, fam.out.histories, fam.out
-    runs: list[StageResult] = []
     seeds = P.seeds(cfg)
     configs = [P.ad_config(fam.family, backbone, ctx, seed, h5, cfg) for seed in seeds]
-    side_by_side = min(cfg.ad.seed_processes, len(seeds))
-    if side_by_side > 1:
-        runs = _train_side_by_side(fam, backbone, ctx, seeds, configs, side_by_side)
-        if not all(r.cached for r in runs):  # (cached ones may have trained one by one)
-            out.wall[f"train {backbone} {ctx}"] = max(r.wall_s for r in runs)
-            out.ad_seeds_side_by_side = side_by_side
-        else:
-            out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
+    n = min(cfg.ad.seed_processes, len(seeds))
+    if n > 1:
+        runs = _train_side_by_side(fam, backbone, ctx, seeds, configs, n)
     else:
-        for seed, tc in zip(seeds, configs, strict=True):
-            runs.append(_train_stage(fam, backbone, ctx, seed, tc, _train_fn(tc)))
-        out.wall[f"train {backbone} {ctx}"] = sum(r.wall_s for r in runs)
+        runs = [
+            _train_stage(fam, backbone, ctx, seed, tc, _train_fn(tc))
+            for seed, tc in zip(seeds, configs, strict=True)
+        ]
+    # (seeds that all came from the cache may have trained one by one)
+    side_by_side = n > 1 and not all(r.cached for r in runs)
+    walls = [r.wall_s for r in runs]
+    out.wall[f"train {backbone} {ctx}"] = max(walls) if side_by_side else sum(walls)
+    if side_by_side:
+        out.ad_seeds_side_by_side = n
     trained = fam.cache.summary(runs[0])
     # (runs trained before position_params was recorded count their position table in)
     out.params[_method(backbone)] = int(trained["params"]) - int(trained.get("position_params", 0))
