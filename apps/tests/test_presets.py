@@ -283,7 +283,7 @@ def test_a_bad_context_spec_is_refused_by_the_config() -> None:
     ("preset", "mamba", "transformer", "lr", "length"),
     [
         ("tiny", (32, 2, 8), (32, 2, 8, 64), 1e-3, {"max_steps": 40, "epochs": None}),
-        ("small", (168, 4, 32), (128, 4, 32, 512), 1e-3, {"max_steps": None, "epochs": 100}),
+        ("small", (168, 4, 32), (128, 4, 32, 512), 1e-3, {"max_steps": 2000, "epochs": None}),
     ],
 )
 def test_ad_config_model_and_length(preset, mamba, transformer, lr, length) -> None:

@@ -109,7 +109,11 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
             "data": {"context": "full", "num_workers": 2},
             "optim": {"lr": 1e-3, "weight_decay": wd, "warmup_steps": 100},
             "batch_size": 8,
-            "epochs": 100,
+            # Steps, not epochs: `small` has 15-35 train tasks, one full-history context each,
+            # so its earlier 100 epochs were 200 steps on HalfCheetahVel, where AD-Mamba stayed
+            # flat; at 1,000 steps it only learnt the positional jump its blinded twin learns
+            # too, at 2,000 it climbed past its twin (docs/results/HalfCheetahVel/probes/).
+            "max_steps": 2000,
             "token_noise_std": 0.01,
             "checkpoint_every": 200,
         }
