@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from icrl.ad import ContextDataset, WindowContext, train
 from icrl.ad._checkpoint import load_checkpoint
 from icrl.ad._data import StepBatchSampler, collate_contexts
+from icrl.ad._train import _batches
 
 
 def test_ddp_two_cpu_processes_match_one_process(tmp_path, histories_file, tiny) -> None:
@@ -63,3 +64,29 @@ def test_dataloader_workers_give_the_same_batches(histories_file) -> None:
         assert a["task"] == b["task"] and a["start"] == b["start"]
         np.testing.assert_array_equal(a["features"].numpy(), b["features"].numpy())
         assert a["mask"].all()
+
+
+def test_batches_cut_in_the_training_process_equal_the_workers(histories_file) -> None:
+    ds = ContextDataset.from_files([histories_file], context=WindowContext(window=30), seed=2)
+    cpu = torch.device("cpu")
+
+    def batches(workers: int) -> list[dict]:
+        return list(_batches(ds, StepBatchSampler(ds.items_per_epoch, 3, 2, 0, 5), workers, cpu))
+
+    held, loaded = batches(0), batches(2)
+    assert len(held) == len(loaded) == 5
+    for a, b in zip(held, loaded, strict=True):
+        assert a["task"] == b["task"] and a["start"] == b["start"]
+        for k in ("features", "targets", "mask"):
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_training_without_workers_equals_training_with_them(tmp_path, histories_file,
+                                                            tiny) -> None:  # fmt: skip
+    def weights(workers: int) -> dict:
+        cfg = tiny([histories_file], data__num_workers=workers, max_steps=4, checkpoint_every=4)
+        return load_checkpoint(train(cfg, tmp_path / f"w{workers}").checkpoint)["model"]
+
+    held, loaded = weights(0), weights(2)
+    for k, v in loaded.items():
+        assert torch.equal(held[k], v), k

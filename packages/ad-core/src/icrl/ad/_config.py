@@ -235,7 +235,10 @@ class DataConfig(_Frozen):
     "episodes" (`n_episodes` consecutive kept episodes from a random start) or "window"
     (random windows of `window` transitions); in Python, a Context value."""
     num_workers: int = Field(0, ge=0)
-    """DataLoader worker processes (each opens the HDF5 files lazily)."""
+    """DataLoader worker processes that cut and pad batches on the CPU (each opens the HDF5
+    files lazily). 0: none; the histories are copied to the training device once and every
+    batch is cut there, in the training process (faster wherever they fit in its memory:
+    `benchmarks/batches.py`)."""
     reward_ablation: RewardAblation = "none"
     """"zero" trains a blinded model: every reward in its context reads 0, so it can learn how
     the source's actions change over a history but not which of them paid (a control for

@@ -8,6 +8,7 @@ same global batch.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,17 @@ class ContextDataset(Dataset):
             self._cache[i] = self._arrays(h, e)
         return self._cache[i]
 
+    def held_on(self, device: torch.device | str) -> ContextDataset:
+        """This dataset with every history's tokens copied to `device` once, so that its items
+        are views there and `collate_contexts` pads them there: batches cut on the training
+        device, in the training process, without DataLoader workers (`data.num_workers` 0)."""
+        held = copy.copy(self)
+        held._cache = {
+            i: tuple(None if a is None else torch.as_tensor(a).to(device) for a in self.tokens(i))
+            for i in range(len(self.entries))
+        }
+        return held
+
     def __len__(self) -> int:
         return self.items_per_epoch
 
@@ -283,13 +295,13 @@ class ContextDataset(Dataset):
         i, start, stop = self.span(epoch, item)
         feats, targets, var = self.tokens(i)
         out = {
-            "features": torch.from_numpy(feats[start:stop]),
-            "targets": torch.from_numpy(targets[start:stop]),
+            "features": torch.as_tensor(feats[start:stop]),
+            "targets": torch.as_tensor(targets[start:stop]),
             "task": self.entries[i].name,
             "start": start,
         }
         if var is not None:
-            out["target_var"] = torch.from_numpy(var[start:stop])
+            out["target_var"] = torch.as_tensor(var[start:stop])
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -300,16 +312,18 @@ class ContextDataset(Dataset):
 
 
 def collate_contexts(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pad contexts to the longest; `mask` marks real tokens. `target_var` (the targets' noise
-    variance, action_target "denoised") is padded like the targets when the items carry it."""
+    """Pad contexts to the longest, on the items' device; `mask` marks real tokens. `target_var`
+    (the targets' noise variance, action_target "denoised") is padded like the targets when the
+    items carry it."""
     length = max(len(it["features"]) for it in items)
     b = len(items)
     f = items[0]["features"].shape[1]
     a = items[0]["targets"].shape[1]
-    feats = torch.zeros(b, length, f)
-    targets = torch.zeros(b, length, a)
-    var = torch.zeros(b, length, a) if "target_var" in items[0] else None
-    mask = torch.zeros(b, length, dtype=torch.bool)
+    dev = items[0]["features"].device
+    feats = torch.zeros(b, length, f, device=dev)
+    targets = torch.zeros(b, length, a, device=dev)
+    var = torch.zeros(b, length, a, device=dev) if "target_var" in items[0] else None
+    mask = torch.zeros(b, length, dtype=torch.bool, device=dev)
     for j, it in enumerate(items):
         n = len(it["features"])
         feats[j, :n], targets[j, :n], mask[j, :n] = it["features"], it["targets"], True

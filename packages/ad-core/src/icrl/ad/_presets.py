@@ -89,7 +89,7 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
         # there; these are our choices.
         return {
             "model": _paper_model(family, backbone),
-            "data": {"context": "full", "num_workers": 2},
+            "data": {"context": "full"},
             "optim": {"lr": 3e-4, "weight_decay": wd, "warmup_steps": 100, "grad_clip": 1.0},
             "batch_size": 8,
             "epochs": 450,
@@ -106,7 +106,7 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
         }
         return {
             "model": _model(small[backbone], embed_dim=32),
-            "data": {"context": "full", "num_workers": 2},
+            "data": {"context": "full"},
             "optim": {"lr": 1e-3, "weight_decay": wd, "warmup_steps": 100},
             "batch_size": 8,
             # Steps, not epochs: `small` has 15-35 train tasks, one full-history context each,
