@@ -9,12 +9,11 @@ baseline seeds).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import shutil
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from icrl.ad import Context, ContextDataset, evaluate, load_model, train
 from icrl.baselines import run_macaw, run_mql
 from icrl.histories import generate
+from icrl.histories.runtime import spawned_pool
 
 from . import _presets as P
 from ._config import ReproduceConfig
@@ -305,16 +305,7 @@ def _train_side_by_side(
     """Every seed's training stage at once, each trained in a spawned process (train() seeds
     torch process-wide, and a forked child would inherit a CUDA context it cannot use); the
     first failure is raised once the others have ended (their stages are kept)."""
-    import torch  # (the app's --help needs no torch)
-
-    threads = max(1, torch.get_num_threads() // n)
-    spawn = mp.get_context("spawn")
-    with (
-        ProcessPoolExecutor(
-            n, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
-        ) as procs,
-        ThreadPoolExecutor(n) as stages,
-    ):
+    with spawned_pool(n) as procs, ThreadPoolExecutor(n) as stages:
 
         def in_process(tc: Any) -> Callable[[Path], Any]:
             quiet = tc.model_copy(update={"progress": False})  # side-by-side bars interleave

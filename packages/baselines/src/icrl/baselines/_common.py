@@ -5,16 +5,15 @@ parsing are icrl.histories.runtime's."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from icrl.histories.runtime import LOCK_NAME, DirLock
+from icrl.histories.runtime import LOCK_NAME, DirLock, spawned_pool
 
 
 class RunDirInUseError(ValueError):
@@ -92,13 +91,7 @@ def run_seed_jobs(
         return [fn(*args, progress=progress) for args in jobs]
     # (one job with processes > 1 is spawned too: its torch seeding then stays out of this
     # process, where another stage may be running at the same time: icrl.apps on a GPU)
-    n = min(processes, len(jobs))
-    threads = max(1, torch.get_num_threads() // n)
-    # spawn, not fork: a forked child would inherit a CUDA context it cannot use.
-    spawn = mp.get_context("spawn")
-    with ProcessPoolExecutor(
-        n, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
-    ) as pool:
+    with spawned_pool(min(processes, len(jobs))) as pool:
         futures = [pool.submit(fn, *args, progress=False) for args in jobs]
         wait(futures)
     return [f.result() for f in futures]  # raises the first failure, in job order

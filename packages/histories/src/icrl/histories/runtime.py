@@ -19,6 +19,7 @@ import random
 import secrets
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +50,7 @@ __all__ = [
     "read_config_file",
     "resolve_device",
     "seed_everything",
+    "spawned_pool",
 ]
 
 
@@ -302,6 +304,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def spawned_pool(processes: int) -> ProcessPoolExecutor:
+    """A pool of `processes` spawned processes that share this one's torch threads, at least one
+    each: spawned, not forked, since a forked child would inherit a CUDA context it cannot use;
+    the threads split, since each process's torch would otherwise take every core (and with one
+    thread here, the tests' and a CPU app's, a seed's CPU floats stay the serial run's)."""
+    import multiprocessing as mp
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // processes)
+    return ProcessPoolExecutor(
+        processes,
+        mp_context=mp.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(threads,),
+    )
 
 
 class DeviceError(ValueError):
