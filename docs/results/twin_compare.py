@@ -4,8 +4,13 @@ task by task: the control that tells in-context RL from a schedule read from pos
     python docs/results/twin_compare.py MODEL_CSV MODEL_METHOD TWIN_CSV TWIN_METHOD OUT_PNG \
         [--zero Z] [--target T] [--last 10]
 
-Prints, per test task, the first episode and the mean of the last `--last` episodes of both, and
-draws OUT_PNG: (left) the mean over tasks per episode with the zero-action and `--target` lines,
+Prints, per test task, the first episode and the mean of the last `--last` episodes of both;
+then, for both, the paired gain (each rollout's last-episodes mean minus its own first episode)
+and the late gain (the same minus its mean over episodes `--late-from` to `--late-to` - 1,
+0-based: the climb after the first episodes' jump, which a twin makes too where it is read from
+position), and the model's last-episodes mean minus the twin's per task; each mean ± the 95 %
+CI half-width of icrl's summaries (z·SEM over rollouts, or over tasks). It draws OUT_PNG:
+(left) the mean over tasks per episode with the zero-action and `--target` lines,
 (right) each task's last-episodes mean for both models. A task's value is its mean over the
 CSV's seeds. A CSV may be an evaluation's `returns.csv` or `apps/reproduce.py`'s per-family table
 (`returns_<Family>.csv`, with a `context` column): from that, the rows of `--context` are read.
@@ -25,6 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from icrl.ad import read_results
+from icrl.histories.results import mean_ci95
 
 WIDTHS = (11, 12, 10, 11)  # the printed columns
 
@@ -32,6 +38,20 @@ WIDTHS = (11, 12, 10, 11)  # the printed columns
 def table(curves: np.ndarray, last: int) -> tuple[np.ndarray, np.ndarray]:
     """(first episode, mean of the last `last` episodes) per task (rows: tasks)."""
     return curves[:, 0], curves[:, -last:].mean(1)
+
+
+def print_gains(rollouts: dict[str, np.ndarray], last: int, late_from: int, late_to: int) -> None:
+    """Each model's paired and late gain over its rollouts (tasks x seeds x episodes)."""
+    for label, r in rollouts.items():
+        if not 0 <= late_from < late_to <= r.shape[-1] - last:
+            raise SystemExit(f"--late-from {late_from} / --late-to {late_to}: expected a window "
+                             f"before the last {last} of {r.shape[-1]} episodes")  # fmt: skip
+        end = r[..., -last:].mean(-1)
+        paired = mean_ci95(end - r[..., 0])
+        late = mean_ci95(end - r[..., late_from:late_to].mean(-1))
+        print(f"{label}: paired gain {paired[0]:+.1f} ± {paired[1]:.1f}, late gain (from "
+              f"episodes {late_from}-{late_to - 1}) {late[0]:+.1f} ± {late[1]:.1f} "
+              f"({r.shape[0]} tasks x {r.shape[1]} seeds)")  # fmt: skip
 
 
 def read_curves(path: Path, context: str) -> dict[str, np.ndarray]:
@@ -65,16 +85,21 @@ def main() -> None:
     p.add_argument("--zero", type=float, help="the zero-action return (a dotted line)")
     p.add_argument("--target", type=float, help="a target return (a dashed line)")
     p.add_argument("--last", type=int, default=10, help="episodes averaged at the end")
+    p.add_argument("--late-from", type=int, default=4,
+                   help="first episode (0-based) of the late gain's baseline window")  # fmt: skip
+    p.add_argument("--late-to", type=int, default=8,
+                   help="the late gain's baseline window ends before this episode")  # fmt: skip
     p.add_argument("--context", default="full history",
                    help="the rows read from a reproduce.py table (its context column)")  # fmt: skip
     a = p.parse_args()
-    curves = {}
+    curves, rollouts = {}, {}
     for label, path, method in (("with rewards", a.model_csv, a.model_method),
                                 ("rewards zeroed (twin)", a.twin_csv, a.twin_method)):  # fmt: skip
         runs = read_curves(path, a.context)
         if method not in runs:
             raise SystemExit(f"{path}: no method {method!r}; it has {sorted(runs)}")
-        curves[label] = runs[method].mean(1)  # tasks x seeds x episodes -> per task
+        rollouts[label] = runs[method]  # tasks x seeds x episodes
+        curves[label] = runs[method].mean(1)  # per task
     shapes = {c.shape for c in curves.values()}
     if len(shapes) != 1:
         raise SystemExit(f"the two CSVs hold different rollouts x episodes: {shapes}")
@@ -84,6 +109,9 @@ def main() -> None:
         print(f"{i:4d}  " + "  ".join(f"{v:{w}.1f}" for v, w in zip(row, WIDTHS, strict=True)))
     print(f"mean  {m_first.mean():11.1f}  {m_last.mean():12.1f}  {t_first.mean():10.1f}  "
           f"{t_last.mean():11.1f}")  # fmt: skip
+    print_gains(rollouts, a.last, a.late_from, a.late_to)
+    diff, half = mean_ci95(m_last - t_last)
+    print(f"model - twin, last {a.last} per task: {diff:+.1f} ± {half:.1f}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for label, c in curves.items():
         left.plot(c.mean(0), label=label)
