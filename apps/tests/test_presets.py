@@ -335,12 +335,12 @@ def test_ad_config_context_and_seed(spec, context, n_episodes, window) -> None:
 
 def test_user_ad_fields_reach_the_train_config() -> None:
     ad = {"max_steps": 7, "batch_size": 3, "lr": 5e-4, "d_model": 64, "n_layers": 3,
-          "device": "cpu", "overrides": ["optim.warmup_steps=2", "data.num_workers=0"]}  # fmt: skip
+          "device": "cpu", "overrides": ["optim.warmup_steps=2", "data.num_workers=1"]}  # fmt: skip
     tc = P.ad_config("ReacherGoal", "transformer", FOUR, 0, H5, _cfg(preset="small", ad=ad))
     assert (tc.max_steps, tc.epochs) == (7, None)  # max_steps replaces the preset's epochs
     assert (tc.batch_size, tc.optim.lr, tc.device) == (3, 5e-4, "cpu")
     assert (tc.model.backbone.d_model, tc.model.backbone.n_layers) == (64, 3)
-    assert (tc.optim.warmup_steps, tc.data.num_workers) == (2, 0)
+    assert (tc.optim.warmup_steps, tc.data.num_workers) == (2, 1)
     assert tc.data.context == EpisodesContext(n_episodes=4)
     epochs = P.ad_config(
         "ReacherGoal", "mamba", FULL, 0, H5, _cfg(preset="paper", ad={"epochs": 2})

@@ -43,3 +43,16 @@ def test_twin_compare_refuses_a_late_window_inside_the_last_episodes(tmp_path) -
     )  # fmt: skip
     assert proc.returncode == 1 and "--late-from 30" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_twin_compare_compares_the_seeds_both_csvs_hold(tmp_path) -> None:
+    twin = ROOT / "docs/results/HalfCheetahVel/probes/small-2000-steps-transformer-twin"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs/results/twin_compare.py"),
+         str(PROBE / "returns_HalfCheetahVel.csv"), "AD-Transformer",
+         str(twin / "returns_HalfCheetahVel.csv"), "AD-Transformer", str(tmp_path / "t.png")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seeds [0, 1] only: the model has [0, 1, 2], the twin [0, 1]" in proc.stdout
+    assert proc.stdout.count("(10 tasks x 2 seeds)") == 2, proc.stdout

@@ -14,6 +14,7 @@ CI half-width of icrl's summaries (z·SEM over rollouts, or over tasks). It draw
 (right) each task's last-episodes mean for both models. A task's value is its mean over the
 CSV's seeds. A CSV may be an evaluation's `returns.csv` or `apps/reproduce.py`'s per-family table
 (`returns_<Family>.csv`, with a `context` column): from that, the rows of `--context` are read.
+Only the training seeds both CSVs hold are compared (a note names them when the two differ).
 """
 
 from __future__ import annotations
@@ -54,17 +55,12 @@ def print_gains(rollouts: dict[str, np.ndarray], last: int, late_from: int, late
               f"({r.shape[0]} tasks x {r.shape[1]} seeds)")  # fmt: skip
 
 
-def read_curves(path: Path, context: str) -> dict[str, np.ndarray]:
+def read_curves(path: Path, context: str, seeds: set[int] | None = None) -> dict[str, np.ndarray]:
     """method -> (tasks × seeds × episodes) of an evaluation's CSV, or of the rows of `context`
-    in reproduce.py's table (cut to the evaluation's columns and read by the same reader)."""
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "context" not in rows[0]:
-        return read_results(path)
-    keep = [r for r in rows if r["context"] == context]
-    if not keep:
-        have = sorted({r["context"] for r in rows})
-        raise SystemExit(f"{path}: no rows of context {context!r}; it has {have}")
+    in reproduce.py's table, optionally only the rows of `seeds` (cut to the evaluation's
+    columns and read by the same reader)."""
+    rows = _rows(path, context)
+    keep = [r for r in rows if seeds is None or int(r["seed"]) in seeds]
     with tempfile.TemporaryDirectory() as tmp:
         cut = Path(tmp) / "returns.csv"
         with cut.open("w", newline="") as f:
@@ -73,6 +69,23 @@ def read_curves(path: Path, context: str) -> dict[str, np.ndarray]:
             writer.writeheader()
             writer.writerows(keep)
         return read_results(cut)
+
+
+def read_seeds(path: Path, context: str, method: str) -> set[int]:
+    """The training seeds of `method` in the CSV (of `context`, in reproduce.py's table)."""
+    return {int(r["seed"]) for r in _rows(path, context) if r["method"] == method}
+
+
+def _rows(path: Path, context: str) -> list[dict[str, str]]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "context" not in rows[0]:
+        return rows
+    keep = [r for r in rows if r["context"] == context]
+    if not keep:
+        have = sorted({r["context"] for r in rows})
+        raise SystemExit(f"{path}: no rows of context {context!r}; it has {have}")
+    return keep
 
 
 def main() -> None:
@@ -92,10 +105,19 @@ def main() -> None:
     p.add_argument("--context", default="full history",
                    help="the rows read from a reproduce.py table (its context column)")  # fmt: skip
     a = p.parse_args()
+    pairs = (("with rewards", a.model_csv, a.model_method),
+             ("rewards zeroed (twin)", a.twin_csv, a.twin_method))  # fmt: skip
+    found = [read_seeds(path, a.context, method) for _, path, method in pairs]
+    common = found[0] & found[1]
+    if not common:
+        raise SystemExit(f"the two CSVs share no training seed: {sorted(found[0])} and "
+                         f"{sorted(found[1])}")  # fmt: skip
+    if found[0] != found[1]:
+        print(f"seeds {sorted(common)} only: the model has {sorted(found[0])}, the twin "
+              f"{sorted(found[1])}")  # fmt: skip
     curves, rollouts = {}, {}
-    for label, path, method in (("with rewards", a.model_csv, a.model_method),
-                                ("rewards zeroed (twin)", a.twin_csv, a.twin_method)):  # fmt: skip
-        runs = read_curves(path, a.context)
+    for label, path, method in pairs:
+        runs = read_curves(path, a.context, common)
         if method not in runs:
             raise SystemExit(f"{path}: no method {method!r}; it has {sorted(runs)}")
         rollouts[label] = runs[method]  # tasks x seeds x episodes

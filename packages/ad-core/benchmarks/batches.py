@@ -81,8 +81,9 @@ def _batch_ms(ds: ContextDataset, args, device: torch.device, workers: int) -> f
 
 
 def _step_ms(ds: ContextDataset, args, workers: int) -> float:
-    """ms a training step of the preset model over `args.train_steps` steps (after 5 warm-up
-    steps: train's first steps include compiling and allocating)."""
+    """ms a training step of the preset model: a run of 5 + `args.train_steps` steps less one of
+    5 (train's start-up and first steps, which include allocating and kernel selection), after
+    one discarded run that warms the process up."""
     base = preset_dict(args.family, args.backbone, args.size)
     base.pop("epochs", None)
     base["data"] = {**base["data"], "paths": ["in-memory"], "num_workers": workers}
@@ -95,8 +96,9 @@ def _step_ms(ds: ContextDataset, args, workers: int) -> float:
             train(cfg, Path(tmp) / "run", dataset=ds)
             return time.perf_counter() - start
 
-    warm = run(5)
-    return (run(5 + args.train_steps) - warm) / args.train_steps * 1e3
+    run(5)
+    short = run(5)
+    return (run(5 + args.train_steps) - short) / args.train_steps * 1e3
 
 
 def main() -> None:

@@ -295,7 +295,8 @@ def _train_stage(
     fam: _Family, backbone: str, ctx: Context, seed: int, tc: Any, fn: Callable[[Path], Any]
 ) -> StageResult:
     """One seed's training stage, keyed by its config (without what does not change the model)."""
-    key_cfg = _stage_key(tc, exclude={"progress": True, "data": {"paths"}})
+    # (data.num_workers only changes how batches are built, not which: icrl.ad tests they match)
+    key_cfg = _stage_key(tc, exclude={"progress": True, "data": {"paths", "num_workers"}})
     return fam.stage("train", f"{backbone}-{_slug(ctx)}-s{seed}", key_cfg, fn, [fam.hist])
 
 

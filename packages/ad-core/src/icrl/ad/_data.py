@@ -281,10 +281,17 @@ class ContextDataset(Dataset):
         are views there and `collate_contexts` pads them there: batches cut on the training
         device, in the training process, without DataLoader workers (`data.num_workers` 0)."""
         held = copy.copy(self)
-        held._cache = {
-            i: tuple(None if a is None else torch.as_tensor(a).to(device) for a in self.tokens(i))
-            for i in range(len(self.entries))
-        }
+        try:
+            held._cache = {
+                i: tuple(None if a is None else torch.as_tensor(a).to(device) for a in arrays)
+                for i, arrays in ((i, self.tokens(i)) for i in range(len(self.entries)))
+            }
+        except torch.OutOfMemoryError as err:
+            raise torch.OutOfMemoryError(
+                f"the histories ({self.info.n_tasks} tasks) do not fit in {device}'s memory "
+                f"beside the model; set data.num_workers > 0 to cut batches on the CPU instead "
+                f"({err})"
+            ) from err
         return held
 
     def __len__(self) -> int:

@@ -111,8 +111,9 @@ def preset_dict(family: str, backbone: str = "mamba", size: str = "paper") -> di
             "batch_size": 8,
             # Steps, not epochs: `small` has 15-35 train tasks, one full-history context each,
             # so its earlier 100 epochs were 200 steps on HalfCheetahVel, where AD-Mamba stayed
-            # flat; at 1,000 steps it only learnt the positional jump its blinded twin learns
-            # too, at 2,000 it climbed past its twin (docs/results/HalfCheetahVel/probes/).
+            # flat; at 1,000 steps it learnt mostly the first episodes' jump, which its blinded
+            # twin learns too; at 2,000 it kept climbing after it where the twin levelled off
+            # (docs/results/HalfCheetahVel/probes/).
             "max_steps": 2000,
             "token_noise_std": 0.01,
             "checkpoint_every": 200,
