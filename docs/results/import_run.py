@@ -12,7 +12,9 @@ key, summary and wall-clock), MACAW's and MQL's per-seed training logs as
 `stages/<stage>/seed_<n>-metrics.csv`, and the job's `command.txt`, `revision.txt`, `machine.txt`,
 `stage-times.txt`, `stages.log` and `reproduce.log`; with `reproduce-job.sh`'s TWIN=1, AD-Mamba's
 blinded twin (`run-twin/`: its report, summary, Fig. 1, per-episode table and stage records) into
-`blinded-twin/` (its table and the model's are twin_compare.py's input); with ARM='FLAGS', the
+`blinded-twin/`, and twin_compare.py's reading of model against twin (full history: each one's
+paired and late gain, the per-task difference) as `twin-compare.txt` with `twin-vs-model.png`,
+the zero-action and the source's final return drawn in; with ARM='FLAGS', the
 second arm (`run-arm/`: the same, with Fig. 2) into `second-arm/`; with DIAG=1,
 `diagnose/`. Nothing already in DEST is overwritten: the import stops,
 before writing anything, naming the files in the way.
@@ -21,6 +23,8 @@ before writing anything, naming the files in the way.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -34,6 +38,8 @@ from icrl.apps._config import ReproduceConfig
 from icrl.apps._pipeline import FamilyResults
 from icrl.apps._presets import contexts
 from icrl.apps._report import write_returns_table
+
+TWIN_OUTPUTS = ("twin-compare.txt", "twin-vs-model.png")  # written from the imported tables
 
 JOB_FILES = ("command.txt", "revision.txt", "machine.txt", "stage-times.txt", "stages.log",
              "reproduce.log", "reproduce-twin.log", "reproduce-arm.log",
@@ -141,6 +147,23 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
     return files
 
 
+def compare_twin(dest: Path, family: str) -> None:
+    """twin_compare.py on the imported tables of AD-Mamba and its blinded twin: its printout,
+    under the command that gives it again, as `twin-compare.txt`, and its figure."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import twin_compare
+
+    refs = json.loads((dest / "summary.json").read_text())[family]["references"]
+    argv = [f"returns_{family}.csv", "AD-Mamba", f"blinded-twin/returns_{family}.csv",
+            "AD-Mamba", TWIN_OUTPUTS[1], "--zero", f"{refs['zero']:.1f}",
+            "--target", f"{refs['source_final']:.1f}"]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.chdir(dest), contextlib.redirect_stdout(out):
+        twin_compare.main(argv)
+    command = "python docs/results/twin_compare.py " + " ".join(argv)
+    (dest / TWIN_OUTPUTS[0]).write_text(f"(in this folder) {command}\n\n{out.getvalue()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("job", type=Path, help="window-poll.sh's job.tar.gz, or its unpacked folder")
@@ -151,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = _job_root(args.job, Path(scratch))
         files = plan(root, family)
-        in_the_way = sorted(n for n in files if (args.dest / n).exists())
+        twin = "blinded-twin/summary.json" in files
+        outputs = [*files, *(TWIN_OUTPUTS if twin else ())]
+        in_the_way = sorted(n for n in outputs if (args.dest / n).exists())
         if in_the_way:
             sys.exit(f"{args.dest}: already holds {in_the_way}; move them first (nothing written)")
         csv_name = f"returns_{family}.csv"
@@ -171,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                 write_returns_table(rebuilt_results(root / "run", family), target)
             else:
                 shutil.copyfile(source, target)
-        print(f"{len(files)} files into {args.dest}")
+        if twin:
+            compare_twin(args.dest, family)
+        print(f"{len(outputs)} files into {args.dest}")
     return 0
 
 

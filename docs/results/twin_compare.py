@@ -88,7 +88,7 @@ def _rows(path: Path, context: str) -> list[dict[str, str]]:
     return keep
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_csv", type=Path)
     p.add_argument("model_method")
@@ -104,7 +104,7 @@ def main() -> None:
                    help="the late gain's baseline window ends before this episode")  # fmt: skip
     p.add_argument("--context", default="full history",
                    help="the rows read from a reproduce.py table (its context column)")  # fmt: skip
-    a = p.parse_args()
+    a = p.parse_args(argv)
     pairs = (("with rewards", a.model_csv, a.model_method),
              ("rewards zeroed (twin)", a.twin_csv, a.twin_method))  # fmt: skip
     found = [read_seeds(path, a.context, method) for _, path, method in pairs]

@@ -1,0 +1,52 @@
+"""docs/results/import_run.py on a job folder laid out as reproduce-job.sh leaves it (built from a
+committed probe's files): what it copies, the twin comparison it writes, and its refusal to
+overwrite."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = ROOT / "docs/results/HalfCheetahVel/probes/small-2000-steps-mamba-twin"
+F = "HalfCheetahVel"
+
+
+def _job(tmp: Path) -> Path:
+    job = tmp / "out"
+    for run, src in (("run", PROBE), ("run-twin", PROBE / "blinded-twin")):
+        for name in ("report.md", "summary.json", f"returns_{F}.csv", f"figures/fig1_{F}.png"):
+            (job / run / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, job / run / name)
+    shutil.copyfile(PROBE / f"figures/fig2_{F}.png", job / "run" / f"figures/fig2_{F}.png")
+    for name in ("command.txt", "revision.txt"):
+        shutil.copyfile(PROBE / name, job / name)
+    return job
+
+
+def _import(job: Path, dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "docs/results/import_run.py"), str(job), str(dest)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_import_writes_the_twin_comparison_and_refuses_to_overwrite(tmp_path) -> None:
+    job, dest = _job(tmp_path), tmp_path / "results" / F
+    proc = _import(job, dest)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (dest / "blinded-twin" / f"returns_{F}.csv").read_bytes() == (
+        PROBE / "blinded-twin" / f"returns_{F}.csv"
+    ).read_bytes()
+    text = (dest / "twin-compare.txt").read_text()
+    assert text.startswith("(in this folder) python docs/results/twin_compare.py returns_")
+    assert "--zero -316.8 --target -202.3" in text  # the run's own references
+    assert "with rewards: paired gain +49.3 ± 14.3" in text  # the app's summary: gain 49.25
+    assert "model - twin, last 10 per task: +13.4 ± 13.5" in text
+    assert (dest / "twin-vs-model.png").stat().st_size > 10_000
+    (dest / "blinded-twin" / f"returns_{F}.csv").unlink()
+    again = _import(job, dest)
+    assert again.returncode == 1 and "twin-compare.txt" in again.stderr, again.stderr[-2000:]
+    assert not (dest / "blinded-twin" / f"returns_{F}.csv").exists()  # nothing written
