@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from icrl.ad import read_results
+from icrl.ad import method_summary, read_results
 from icrl.histories.results import mean_ci95
 
 WIDTHS = (11, 12, 10, 11)  # the printed columns
@@ -47,10 +47,9 @@ def print_gains(rollouts: dict[str, np.ndarray], last: int, late_from: int, late
         if not 0 <= late_from < late_to <= r.shape[-1] - last:
             raise SystemExit(f"--late-from {late_from} / --late-to {late_to}: expected a window "
                              f"before the last {last} of {r.shape[-1]} episodes")  # fmt: skip
-        end = r[..., -last:].mean(-1)
-        paired = mean_ci95(end - r[..., 0])
-        late = mean_ci95(end - r[..., late_from:late_to].mean(-1))
-        print(f"{label}: paired gain {paired[0]:+.1f} ± {paired[1]:.1f}, late gain (from "
+        s = method_summary(r, last)  # the paired gain of the app's summaries
+        late = mean_ci95(r[..., -last:].mean(-1) - r[..., late_from:late_to].mean(-1))
+        print(f"{label}: paired gain {s['gain_mean']:+.1f} ± {s['gain_ci95']:.1f}, late gain (from "
               f"episodes {late_from}-{late_to - 1}) {late[0]:+.1f} ± {late[1]:.1f} "
               f"({r.shape[0]} tasks x {r.shape[1]} seeds)")  # fmt: skip
 

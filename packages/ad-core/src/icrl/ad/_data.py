@@ -283,8 +283,10 @@ class ContextDataset(Dataset):
         held = copy.copy(self)
         try:
             held._cache = {
-                i: tuple(None if a is None else torch.as_tensor(a).to(device) for a in arrays)
-                for i, arrays in ((i, self.tokens(i)) for i in range(len(self.entries)))
+                i: tuple(
+                    None if a is None else torch.as_tensor(a).to(device) for a in self.tokens(i)
+                )
+                for i in range(len(self.entries))
             }
         except torch.OutOfMemoryError as err:
             raise torch.OutOfMemoryError(
