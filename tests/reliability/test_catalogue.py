@@ -240,6 +240,21 @@ _FAILING_SOURCE = (
 )
 
 
+# Task task_000 is a real source run; task_001 lasts until Ctrl-C (a long source run on any
+# machine), so the interrupt lands while a task is running however fast task_000 and the merge
+# are: interrupting the real two-task run raced its second task (0.6 s) on an idle 2-core machine.
+_SECOND_TASK_RUNS_UNTIL_INTERRUPTED = (
+    "import sys, time, icrl.histories._generate as g\n"
+    "real = g.run_task\n"
+    "def run_task(config, index, task, *a, **k):\n"
+    "    while index > 0: time.sleep(1)\n"
+    "    return real(config, index, task, *a, **k)\n"
+    "g.run_task = run_task\n"
+    "from icrl.histories.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
 def _unchanged(run: Callable[[Path], tuple[int | None, str]]):
     """Also assert that the command wrote nothing at all: every path under `d` (the case's own
     prepared files included) is there afterwards, byte-identical, and no path was added."""
@@ -578,11 +593,12 @@ CASES: list[Case] = [
          _unchanged(_cli(lambda d: [PY, "-c", _FAILING_SOURCE, "generate", "--config",
                                     d / "cfg.json", "--out", d / "o.h5"]))),
     Case("interrupt-histories", "Ctrl-C during generation (histories CLI)",
-         "python -m icrl.histories generate --config cfg.json --out int.h5",
+         "python -m icrl.histories generate --config cfg.json --out int.h5  (task_001's source "
+         "run lasts until the Ctrl-C)",
          r"^interrupted; 1 finished task is kept in .*int\.h5\.parts; rerun the same command to "
          r"resume$",
-         _interrupted(lambda d: [*HIST, "generate", "--config", d / "cfg.json",
-                                 "--out", d / "int.h5"],
+         _interrupted(lambda d: [PY, "-c", _SECOND_TASK_RUNS_UNTIL_INTERRUPTED, "generate",
+                                 "--config", d / "cfg.json", "--out", d / "int.h5"],
                       "int.h5.parts/task_000.h5")),
     # issue 20: icrl.ad -- checked before the rollouts; no silent mix; no stuck state or traceback
     Case("eval-outdir-file", "evaluation --out-dir is an existing file (AD CLI)",
