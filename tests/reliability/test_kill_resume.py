@@ -1,13 +1,16 @@
 """Kill -9 at progress points, rerun, and compare with an uninterrupted run (issue 12).
 
 Each job (history generation, AD training, `apps/reproduce.py`) is started as a subprocess and
-killed with SIGKILL (its whole process group) as soon as its committed on-disk progress (task
-parts, checkpoints, stage records) reaches the next of `KILLS` seeded, strictly increasing
-targets; it is then started again, and so on, and finally run to completion. The targets all lie
-well before the end of the job, so every kill lands however fast or slow the machine is: no kill
-waits on the clock. The final outputs must equal, byte for byte or array for array, those of one
-uninterrupted run with the same seeds; after every kill, whatever the run left that a reader
-would take as finished must be whole, and no committed progress may be lost by a restart.
+killed with SIGKILL (its whole process group) as soon as its committed on-disk progress (task parts,
+checkpoints, stage records) reaches the next of `KILLS` seeded, strictly increasing targets; it
+is then started again, and so on, and finally run to completion. In the killed starts the job's
+last piece of work (its last task, its checkpoints past the last target, its evaluation) lasts
+until the kill (`hold`: a patch the killed starts run before the job's own code), so every
+kill lands however fast or slow the machine is: no kill races the job's end. The
+final start runs unheld, all of its work real. The final outputs must equal, byte for byte or
+array for array, those of one uninterrupted run with the same seeds; after every kill, whatever
+the run left that a reader would take as finished must be whole, and no committed progress may be
+lost by a restart.
 """
 
 from __future__ import annotations
@@ -80,12 +83,29 @@ class Kill:
     after_s: float
 
 
+# `python -c _RUN_HELD PATCH -m MODULE ARGS...` or `... PATCH SCRIPT ARGS...`: run PATCH, then
+# the job as `python -m MODULE ARGS...` or `python SCRIPT ARGS...` would. The jobs here run their
+# held work in this one process (workers 0, one seed, CPU), so a patch here reaches it.
+_RUN_HELD = """
+import runpy, sys
+exec(sys.argv[1])
+job = sys.argv[2:]
+if job[0] == "-m":
+    sys.argv = [job[1], *job[2:]]
+    runpy.run_module(job[1], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = job
+    runpy.run_path(job[0], run_name="__main__")
+"""
+
+
 def kill_chain(
     cmd: list[str],
     progress: Callable[[], int],
     targets: Sequence[int],
     limit: int,
     after_kill: Callable[[], None],
+    hold: str,
     jitter: float = 0.0,
     seed: int = 0,
     timeout: float = 300,
@@ -98,9 +118,11 @@ def kill_chain(
     early once progress moves past the target, so a kill never needs the job to be slow. A
     start that would begin at or past its target (the previous kill overshot) aims one step
     past where it begins instead; no aim may exceed `limit`, the last progress point that
-    leaves the job real work to do. A job that finishes before its target fails the test:
-    the targets are badly chosen. After the last kill the job runs to completion.
+    leaves the job real work to do. The killed starts run `hold` (Python source) first, which
+    makes the work past `limit` last until the kill; a job that finishes before its target
+    fails the test all the same. After the last kill the job runs to completion, unheld.
     """
+    held = [cmd[0], "-c", _RUN_HELD, hold, *cmd[1:]]
     assert list(targets) == sorted(set(targets)) and targets[-1] <= limit, targets
     rng = np.random.default_rng(seed)
     kills: list[Kill] = []
@@ -113,7 +135,7 @@ def kill_chain(
         )
         delay = float(rng.uniform(0.0, jitter))
         proc = subprocess.Popen(
-            cmd,
+            held,
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -168,6 +190,17 @@ def report(job: str, kills: list[Kill], end: int, took: float) -> None:
 
 
 # --- history generation ---------------------------------------------------------------------
+
+_HOLD_TASK = """
+import time
+import icrl.histories._generate as g
+real = g.run_task
+def run_task(config, index, task, *a, **k):
+    while index == {index}:
+        time.sleep(1)
+    return real(config, index, task, *a, **k)
+g.run_task = run_task
+"""
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +268,9 @@ def test_history_generation_killed_ten_times_equals_uninterrupted(
     cmd = [sys.executable, "-m", "icrl.histories", "generate", "--config", str(cfg),
            "--out", str(out), "--no-progress"]  # fmt: skip
     start = time.monotonic()
-    kills = kill_chain(cmd, progress, targets, limit=tasks - 1, after_kill=after_kill)
+    # The last task lasts until the kill: no target can be overrun into the job's end.
+    hold = _HOLD_TASK.format(index=tasks - 1)
+    kills = kill_chain(cmd, progress, targets, limit=tasks - 1, after_kill=after_kill, hold=hold)
     report("history generation", kills, tasks + 1, time.monotonic() - start)
     assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
     assert progress() == tasks + 1
@@ -247,6 +282,16 @@ def test_history_generation_killed_ten_times_equals_uninterrupted(
 
 
 AD_STEPS, AD_CHECKPOINT_EVERY = 400, 10
+_HOLD_AFTER_CHECKPOINT = """
+import time
+import icrl.ad._train as t
+real = t.save_checkpoint
+def save_checkpoint(path, payload):
+    real(path, payload)
+    while payload["step"] >= {step}:
+        time.sleep(1)
+t.save_checkpoint = save_checkpoint
+"""
 
 
 def _ad_config(histories: Path, path: Path) -> Path:
@@ -300,8 +345,10 @@ def test_ad_training_killed_ten_times_equals_uninterrupted(
     end = AD_STEPS // AD_CHECKPOINT_EVERY
     targets = [2 * t for t in seeded_targets(range(1, 16), seed=7)]
     start = time.monotonic()
+    # Held after checkpoint end - 5 is written: a kill's jitter never runs into the job's end.
+    hold = _HOLD_AFTER_CHECKPOINT.format(step=(end - 5) * AD_CHECKPOINT_EVERY)
     kills = kill_chain(
-        cmd, progress, targets, limit=end - 5, after_kill=after_kill, jitter=0.2, seed=7
+        cmd, progress, targets, limit=end - 5, after_kill=after_kill, hold=hold, jitter=0.2, seed=7
     )
     report("AD training", kills, end, time.monotonic() - start)
     assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
@@ -315,6 +362,14 @@ def test_ad_training_killed_ten_times_equals_uninterrupted(
 # --- apps/reproduce.py ----------------------------------------------------------------------
 
 MICRO_TASKS, MICRO_STEPS, MICRO_CHECKPOINT_EVERY = 2, 100, 10
+_HOLD_EVALUATION = """
+import time
+import icrl.apps._pipeline as p
+def evaluate(*a, **k):
+    while True:
+        time.sleep(1)
+p.evaluate = evaluate
+"""
 MICRO = [
     "--no-progress",
     "--histories.tasks", str(MICRO_TASKS),
@@ -395,8 +450,15 @@ def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None
     points = [*range(1, MICRO_TASKS), MICRO_TASKS + 1, *range(MICRO_TASKS + 2, end - 2), end - 1]
     targets = seeded_targets(points, seed=3)
     start = time.monotonic()
+    # The evaluation lasts until the kill: the last target (14) cannot be overrun.
+    hold = _HOLD_EVALUATION
     kills = kill_chain(
-        [*script, "--out", str(out)], progress, targets, limit=end - 1, after_kill=after_kill
+        [*script, "--out", str(out)],
+        progress,
+        targets,
+        limit=end - 1,
+        after_kill=after_kill,
+        hold=hold,
     )
     report("apps/reproduce.py", kills, end, time.monotonic() - start)
     assert len(kills) == KILLS, f"{len(kills)} kills landed, not {KILLS}"
