@@ -8,8 +8,9 @@ Prints, per test task, the first episode and the mean of the last `--last` episo
 then, for both, the paired gain (each rollout's last-episodes mean minus its own first episode)
 and the late gain (the same minus its mean over episodes `--late-from` to `--late-to` - 1,
 0-based: the climb after the first episodes' jump, which a twin makes too where it is read from
-position), and the model's last-episodes mean minus the twin's per task; each mean ± the 95 %
-CI half-width of icrl's summaries (z·SEM over rollouts, or over tasks). It draws OUT_PNG:
+position), the model's last-episodes mean minus the twin's per task, and the pre-registered
+endpoint (docs/results/README.md): the model's late gain minus the twin's per task; each mean ±
+the 95 % CI half-width of icrl's summaries (z·SEM over rollouts, or over tasks). It draws OUT_PNG:
 (left) the mean over tasks per episode with the zero-action and `--target` lines,
 (right) each task's last-episodes mean for both models. A task's value is its mean over the
 CSV's seeds. A CSV may be an evaluation's `returns.csv` or `apps/reproduce.py`'s per-family table
@@ -48,10 +49,29 @@ def print_gains(rollouts: dict[str, np.ndarray], last: int, late_from: int, late
             raise SystemExit(f"--late-from {late_from} / --late-to {late_to}: expected a window "
                              f"before the last {last} of {r.shape[-1]} episodes")  # fmt: skip
         s = method_summary(r, last)  # the paired gain of the app's summaries
-        late = mean_ci95(r[..., -last:].mean(-1) - r[..., late_from:late_to].mean(-1))
+        late = mean_ci95(late_gains(r, last, late_from, late_to))
         print(f"{label}: paired gain {s['gain_mean']:+.1f} ± {s['gain_ci95']:.1f}, late gain (from "
               f"episodes {late_from}-{late_to - 1}) {late[0]:+.1f} ± {late[1]:.1f} "
               f"({r.shape[0]} tasks x {r.shape[1]} seeds)")  # fmt: skip
+
+
+def late_gains(r: np.ndarray, last: int, late_from: int, late_to: int) -> np.ndarray:
+    """Each rollout's mean of its last `last` episodes minus its mean over episodes
+    `late_from`..`late_to` - 1 (`r`: tasks x seeds x episodes; the result: tasks x seeds)."""
+    return r[..., -last:].mean(-1) - r[..., late_from:late_to].mean(-1)
+
+
+def endpoint(rollouts: dict[str, np.ndarray], last: int, late_from: int, late_to: int) -> None:
+    """The pre-registered reading (docs/results/README.md): per test task, the model's late gain
+    minus its twin's (each a mean over seeds), with its 95 % CI over tasks: in-context RL, read
+    from the rewards and not from position, is shown where the interval lies above 0."""
+    model, twin = (late_gains(r, last, late_from, late_to).mean(1) for r in rollouts.values())
+    diff, half = mean_ci95(model - twin)
+    where = "above 0" if diff - half > 0 else "below 0" if diff + half < 0 else "includes 0"
+    print(
+        f"pre-registered endpoint, model - twin late gain per task: {diff:+.1f} ± {half:.1f} "
+        f"(the interval {where})"
+    )
 
 
 def read_curves(path: Path, context: str, seeds: set[int] | None = None) -> dict[str, np.ndarray]:
@@ -131,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mean  {m_first.mean():11.1f}  {m_last.mean():12.1f}  {t_first.mean():10.1f}  "
           f"{t_last.mean():11.1f}")  # fmt: skip
     print_gains(rollouts, a.last, a.late_from, a.late_to)
+    endpoint(rollouts, a.last, a.late_from, a.late_to)
     diff, half = mean_ci95(m_last - t_last)
     print(f"model - twin, last {a.last} per task: {diff:+.1f} ± {half:.1f}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
