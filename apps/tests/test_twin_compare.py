@@ -36,21 +36,24 @@ def test_twin_compare_gains_match_the_summaries(tmp_path) -> None:
         assert float(half) == round(mamba["gain_ci95"], 1)
     assert re.search(r"model - twin, last 10 per task: [+-][\d.]+ ± [\d.]+", proc.stdout)
     assert out.stat().st_size > 10_000
-    endpoint = re.search(r"model - twin late gain per task: ([+-][\d.]+) ± ([\d.]+) \(the "
-                         r"interval (above 0|includes 0|below 0)\)", proc.stdout)  # fmt: skip
+    endpoint = re.search(r"pre-registered endpoint: model paired gain per task ([+-][\d.]+) ± "
+                         r"([\d.]+), model - twin per task ([+-][\d.]+) ± ([\d.]+): in-context "
+                         r"RL from the rewards (shown|not shown)", proc.stdout)  # fmt: skip
     assert endpoint, proc.stdout
-    model = _late_gain_per_task(PROBE / "returns_HalfCheetahVel.csv")
-    twin = _late_gain_per_task(PROBE / "blinded-twin/returns_HalfCheetahVel.csv")
-    diff = model - twin
-    mean, half = diff.mean(), 1.959964 * diff.std(ddof=1) / np.sqrt(len(diff))
-    assert (float(endpoint[1]), float(endpoint[2])) == (round(mean, 1), round(half, 1))
-    where = "above 0" if mean - half > 0 else "below 0" if mean + half < 0 else "includes 0"
-    assert endpoint[3] == where
+    model = _paired_gain_per_task(PROBE / "returns_HalfCheetahVel.csv")
+    twin = _paired_gain_per_task(PROBE / "blinded-twin/returns_HalfCheetahVel.csv")
+    lows = []
+    for k, values in enumerate((model, model - twin)):
+        mean, half = values.mean(), 1.959964 * values.std(ddof=1) / np.sqrt(len(values))
+        got = float(endpoint[2 * k + 1]), float(endpoint[2 * k + 2])
+        assert got == (round(mean, 1), round(half, 1))
+        lows.append(mean - half)
+    assert endpoint[5] == ("shown" if min(lows) > 0 else "not shown")
 
 
-def _late_gain_per_task(path: Path) -> np.ndarray:
+def _paired_gain_per_task(path: Path) -> np.ndarray:
     """Straight from the CSV: per test task, the mean over seeds of (last 10 episodes' mean -
-    episodes 4-7's mean) of AD-Mamba's full-history rollouts."""
+    the first episode) of AD-Mamba's full-history rollouts."""
     returns: dict[tuple[int, int], dict[int, float]] = defaultdict(dict)
     with path.open() as f:
         for row in csv.DictReader(f):
@@ -61,7 +64,7 @@ def _late_gain_per_task(path: Path) -> np.ndarray:
     gains: dict[int, list[float]] = defaultdict(list)
     for (task, _), by_episode in returns.items():
         r = np.array([by_episode[e] for e in sorted(by_episode)])
-        gains[task].append(r[-10:].mean() - r[4:8].mean())
+        gains[task].append(r[-10:].mean() - r[0])
     return np.array([np.mean(gains[t]) for t in sorted(gains)])
 
 
