@@ -19,7 +19,10 @@ seeds), the source's final return, and the checks the paper's claims and issue 1
 - **AD vs MQL**: the last-10 difference AD-Mamba − MQL;
 - **blinded twin**: where `blinded-twin/summary.json` lies beside a summary (`reproduce-job.sh`
   TWIN=1), AD-Mamba trained and evaluated with every context reward zeroed: a climb that the twin
-  matches follows the context's length, not its rewards.
+  matches follows the context's length, not its rewards;
+- **from the rewards**: where the twin's per-episode table lies beside it too, the pre-registered
+  endpoint (docs/results/README.md; `twin_compare.py`): per test task, AD-Mamba's paired gain and
+  that gain minus its twin's, shown only when both 95% intervals lie above 0.
 
 Exit status 1 when a family misses the in-context RL check (the page must then explain it with
 `diagnose`), 2 when a file lacks a field.
@@ -31,6 +34,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 METHODS = ("AD-Mamba", "AD-Transformer", "MACAW", "MQL")
 
@@ -55,19 +59,14 @@ def paired_gain(summary: Path, family: str, m: dict[str, float]) -> tuple[float,
     if "gain_mean" in m:
         return m["gain_mean"], m["gain_ci95"]
     # Only older summaries need the packages (uv run) and the table beside them.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        from twin_compare import read_curves
-
-        from icrl.ad import method_summary
-    except ImportError as e:
-        raise ValueError(f"{summary} has no gain_mean; computing it needs {e.name}: uv run") from e
+    tc = _twin_compare(f"{summary} has no gain_mean; computing it")
+    from icrl.ad import method_summary
 
     table = summary.parent / f"returns_{family}.csv"
     if not table.is_file():
         raise ValueError(f"{summary} has no gain_mean and {table} is not there to compute it from")
     try:
-        curves = read_curves(table, "full history")
+        curves = tc.read_curves(table, "full history")
     except SystemExit as e:  # read_curves' own message; not this script's exit 1
         raise ValueError(str(e)) from None
     if "AD-Mamba" not in curves:
@@ -76,12 +75,46 @@ def paired_gain(summary: Path, family: str, m: dict[str, float]) -> tuple[float,
     return s["gain_mean"], s["gain_ci95"]
 
 
+def _twin_compare(what: str) -> ModuleType:
+    """twin_compare.py beside this script, which needs the packages (uv run)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import twin_compare
+
+        import icrl.ad  # noqa: F401  (what twin_compare reads with)
+    except ImportError as e:
+        raise ValueError(f"{what} needs {e.name}: uv run") from e
+    return twin_compare
+
+
+def endpoint_cell(summary: Path, family: str) -> str:
+    """The pre-registered endpoint (docs/results/README.md) of AD-Mamba against its blinded twin,
+    from the per-episode tables beside `summary` ("—" without the twin's): shown or not, the
+    model's paired gain and that gain minus the twin's, per test task."""
+    twin_csv = summary.parent / "blinded-twin" / f"returns_{family}.csv"
+    if not twin_csv.is_file():
+        return "—"
+    tc = _twin_compare("the pre-registered endpoint")
+    model_csv = summary.parent / f"returns_{family}.csv"
+    try:
+        model, twin, _ = tc.read_pair(model_csv, "AD-Mamba", twin_csv, "AD-Mamba", "full history")
+    except SystemExit as e:  # read_pair's own message; not this script's exit 1
+        raise ValueError(str(e)) from None
+    e = tc.endpoint(model, twin)
+    (g, gh), (d, dh) = e.gain, e.over_twin
+    return f"{_yes(e.shown)}: {g:+.1f} ± {gh:.1f}, over the twin {d:+.1f} ± {dh:.1f}"
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
 def row(
-    family: str, s: dict, twin: dict | None = None, gain: tuple[float, float] | None = None
+    family: str,
+    s: dict,
+    twin: dict | None = None,
+    gain: tuple[float, float] | None = None,
+    reading: str = "—",
 ) -> tuple[str, bool]:
     """One family's Markdown row, and whether its AD-Mamba learns in context by the check."""
     mamba, tf = s["AD-Mamba"], s.get("AD-Transformer")
@@ -91,6 +124,7 @@ def row(
     checks = [
         _yes(ok),
         f"{gain[0]:+.1f} ± {gain[1]:.1f}" if gain else "—",
+        reading,
         _yes(last >= tf["last10_mean"]) if tf else "—",
         _yes(last > macaw["last10_mean"]) if macaw else "—",
         f"{last - mql['last10_mean']:+.1f}" if mql else "—",
@@ -107,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     head = ["family", *METHODS, "AD-Mamba, rewards zeroed (blinded twin)", "source, final",
             "in-context RL (AD-Mamba)", "AD-Mamba gain, paired",
+            "from the rewards (pre-registered endpoint, per task)",
             "Mamba ≥ transformer", "AD-Mamba > MACAW", "AD-Mamba − MQL"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -117,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         for family, s in json.loads(path.read_text()).items():
             try:
                 gain = paired_gain(path, family, s["AD-Mamba"])
-                line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"), gain)
+                reading = endpoint_cell(path, family)
+                line, ok = row(family, s, twins.get(family, {}).get("AD-Mamba"), gain, reading)
             except (KeyError, TypeError) as e:
                 print(f"{path}: {family}: missing field {e}", file=sys.stderr)
                 return 2

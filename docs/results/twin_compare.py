@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -61,25 +62,65 @@ def late_gains(r: np.ndarray, last: int, late_from: int, late_to: int) -> np.nda
     return r[..., -last:].mean(-1) - r[..., late_from:late_to].mean(-1)
 
 
-def endpoint(rollouts: dict[str, np.ndarray], last: int) -> bool:
-    """The pre-registered reading (docs/results/README.md), per test task (each a mean over
-    seeds), 95 % CIs over tasks: the model's paired gain (its last `last` episodes' mean minus
-    its first episode), and that gain minus the twin's. In-context RL read from the rewards is
-    shown only where both intervals lie wholly above 0: the model improves, and by more than a
-    model that reads only positions. Returns whether it is shown."""
-    model, twin = (paired_gains(r, last).mean(1) for r in rollouts.values())
-    parts = {"model paired gain": mean_ci95(model), "model - twin": mean_ci95(model - twin)}
-    shown = all(m - h > 0 for m, h in parts.values())
-    read = ", ".join(f"{k} per task {m:+.1f} ± {h:.1f}" for k, (m, h) in parts.items())
-    print(f"pre-registered endpoint: {read}: in-context RL from the rewards "
-          f"{'shown' if shown else 'not shown'}")  # fmt: skip
-    return shown
+def endpoint(model: np.ndarray, twin: np.ndarray, last: int = 10) -> Endpoint:
+    """The pre-registered reading (docs/results/README.md) of a model's and its twin's rollouts
+    (tasks x seeds x episodes), per test task (each a mean over seeds), 95 % CIs over tasks: the
+    model's paired gain (its last `last` episodes' mean minus its first episode), and that gain
+    minus the twin's. In-context RL read from the rewards is shown only where both intervals
+    lie wholly above 0: the model improves, and by more than a model that reads only positions."""
+    m, t = paired_gains(model, last).mean(1), paired_gains(twin, last).mean(1)
+    gain, over_twin = mean_ci95(m), mean_ci95(m - t)
+    shown = all(mean - half > 0 for mean, half in (gain, over_twin))
+    return Endpoint(gain, over_twin, shown)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The pre-registered endpoint: (mean, 95 % CI half-width) of the model's paired gain and of
+    it minus the twin's, per test task, and whether in-context RL from the rewards is shown."""
+
+    gain: tuple[float, float]
+    over_twin: tuple[float, float]
+    shown: bool
+
+    def __str__(self) -> str:
+        (g, gh), (d, dh) = self.gain, self.over_twin
+        return (f"model paired gain per task {g:+.1f} ± {gh:.1f}, model - twin per task {d:+.1f} "
+                f"± {dh:.1f}: in-context RL from the rewards "
+                f"{'shown' if self.shown else 'not shown'}")  # fmt: skip
 
 
 def paired_gains(r: np.ndarray, last: int) -> np.ndarray:
     """Each rollout's mean of its last `last` episodes minus its first episode (`r`: tasks x
     seeds x episodes; the result: tasks x seeds): the gain of icrl's summaries."""
     return r[..., -last:].mean(-1) - r[..., 0]
+
+
+def read_pair(
+    model_csv: Path, model_method: str, twin_csv: Path, twin_method: str, context: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(model, twin, note): the two methods' rollouts (tasks x seeds x episodes) on the training
+    seeds both CSVs hold; the note names the seeds when the two CSVs differ (else it is "")."""
+    pairs = ((model_csv, model_method), (twin_csv, twin_method))
+    found = [read_seeds(path, context, method) for path, method in pairs]
+    common = found[0] & found[1]
+    if not common:
+        raise SystemExit(f"the two CSVs share no training seed: {sorted(found[0])} and "
+                         f"{sorted(found[1])}")  # fmt: skip
+    note = ""
+    if found[0] != found[1]:
+        note = (f"seeds {sorted(common)} only: the model has {sorted(found[0])}, the twin "
+                f"{sorted(found[1])}")  # fmt: skip
+    rollouts = []
+    for path, method in pairs:
+        runs = read_curves(path, context, common)
+        if method not in runs:
+            raise SystemExit(f"{path}: no method {method!r}; it has {sorted(runs)}")
+        rollouts.append(runs[method])
+    if rollouts[0].shape != rollouts[1].shape:
+        shapes = [r.shape for r in rollouts]
+        raise SystemExit(f"the two CSVs hold different tasks x seeds x episodes: {shapes}")
+    return rollouts[0], rollouts[1], note
 
 
 def read_curves(path: Path, context: str, seeds: set[int] | None = None) -> dict[str, np.ndarray]:
@@ -132,26 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--context", default="full history",
                    help="the rows read from a reproduce.py table (its context column)")  # fmt: skip
     a = p.parse_args(argv)
-    pairs = (("with rewards", a.model_csv, a.model_method),
-             ("rewards zeroed (twin)", a.twin_csv, a.twin_method))  # fmt: skip
-    found = [read_seeds(path, a.context, method) for _, path, method in pairs]
-    common = found[0] & found[1]
-    if not common:
-        raise SystemExit(f"the two CSVs share no training seed: {sorted(found[0])} and "
-                         f"{sorted(found[1])}")  # fmt: skip
-    if found[0] != found[1]:
-        print(f"seeds {sorted(common)} only: the model has {sorted(found[0])}, the twin "
-              f"{sorted(found[1])}")  # fmt: skip
-    curves, rollouts = {}, {}
-    for label, path, method in pairs:
-        runs = read_curves(path, a.context, common)
-        if method not in runs:
-            raise SystemExit(f"{path}: no method {method!r}; it has {sorted(runs)}")
-        rollouts[label] = runs[method]  # tasks x seeds x episodes
-        curves[label] = runs[method].mean(1)  # per task
-    shapes = {c.shape for c in curves.values()}
-    if len(shapes) != 1:
-        raise SystemExit(f"the two CSVs hold different rollouts x episodes: {shapes}")
+    model, twin, note = read_pair(a.model_csv, a.model_method, a.twin_csv, a.twin_method, a.context)
+    if note:
+        print(note)
+    rollouts = {"with rewards": model, "rewards zeroed (twin)": twin}
+    curves = {label: r.mean(1) for label, r in rollouts.items()}  # per task
     (m_first, m_last), (t_first, t_last) = (table(c, a.last) for c in curves.values())
     print(f"task  model first  model last{a.last}  twin first  twin last{a.last}")
     for i, row in enumerate(zip(m_first, m_last, t_first, t_last, strict=True)):
@@ -159,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mean  {m_first.mean():11.1f}  {m_last.mean():12.1f}  {t_first.mean():10.1f}  "
           f"{t_last.mean():11.1f}")  # fmt: skip
     print_gains(rollouts, a.last, a.late_from, a.late_to)
-    endpoint(rollouts, a.last)
+    print(f"pre-registered endpoint: {endpoint(model, twin, a.last)}")
     diff, half = mean_ci95(m_last - t_last)
     print(f"model - twin, last {a.last} per task: {diff:+.1f} ± {half:.1f}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
