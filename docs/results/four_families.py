@@ -22,7 +22,7 @@ seeds), the source's final return, and the checks the paper's claims and issue 1
   matches follows the context's length, not its rewards;
 - **from the rewards**: where the twin's per-episode table lies beside it too, the pre-registered
   endpoint (docs/results/README.md; `twin_compare.py`): per test task, AD-Mamba's paired gain and
-  that gain minus its twin's, shown only when both 95% intervals lie above 0.
+  that gain minus its twin's, shown only when both 95% t-intervals over tasks lie above 0.
 
 Exit status 1 when a family misses the in-context RL check (the page must then explain it with
 `diagnose`), 2 when a file lacks a field.

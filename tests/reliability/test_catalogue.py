@@ -240,15 +240,16 @@ _FAILING_SOURCE = (
 )
 
 
-# Task task_000 is a real source run; task_001 lasts until Ctrl-C (a long source run on any
-# machine), so the interrupt lands while a task is running however fast task_000 and the merge
-# are: interrupting the real two-task run raced its second task (0.6 s) on an idle 2-core machine.
+# Both tasks are real source runs, but task_001 does not return (nor commit) until Ctrl-C, so
+# the interrupt lands mid-run however fast the machine is: interrupting the plain two-task run
+# raced its second task (0.6 s) and the merge on an idle 2-core machine.
 _SECOND_TASK_RUNS_UNTIL_INTERRUPTED = (
     "import sys, time, icrl.histories._generate as g\n"
     "real = g.run_task\n"
     "def run_task(config, index, task, *a, **k):\n"
+    "    record = real(config, index, task, *a, **k)\n"
     "    while index > 0: time.sleep(1)\n"
-    "    return real(config, index, task, *a, **k)\n"
+    "    return record\n"
     "g.run_task = run_task\n"
     "from icrl.histories.__main__ import main\n"
     "sys.exit(main(sys.argv[1:]))"

@@ -1,16 +1,16 @@
 """Kill -9 at progress points, rerun, and compare with an uninterrupted run (issue 12).
 
 Each job (history generation, AD training, `apps/reproduce.py`) is started as a subprocess and
-killed with SIGKILL (its whole process group) as soon as its committed on-disk progress (task parts,
-checkpoints, stage records) reaches the next of `KILLS` seeded, strictly increasing targets; it
-is then started again, and so on, and finally run to completion. In the killed starts the job's
-last piece of work (its last task, its checkpoints past the last target, its evaluation) lasts
-until the kill (`hold`: a patch the killed starts run before the job's own code), so every
-kill lands however fast or slow the machine is: no kill races the job's end. The
-final start runs unheld, all of its work real. The final outputs must equal, byte for byte or
-array for array, those of one uninterrupted run with the same seeds; after every kill, whatever
-the run left that a reader would take as finished must be whole, and no committed progress may be
-lost by a restart.
+killed with SIGKILL (its whole process group) as soon as its committed on-disk progress (task
+parts, checkpoints, stage records) reaches the next of `KILLS` seeded, strictly increasing
+targets; it is then started again, and so on, and finally run to completion. In the killed starts
+the job's last piece of work never finishes (`hold`: a patch run before the job's own code): the
+last task runs but does not return, training stops after checkpoint `limit`, the evaluation runs
+but does not record. So every kill lands however fast or slow the machine is: no kill races the
+job's end. The final start runs unheld, all of its work real. The final outputs must equal, byte
+for byte or array for array, those of one uninterrupted run with the same seeds; after every kill,
+whatever the run left that a reader would take as finished must be whole, and no committed
+progress may be lost by a restart.
 """
 
 from __future__ import annotations
@@ -196,9 +196,10 @@ import time
 import icrl.histories._generate as g
 real = g.run_task
 def run_task(config, index, task, *a, **k):
+    record = real(config, index, task, *a, **k)  # the work is real; its commit waits
     while index == {index}:
         time.sleep(1)
-    return real(config, index, task, *a, **k)
+    return record
 g.run_task = run_task
 """
 
@@ -268,7 +269,7 @@ def test_history_generation_killed_ten_times_equals_uninterrupted(
     cmd = [sys.executable, "-m", "icrl.histories", "generate", "--config", str(cfg),
            "--out", str(out), "--no-progress"]  # fmt: skip
     start = time.monotonic()
-    # The last task lasts until the kill: no target can be overrun into the job's end.
+    # The last task runs but never returns: no target can be overrun into the job's end.
     hold = _HOLD_TASK.format(index=tasks - 1)
     kills = kill_chain(cmd, progress, targets, limit=tasks - 1, after_kill=after_kill, hold=hold)
     report("history generation", kills, tasks + 1, time.monotonic() - start)
@@ -365,7 +366,9 @@ MICRO_TASKS, MICRO_STEPS, MICRO_CHECKPOINT_EVERY = 2, 100, 10
 _HOLD_EVALUATION = """
 import time
 import icrl.apps._pipeline as p
+real = p.evaluate
 def evaluate(*a, **k):
+    real(*a, **k)  # the rollouts are real; the stage's record waits
     while True:
         time.sleep(1)
 p.evaluate = evaluate
@@ -450,7 +453,7 @@ def test_reproduce_killed_ten_times_equals_uninterrupted(tmp_path: Path) -> None
     points = [*range(1, MICRO_TASKS), MICRO_TASKS + 1, *range(MICRO_TASKS + 2, end - 2), end - 1]
     targets = seeded_targets(points, seed=3)
     start = time.monotonic()
-    # The evaluation lasts until the kill: the last target (14) cannot be overrun.
+    # The evaluation runs but never records: the last target (14) cannot be overrun.
     hold = _HOLD_EVALUATION
     kills = kill_chain(
         [*script, "--out", str(out)],
