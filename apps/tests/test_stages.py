@@ -1,5 +1,7 @@
 """Stage cache: finished stages are skipped, changed configs recompute dependants only."""
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,18 @@ def test_rerun_is_cached_and_change_recomputes_dependants(tmp_path: Path) -> Non
     c = cache.run("c", {"z": 0}, _counting(calls, "c"))
     b3 = cache.run("b", {"y": 2}, _counting(calls, "b"), deps=[a3])
     assert calls == ["a", "b", "a", "c", "b"] and b3.path != b.path and c.path.exists()
+
+
+def test_a_stage_record_holds_the_machine_load_at_its_end(tmp_path: Path) -> None:
+    """What tells oversubscribed cores from a slow stage afterwards (the record is all that
+    comes back from a GPU window)."""
+    result = StageCache(tmp_path).run("a", {"x": 1}, _counting([], "a"))
+    load = json.loads((result.path / "stage.json").read_text())["machine_load"]
+    assert load["cpus"] == os.cpu_count()
+    one, five, fifteen = load["load_avg_1_5_15min"]
+    assert min(one, five, fifteen) >= 0
+    # the 15-minute average moves by well under 0.1 in the kernel's 5 s update
+    assert abs(fifteen - os.getloadavg()[2]) < 0.5
 
 
 def test_interrupted_stage_is_not_read_as_finished(tmp_path: Path) -> None:

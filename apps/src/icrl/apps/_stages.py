@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     from icrl.histories.runtime import atomic_write  # icrl.histories loads torch: not for --help
 
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def machine_load() -> dict[str, Any]:
+    """The machine's CPU count and its 1-, 5- and 15-minute load averages now (at a stage's end):
+    whether the stages running side by side oversubscribed the cores (a load well above the
+    count), the suspected reason for AD evaluations 3-6x slower beside the baselines."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # no load average on this platform
+        load = None
+    return {"cpus": os.cpu_count(), "load_avg_1_5_15min": load}
 
 
 class StageCache:
@@ -84,6 +96,7 @@ class StageCache:
             "config": config,
             "deps": {d.name: d.key for d in deps},
             "wall_s": wall,
+            "machine_load": machine_load(),
             "summary": summary,
         }
         write_json_atomic(record, data)
