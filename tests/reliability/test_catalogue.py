@@ -240,14 +240,16 @@ _FAILING_SOURCE = (
 )
 
 
-# Both tasks are real source runs, but task_001 does not return (nor commit) until Ctrl-C, so
-# the interrupt lands mid-run however fast the machine is: interrupting the plain two-task run
-# raced its second task (0.6 s) and the merge on an idle 2-core machine.
+# Both tasks are real source runs, but task_001 does not return (nor commit) until Ctrl-C, and
+# says so in OUT.held, which the case waits for: the interrupt lands mid-run however fast the
+# machine is (interrupting the plain two-task run raced its second task, 0.6 s, and the merge on
+# an idle 2-core machine), and a patch that stopped reaching run_task would show as no OUT.held.
 _SECOND_TASK_RUNS_UNTIL_INTERRUPTED = (
     "import sys, time, icrl.histories._generate as g\n"
     "real = g.run_task\n"
     "def run_task(config, index, task, *a, **k):\n"
     "    record = real(config, index, task, *a, **k)\n"
+    "    if index > 0: open(sys.argv[sys.argv.index('--out') + 1] + '.held', 'w').close()\n"
     "    while index > 0: time.sleep(1)\n"
     "    return record\n"
     "g.run_task = run_task\n"
@@ -594,13 +596,13 @@ CASES: list[Case] = [
          _unchanged(_cli(lambda d: [PY, "-c", _FAILING_SOURCE, "generate", "--config",
                                     d / "cfg.json", "--out", d / "o.h5"]))),
     Case("interrupt-histories", "Ctrl-C during generation (histories CLI)",
-         "python -m icrl.histories generate --config cfg.json --out int.h5  (task_001's source "
-         "run lasts until the Ctrl-C)",
+         "python -m icrl.histories generate --config cfg.json --out int.h5  (task_001 held until "
+         "the Ctrl-C)",
          r"^interrupted; 1 finished task is kept in .*int\.h5\.parts; rerun the same command to "
          r"resume$",
          _interrupted(lambda d: [PY, "-c", _SECOND_TASK_RUNS_UNTIL_INTERRUPTED, "generate",
                                  "--config", d / "cfg.json", "--out", d / "int.h5"],
-                      "int.h5.parts/task_000.h5")),
+                      "int.h5.held")),
     # issue 20: icrl.ad -- checked before the rollouts; no silent mix; no stuck state or traceback
     Case("eval-outdir-file", "evaluation --out-dir is an existing file (AD CLI)",
          "python -m icrl.ad evaluate --checkpoint run --out-dir cfg.json",

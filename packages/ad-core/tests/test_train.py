@@ -77,14 +77,16 @@ def test_resume_is_exact(tmp_path, record, tiny) -> None:
     assert len(list((tmp_path / "full" / "checkpoints").iterdir())) == 3
 
 
-# The CLI, with the run held after its first checkpoint is written until it is killed: the kill
-# then lands mid-run on any machine (killed once a checkpoint showed up, a fast run could finish
-# its 40 tiny steps first). Mid-step kills at random points: tests/reliability/test_kill_resume.
+# The CLI, with the run held after its first checkpoint is written until it is killed (saying so
+# in RUN_DIR.held): the kill then lands mid-run on any machine (killed once a checkpoint showed
+# up, a fast run could finish its 40 tiny steps first). Mid-step kills at random points:
+# tests/reliability/test_kill_resume.
 _STOPS_AFTER_ITS_FIRST_CHECKPOINT = (
     "import sys, time, icrl.ad._train as t\n"
     "real = t.save_checkpoint\n"
     "def save_checkpoint(path, payload):\n"
     "    real(path, payload)\n"
+    "    open(sys.argv[sys.argv.index('--run-dir') + 1] + '.held', 'w').close()\n"
     "    while True: time.sleep(1)\n"
     "t.save_checkpoint = save_checkpoint\n"
     "from icrl.ad._cli import main\n"
@@ -107,9 +109,9 @@ def test_killed_subprocess_resumes_exactly(tmp_path, histories_file, tiny) -> No
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh, env=env)
     try:
         deadline = time.monotonic() + 300  # only fails a hung run; never picks the moment
-        while latest_checkpoint(run) is None:
-            assert proc.poll() is None, f"ended before a checkpoint: {err.read_text()}"
-            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        while not run.with_name(run.name + ".held").exists():
+            assert proc.poll() is None, f"ended before its hold: {err.read_text()}"
+            assert time.monotonic() < deadline, "no hold after a checkpoint within 300 s"
             time.sleep(0.05)
     finally:
         if proc.poll() is None:  # (a child that already ended is reaped: its pid may be reused)

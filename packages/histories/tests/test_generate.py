@@ -118,14 +118,15 @@ def test_unfinished_run_with_other_settings_is_refused(
     assert not out.exists()
 
 
-# The CLI, held once its driver has committed the first finished task until it is killed: the
-# kill then lands mid-run on any machine (killed once a task showed up, a fast run could finish
-# its last task first). The helpers' source runs are real.
+# The CLI, held once its driver has committed the first finished task until it is killed, saying
+# so in OUT.held: the kill then lands mid-run on any machine (killed once a task showed up, a
+# fast run could finish its last task first). The helpers' source runs are real.
 _HELD_AFTER_FIRST_COMMIT = (
     "import sys, time, icrl.histories._generate as g\n"
     "real = g.write_task_file\n"
     "def write_task_file(*a, **k):\n"
     "    real(*a, **k)\n"
+    "    open(sys.argv[sys.argv.index('--out') + 1] + '.held', 'w').close()\n"
     "    while True: time.sleep(1)\n"
     "g.write_task_file = write_task_file\n"
     "from icrl.histories.__main__ import main\n"
@@ -148,9 +149,9 @@ def test_resume_after_kill_equals_uninterrupted_run(
     parts = parts_dir(out)
     try:
         deadline = time.monotonic() + 240
-        while not list(parts.glob("task_*.h5")):
-            assert proc.poll() is None, "the run ended before any task was committed"
-            assert time.monotonic() < deadline, "no task committed within 240 s"
+        while not out.with_name(out.name + ".held").exists():
+            assert proc.poll() is None, "the run ended before its hold after the first commit"
+            assert time.monotonic() < deadline, "no hold after the first commit within 240 s"
             time.sleep(0.05)
     finally:
         # the run and its worker processes, mid-flight (a run that ended early may leave none:
