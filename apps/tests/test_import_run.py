@@ -26,11 +26,24 @@ def _job(tmp: Path) -> Path:
     return job
 
 
-def _import(job: Path, dest: Path) -> subprocess.CompletedProcess:
+def _import(job: Path, dest: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "docs/results/import_run.py"), str(job), str(dest)],
+        [sys.executable, str(ROOT / "docs/results/import_run.py"), *flags, str(job), str(dest)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def _twin_only_job(tmp: Path, src: Path) -> Path:
+    """A job whose run/ is `src`'s run (a window that ran only the twin, when src is one)."""
+    job = tmp / "twin-job"
+    for name in ("report.md", "summary.json", f"returns_{F}.csv", f"figures/fig1_{F}.png"):
+        (job / "run" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / name, job / "run" / name)
+    for record in (src / "stages").glob("*.json"):  # committed flat; a run has them in folders
+        (job / "run/stages" / record.stem).mkdir(parents=True)
+        shutil.copyfile(record, job / "run/stages" / record.stem / "stage.json")
+    shutil.copyfile(PROBE / "command.txt", job / "command.txt")
+    return job
 
 
 def test_import_writes_the_twin_comparison_and_refuses_to_overwrite(tmp_path) -> None:
@@ -50,3 +63,28 @@ def test_import_writes_the_twin_comparison_and_refuses_to_overwrite(tmp_path) ->
     again = _import(job, dest)
     assert again.returncode == 1 and "twin-compare.txt" in again.stderr, again.stderr[-2000:]
     assert not (dest / "blinded-twin" / f"returns_{F}.csv").exists()  # nothing written
+
+
+def test_a_twin_only_window_goes_into_blinded_twin_beside_the_family(tmp_path) -> None:
+    dest = tmp_path / "results" / F
+    dest.mkdir(parents=True)
+    for name in ("summary.json", f"returns_{F}.csv"):  # the family, imported before
+        shutil.copyfile(PROBE / name, dest / name)
+    proc = _import(_twin_only_job(tmp_path, PROBE / "blinded-twin"), dest, "--twin")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (dest / "blinded-twin" / f"returns_{F}.csv").read_bytes() == (
+        PROBE / "blinded-twin" / f"returns_{F}.csv"
+    ).read_bytes()
+    assert (dest / "blinded-twin/command.txt").is_file()
+    assert len(list((dest / "blinded-twin/stages").glob("train-*.json"))) == 3
+    text = (dest / "twin-compare.txt").read_text()
+    assert "with rewards: paired gain +49.3 ± 14.3" in text
+    assert "pre-registered endpoint: model paired gain per task" in text
+
+
+def test_a_run_that_sees_rewards_is_refused_as_a_twin(tmp_path) -> None:
+    dest = tmp_path / "results" / F
+    proc = _import(_twin_only_job(tmp_path, PROBE), dest, "--twin")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "not a blinded twin" in proc.stderr and "reward_ablation=zero" in proc.stderr
+    assert not dest.exists()

@@ -18,6 +18,14 @@ the zero-action and the source's final return drawn in; with ARM='FLAGS', the
 second arm (`run-arm/`: the same, with Fig. 2) into `second-arm/`; with DIAG=1,
 `diagnose/`. Nothing already in DEST is overwritten: the import stops,
 before writing anything, naming the files in the way.
+
+    python docs/results/import_run.py --twin JOB docs/results/<Family>
+
+imports a window that ran only the blinded twin (`reproduce-job.sh` with the twin's flags, when
+the family's own window had no room for it: docs/results/README.md, "Running a window"): its
+`run/` into DEST's `blinded-twin/` with the job's records, refused unless every AD training of
+the run zeroed the context's rewards; then, where DEST already holds the family's import, the
+twin comparison as above.
 """
 
 from __future__ import annotations
@@ -147,6 +155,33 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
     return files
 
 
+def plan_twin(root: Path, family: str) -> dict[str, Path | str]:
+    """Destination name -> source of a twin-only job (its `run/` is the blinded twin)."""
+    run = root / "run"
+    trainings = sorted(run.glob("stages/train-*/stage.json"))
+    ablations = {r.parent.name: json.loads(r.read_text())["config"]["data"].get("reward_ablation")
+                 for r in trainings}  # fmt: skip
+    seeing = [name for name, ablation in ablations.items() if ablation != "zero"]
+    if not trainings or seeing:
+        sys.exit(f"{run}: not a blinded twin: its AD trainings {seeing or '(none)'} do not zero "
+                 "the context's rewards (data.reward_ablation=zero); import it without "
+                 "--twin")  # fmt: skip
+    summary = json.loads((run / "summary.json").read_text())
+    if family not in summary:
+        sys.exit(f"{run / 'summary.json'}: no family {family!r} (it has {sorted(summary)})")
+    files: dict[str, Path | str] = {
+        "blinded-twin/summary.json": json.dumps({family: summary[family]}, indent=2) + "\n",
+    }
+    for name in ("report.md", f"figures/fig1_{family}.png", f"returns_{family}.csv"):
+        files[f"blinded-twin/{name}"] = run / name
+    for record in sorted(run.glob("stages/*/stage.json")):
+        files[f"blinded-twin/stages/{record.parent.name}.json"] = record
+    for name in JOB_FILES:
+        if (root / name).exists():
+            files[f"blinded-twin/{name}"] = root / name
+    return files
+
+
 def compare_twin(dest: Path, family: str) -> None:
     """twin_compare.py on the imported tables of AD-Mamba and its blinded twin: its printout,
     under the command that gives it again, as `twin-compare.txt`, and its figure."""
@@ -169,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("job", type=Path, help="window-poll.sh's job.tar.gz, or its unpacked folder")
     ap.add_argument("dest", type=Path, help="docs/results/<Family>/ (its name is the family)")
     ap.add_argument("--family", help="the family to import (default: DEST's folder name)")
+    ap.add_argument(
+        "--twin", action="store_true", help="JOB ran only AD-Mamba's twin: into DEST/blinded-twin/"
+    )
     args = ap.parse_args(argv)
     family = args.family or args.dest.resolve().name
     with tempfile.TemporaryDirectory() as scratch:
         root = _job_root(args.job, Path(scratch))
-        files = plan(root, family)
-        twin = "blinded-twin/summary.json" in files
+        files = plan_twin(root, family) if args.twin else plan(root, family)
+        # the comparison needs the model's table too: in this job, or imported before it
+        model = f"returns_{family}.csv" in files or all(
+            (args.dest / n).exists() for n in ("summary.json", f"returns_{family}.csv")
+        )
+        twin = "blinded-twin/summary.json" in files and model
         outputs = [*files, *(TWIN_OUTPUTS if twin else ())]
         in_the_way = sorted(n for n in outputs if (args.dest / n).exists())
         if in_the_way:
