@@ -88,3 +88,26 @@ def test_a_run_that_sees_rewards_is_refused_as_a_twin(tmp_path) -> None:
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "not a blinded twin" in proc.stderr and "reward_ablation=zero" in proc.stderr
     assert not dest.exists()
+
+
+def test_the_twin_comparison_follows_whichever_import_comes_second(tmp_path) -> None:
+    dest = tmp_path / "results" / F
+    twin = _import(_twin_only_job(tmp_path, PROBE / "blinded-twin"), dest, "--twin")
+    assert twin.returncode == 0, twin.stderr[-2000:]
+    assert not (dest / "twin-compare.txt").exists()  # the family is not there yet
+    job = _job(tmp_path)
+    shutil.rmtree(job / "run-twin")  # the family's own window, without a twin
+    proc = _import(job, dest)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "with rewards: paired gain +49.3 ± 14.3" in (dest / "twin-compare.txt").read_text()
+
+
+def test_a_twin_into_another_familys_folder_writes_nothing(tmp_path) -> None:
+    dest = tmp_path / "results" / "Other"
+    dest.mkdir(parents=True)
+    (dest / "summary.json").write_text('{"Other": {}}')
+    (dest / f"returns_{F}.csv").write_text("method,seed,task,episode,return\n")
+    job = _twin_only_job(tmp_path, PROBE / "blinded-twin")
+    proc = _import(job, dest, "--twin", "--family", F)
+    assert proc.returncode == 1 and f"no {F} entry with references" in proc.stderr, proc.stderr
+    assert not (dest / "blinded-twin").exists()

@@ -39,6 +39,7 @@ def test_a_stage_record_holds_the_machine_load_at_its_end(tmp_path: Path) -> Non
     result = StageCache(tmp_path).run("a", {"x": 1}, _counting([], "a"))
     load = json.loads((result.path / "stage.json").read_text())["machine_load"]
     assert load["cpus"] == os.cpu_count()
+    assert 1 <= load["usable_cpus"] <= load["cpus"]
     one, five, fifteen = load["load_avg_1_5_15min"]
     assert min(one, five, fifteen) >= 0
     # the 15-minute average moves by well under 0.1 in the kernel's 5 s update

@@ -24,8 +24,8 @@ before writing anything, naming the files in the way.
 imports a window that ran only the blinded twin (`reproduce-job.sh` with the twin's flags, when
 the family's own window had no room for it: docs/results/README.md, "Running a window"): its
 `run/` into DEST's `blinded-twin/` with the job's records, refused unless every AD training of
-the run zeroed the context's rewards; then, where DEST already holds the family's import, the
-twin comparison as above.
+the run zeroed the context's rewards. The twin comparison is written by whichever of the two
+imports comes second (the family's own, or the twin's), once DEST holds both tables.
 """
 
 from __future__ import annotations
@@ -182,6 +182,19 @@ def plan_twin(root: Path, family: str) -> dict[str, Path | str]:
     return files
 
 
+def _family_there(dest: Path, family: str) -> bool:
+    """Whether DEST holds the family's own import (summary entry with references, and table);
+    a summary without that entry stops the import before anything is written."""
+    summary, table = dest / "summary.json", dest / f"returns_{family}.csv"
+    if not (summary.exists() and table.exists()):
+        return False
+    entry = json.loads(summary.read_text()).get(family)
+    if not entry or "references" not in entry:
+        sys.exit(f"{summary}: no {family} entry with references: is {dest} the folder of "
+                 f"{family}? (nothing written)")  # fmt: skip
+    return True
+
+
 def compare_twin(dest: Path, family: str) -> None:
     """twin_compare.py on the imported tables of AD-Mamba and its blinded twin: its printout,
     under the command that gives it again, as `twin-compare.txt`, and its figure."""
@@ -212,11 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = _job_root(args.job, Path(scratch))
         files = plan_twin(root, family) if args.twin else plan(root, family)
-        # the comparison needs the model's table too: in this job, or imported before it
-        model = f"returns_{family}.csv" in files or all(
-            (args.dest / n).exists() for n in ("summary.json", f"returns_{family}.csv")
-        )
-        twin = "blinded-twin/summary.json" in files and model
+        # the comparison needs both tables: in this job, or imported before it (either order)
+        model = f"returns_{family}.csv" in files or _family_there(args.dest, family)
+        twin_table = args.dest / "blinded-twin" / f"returns_{family}.csv"
+        twin = ("blinded-twin/summary.json" in files or twin_table.exists()) and model
         outputs = [*files, *(TWIN_OUTPUTS if twin else ())]
         in_the_way = sorted(n for n in outputs if (args.dest / n).exists())
         if in_the_way:

@@ -48,14 +48,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def machine_load() -> dict[str, Any]:
-    """The machine's CPU count and its 1-, 5- and 15-minute load averages now (at a stage's end):
-    whether the stages running side by side oversubscribed the cores (a load well above the
-    count), the suspected reason for AD evaluations 3-6x slower beside the baselines."""
+    """The machine's CPU count (and the cores usable here) and its 1-, 5- and 15-minute load
+    averages now, at a stage's end: whether the stages running side by side oversubscribed the
+    cores (a load well above the count), the suspected reason for AD evaluations 3-6x slower
+    beside the baselines."""
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # no load average on this platform
         load = None
-    return {"cpus": os.cpu_count(), "load_avg_1_5_15min": load}
+    # the cores this process may use: fewer than cpu_count in a CPU-limited container
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpus": os.cpu_count(), "usable_cpus": usable, "load_avg_1_5_15min": load}
 
 
 class StageCache:
