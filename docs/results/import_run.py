@@ -134,24 +134,29 @@ def plan(root: Path, family: str) -> dict[str, Path | str]:
             files[name] = root / name
     twin = root / "run-twin"  # reproduce-job.sh's TWIN=1: AD-Mamba with every reward zeroed
     if (twin / "summary.json").exists():
-        entry = json.loads((twin / "summary.json").read_text())[family]
-        files["blinded-twin/summary.json"] = json.dumps({family: entry}, indent=2) + "\n"
-        for name in ("report.md", f"figures/fig1_{family}.png", f"returns_{family}.csv"):
-            files[f"blinded-twin/{name}"] = twin / name
-        for record in sorted(twin.glob("stages/*/stage.json")):
-            files[f"blinded-twin/stages/{record.parent.name}.json"] = record
+        files.update(_side_run(twin, family, "blinded-twin", ["fig1"]))
     arm = root / "run-arm"  # reproduce-job.sh's ARM='FLAGS': the same run with FLAGS appended
     if (arm / "summary.json").exists():
-        entry = json.loads((arm / "summary.json").read_text())[family]
-        files["second-arm/summary.json"] = json.dumps({family: entry}, indent=2) + "\n"
-        for name in ("report.md", f"figures/fig1_{family}.png", f"figures/fig2_{family}.png",
-                     f"returns_{family}.csv"):  # fmt: skip
-            files[f"second-arm/{name}"] = arm / name
-        for record in sorted(arm.glob("stages/*/stage.json")):
-            files[f"second-arm/stages/{record.parent.name}.json"] = record
+        files.update(_side_run(arm, family, "second-arm", ["fig1", "fig2"]))
     diagnosis = root / "diagnose"  # reproduce-job.sh's DIAG=1
     for path in sorted(diagnosis.glob("*")) if diagnosis.is_dir() else []:
         files[f"diagnose/{path.name}"] = path
+    return files
+
+
+def _side_run(run: Path, family: str, prefix: str, figures: list[str]) -> dict[str, Path | str]:
+    """A run beside the family's own (the twin, the second arm) under `prefix`/: its summary
+    entry, report, `figures`, per-episode table and stage records."""
+    entry = json.loads((run / "summary.json").read_text())[family]
+    files: dict[str, Path | str] = {
+        f"{prefix}/summary.json": json.dumps({family: entry}, indent=2) + "\n"
+    }
+    names = ["report.md", *(f"figures/{fig}_{family}.png" for fig in figures),
+             f"returns_{family}.csv"]  # fmt: skip
+    for name in names:
+        files[f"{prefix}/{name}"] = run / name
+    for record in sorted(run.glob("stages/*/stage.json")):
+        files[f"{prefix}/stages/{record.parent.name}.json"] = record
     return files
 
 
@@ -169,13 +174,7 @@ def plan_twin(root: Path, family: str) -> dict[str, Path | str]:
     summary = json.loads((run / "summary.json").read_text())
     if family not in summary:
         sys.exit(f"{run / 'summary.json'}: no family {family!r} (it has {sorted(summary)})")
-    files: dict[str, Path | str] = {
-        "blinded-twin/summary.json": json.dumps({family: summary[family]}, indent=2) + "\n",
-    }
-    for name in ("report.md", f"figures/fig1_{family}.png", f"returns_{family}.csv"):
-        files[f"blinded-twin/{name}"] = run / name
-    for record in sorted(run.glob("stages/*/stage.json")):
-        files[f"blinded-twin/stages/{record.parent.name}.json"] = record
+    files = _side_run(run, family, "blinded-twin", ["fig1"])
     for name in JOB_FILES:
         if (root / name).exists():
             files[f"blinded-twin/{name}"] = root / name
